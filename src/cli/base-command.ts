@@ -1,0 +1,115 @@
+import {Command, Errors, type Interfaces} from '@oclif/core'
+
+import {ExitCode, KsctlError} from '../errors.js'
+import {ClusterClients} from '../k8s/clients.js'
+import {log} from '../log.js'
+import {redact} from '../redact.js'
+import {globalFlags} from './flags.js'
+import {styleFor} from './style.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/** The `--json` shape of a failure. */
+export interface ErrorJson {
+  error: {
+    code: string
+    message: string
+    exitCode: number
+    context?: string
+    object?: KsctlError['object']
+    suggestions: string[]
+  }
+}
+
+/**
+ * The one base of every ksctl command: global flags, parsing, logging set-up, the Kubernetes clients of the
+ * run, and the single place where errors become a message, a JSON document and an exit code.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+  static override baseFlags = globalFlags
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  private clientSet: ClusterClients | undefined
+
+  override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+    log.configure(this.flags['log-level'], this.flags['log-format'])
+  }
+
+  /** The clients of this run, built from `--kubeconfig` (or KUBECONFIG) on first use. */
+  protected clients(): ClusterClients {
+    this.clientSet ??= ClusterClients.load({kubeconfig: this.flags.kubeconfig}, this.flags.timeout)
+    return this.clientSet
+  }
+
+  /** Writes a result to stdout unless `--json` is on (then the returned value is the output). */
+  protected print(text: string): void {
+    if (!this.jsonEnabled()) process.stdout.write(redact(text))
+  }
+
+  protected override async catch(error: Error & {exitCode?: number}): Promise<never> {
+    const failure = toKsctlError(error)
+    if (this.jsonEnabled()) {
+      this.logJson(errorJson(failure))
+    } else {
+      process.stderr.write(renderError(failure))
+    }
+    this.exit(failure.exitCode)
+  }
+}
+
+function toKsctlError(error: unknown): KsctlError {
+  if (error instanceof KsctlError) return error
+  if (error instanceof Errors.CLIError) {
+    const exit = error.oclif.exit ?? ExitCode.Usage
+    return new KsctlError(redact(error.message), {
+      code: exit === ExitCode.Usage ? 'USAGE' : 'INTERNAL',
+      exitCode: exit,
+      suggestions: error.suggestions ?? ['see --help for usage'],
+    })
+  }
+  if (error instanceof Error && error.name === 'ExitPromptError') {
+    return new KsctlError('interrupted', {code: 'INTERRUPTED'})
+  }
+  const message = error instanceof Error ? error.message : String(error)
+  return new KsctlError(`unexpected error: ${redact(message)}`, {
+    code: 'INTERNAL',
+    cause: error,
+    suggestions: ['run again with --log-level debug, and report it if it persists'],
+  })
+}
+
+export function errorJson(error: KsctlError): ErrorJson {
+  return {
+    error: {
+      code: error.code,
+      message: redact(error.message),
+      exitCode: error.exitCode,
+      ...(error.context === undefined ? {} : {context: error.context}),
+      ...(error.object === undefined ? {} : {object: error.object}),
+      suggestions: error.suggestions.map(redact),
+    },
+  }
+}
+
+export function renderError(error: KsctlError): string {
+  const style = styleFor(process.stderr)
+  const lines = [`${style.red.bold('error:')} ${redact(error.message)}`]
+  for (const suggestion of error.suggestions) lines.push(`  ${style.dim('→')} ${redact(suggestion)}`)
+  if (log.enabled('debug') && error.cause instanceof Error && error.cause.stack !== undefined) {
+    lines.push(style.dim(redact(error.cause.stack)))
+  }
+  return lines.join('\n') + '\n'
+}

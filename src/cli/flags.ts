@@ -1,0 +1,54 @@
+import {Flags} from '@oclif/core'
+
+import {logFormats, logLevels} from '../log.js'
+import {parseDuration} from './duration.js'
+
+export const outputFormats = ['text', 'yaml', 'json'] as const
+export type OutputFormat = (typeof outputFormats)[number]
+
+/** Flags every ksctl command has, shown under GLOBAL in help. */
+export const globalFlags = {
+  kubeconfig: Flags.string({
+    description: 'path to the kubeconfig file (default: $KUBECONFIG, merged as kubectl does, else ~/.kube/config)',
+    helpGroup: 'GLOBAL',
+  }),
+  'log-level': Flags.option({
+    description: 'how much progress and diagnostic output to write to stderr',
+    options: logLevels,
+    default: 'info' as const,
+    helpGroup: 'GLOBAL',
+  })(),
+  'log-format': Flags.option({
+    description: 'format of stderr log lines',
+    options: logFormats,
+    default: 'text' as const,
+    helpGroup: 'GLOBAL',
+  })(),
+  timeout: Flags.custom<number>({
+    description: 'give up after this long (e.g. 30s, 5m): each API request, and any wait the command does',
+    default: 60_000,
+    defaultHelp: async () => '60s',
+    helpGroup: 'GLOBAL',
+    parse: async (input) => parseDuration(input, '--timeout'),
+  })(),
+}
+
+/** The kubeconfig context of a command that works on one cluster. */
+export const contextFlag = Flags.string({description: 'kubeconfig context to use (default: the current context)'})
+
+export const hostContextFlag = Flags.string({description: 'kubeconfig context of the host cluster'})
+export const memberContextFlag = Flags.string({description: 'kubeconfig context of the member cluster'})
+
+export const outputFlag = Flags.option({
+  char: 'o',
+  description: 'output format of the result on stdout',
+  options: outputFormats,
+  default: 'text' as const,
+})()
+
+export const dryRunFlag = Flags.boolean({
+  description: 'show what would change, as a diff per object, and change nothing',
+  default: false,
+})
+
+export const yesFlag = Flags.boolean({char: 'y', description: 'do not ask for confirmation', default: false})
