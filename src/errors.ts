@@ -90,7 +90,9 @@ export function invalidInput(message: string, suggestions: string[] = []): Ksctl
 /** `configmap kubesphere-system/kubesphere-config` — how messages name an object. */
 export function describeObject(object: ObjectRef): string {
   if (object.name === undefined) {
-    return object.namespace === undefined ? object.resource : `${object.resource} in namespace ${object.namespace}`
+    return object.namespace === undefined
+      ? object.resource
+      : `${object.resource} in namespace ${object.namespace}`
   }
   const name = object.namespace === undefined ? object.name : `${object.namespace}/${object.name}`
   return `${object.resource} ${name}`

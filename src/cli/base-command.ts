@@ -4,10 +4,13 @@ import {ExitCode, KsctlError} from '../errors.js'
 import {ClusterClients} from '../k8s/clients.js'
 import {log} from '../log.js'
 import {redact} from '../redact.js'
+import {parseDuration} from './duration.js'
 import {globalFlags} from './flags.js'
 import {styleFor} from './style.js'
 
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof BaseCommand)['baseFlags'] & T['flags']
+>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 /** The `--json` shape of a failure. */
@@ -32,6 +35,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
+  /** `--timeout`, in milliseconds. */
+  protected timeoutMs = 0
   private clientSet: ClusterClients | undefined
 
   override async init(): Promise<void> {
@@ -46,11 +51,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
     log.configure(this.flags['log-level'], this.flags['log-format'])
+    this.timeoutMs = parseDuration(this.flags.timeout, '--timeout')
   }
 
   /** The clients of this run, built from `--kubeconfig` (or KUBECONFIG) on first use. */
   protected clients(): ClusterClients {
-    this.clientSet ??= ClusterClients.load({kubeconfig: this.flags.kubeconfig}, this.flags.timeout)
+    this.clientSet ??= ClusterClients.load({kubeconfig: this.flags.kubeconfig}, this.timeoutMs)
     return this.clientSet
   }
 
@@ -59,7 +65,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.jsonEnabled()) process.stdout.write(redact(text))
   }
 
-  protected override async catch(error: Error & {exitCode?: number}): Promise<never> {
+  protected override catch(error: Error & {exitCode?: number}): Promise<never> {
     const failure = toKsctlError(error)
     if (this.jsonEnabled()) {
       this.logJson(errorJson(failure))
@@ -73,11 +79,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 function toKsctlError(error: unknown): KsctlError {
   if (error instanceof KsctlError) return error
   if (error instanceof Errors.CLIError) {
-    const exit = error.oclif.exit ?? ExitCode.Usage
     return new KsctlError(redact(error.message), {
-      code: exit === ExitCode.Usage ? 'USAGE' : 'INTERNAL',
-      exitCode: exit,
-      suggestions: error.suggestions ?? ['see --help for usage'],
+      code: 'USAGE',
+      exitCode: ExitCode.Usage,
+      suggestions: error.suggestions ?? [],
     })
   }
   if (error instanceof Error && error.name === 'ExitPromptError') {

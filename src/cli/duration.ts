@@ -12,9 +12,13 @@ export function parseDuration(text: string, flag: string): number {
   const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)]
   const consumed = parts.map((part) => part[0]).join('')
   if (parts.length === 0 || consumed !== trimmed) {
-    throw invalidInput(`${flag} "${text}" is not a duration`, [`use a number with a unit, e.g. ${flag}=90s or ${flag}=5m`])
+    throw invalidInput(`${flag} "${text}" is not a duration`, [
+      `use a number with a unit, e.g. ${flag}=90s or ${flag}=5m`,
+    ])
   }
-  return Math.round(parts.reduce((total, part) => total + Number(part[1]) * (units[part[2] ?? 's'] ?? 1000), 0))
+  return Math.round(
+    parts.reduce((total, part) => total + Number(part[1]) * (units[part[2] ?? 's'] ?? 1000), 0),
+  )
 }
 
 export function formatDuration(ms: number): string {

@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {logFormats, logLevels} from '../log.js'
-import {parseDuration} from './duration.js'
 
 export const outputFormats = ['text', 'yaml', 'json'] as const
 export type OutputFormat = (typeof outputFormats)[number]
@@ -9,7 +8,8 @@ export type OutputFormat = (typeof outputFormats)[number]
 /** Flags every ksctl command has, shown under GLOBAL in help. */
 export const globalFlags = {
   kubeconfig: Flags.string({
-    description: 'path to the kubeconfig file (default: $KUBECONFIG, merged as kubectl does, else ~/.kube/config)',
+    description:
+      'path to the kubeconfig file (default: $KUBECONFIG, merged as kubectl does, else ~/.kube/config)',
     helpGroup: 'GLOBAL',
   }),
   'log-level': Flags.option({
@@ -24,17 +24,18 @@ export const globalFlags = {
     default: 'text' as const,
     helpGroup: 'GLOBAL',
   })(),
-  timeout: Flags.custom<number>({
+  // A string flag parsed by the base command: a static default keeps `--help` from loading the command.
+  timeout: Flags.string({
     description: 'give up after this long (e.g. 30s, 5m): each API request, and any wait the command does',
-    default: 60_000,
-    defaultHelp: async () => '60s',
+    default: '60s',
     helpGroup: 'GLOBAL',
-    parse: async (input) => parseDuration(input, '--timeout'),
-  })(),
+  }),
 }
 
 /** The kubeconfig context of a command that works on one cluster. */
-export const contextFlag = Flags.string({description: 'kubeconfig context to use (default: the current context)'})
+export const contextFlag = Flags.string({
+  description: 'kubeconfig context to use (default: the current context)',
+})
 
 export const hostContextFlag = Flags.string({description: 'kubeconfig context of the host cluster'})
 export const memberContextFlag = Flags.string({description: 'kubeconfig context of the member cluster'})

@@ -5,7 +5,8 @@ import type {OutputFormat} from './flags.js'
 
 /** A result as YAML or JSON for `-o`; redacted like every other output. */
 export function renderStructured(value: unknown, format: Exclude<OutputFormat, 'text'>): string {
-  const text = format === 'json' ? JSON.stringify(value, null, 2) + '\n' : dump(value, {noRefs: true, lineWidth: -1})
+  const text =
+    format === 'json' ? JSON.stringify(value, null, 2) + '\n' : dump(value, {noRefs: true, lineWidth: -1})
   return redact(text)
 }
 
@@ -18,7 +19,9 @@ export function renderFields(rows: [label: string, value: string | undefined][])
 
 /** A plain table with a header row, columns padded to their widest cell, as kubectl prints lists. */
 export function renderTable(header: string[], rows: string[][]): string {
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)))
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)),
+  )
   const line = (cells: string[]): string =>
     cells
       .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd((widths[column] ?? 0) + 3)))

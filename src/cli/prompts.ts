@@ -24,6 +24,7 @@ export async function chooseOrFail<T>(
 /** Confirms a destructive step; `--yes` skips it, and without a terminal `--yes` is required. */
 export async function confirmOrFail(message: string, yes: boolean): Promise<boolean> {
   if (yes) return true
-  if (!canPrompt()) throw usageError(`confirmation needed: ${message}`, ['pass --yes to go ahead without asking'])
+  if (!canPrompt())
+    throw usageError(`confirmation needed: ${message}`, ['pass --yes to go ahead without asking'])
   return confirm({message, default: false}, {output: process.stderr})
 }

@@ -55,7 +55,12 @@ export function isConflict(error: unknown): boolean {
  * Turns whatever client-node or the network threw into a KsctlError that names the object, the context
  * and the server, keeps the API server's own message, and says what to try next.
  */
-export function toKsctlError(error: unknown, operation: Operation, context: string, server: string): KsctlError {
+export function toKsctlError(
+  error: unknown,
+  operation: Operation,
+  context: string,
+  server: string,
+): KsctlError {
   if (error instanceof KsctlError) return error
   const subject = describeObject(operation.object)
   const where = `context "${context}"`
@@ -66,21 +71,25 @@ export function toKsctlError(error: unknown, operation: Operation, context: stri
       new KsctlError(message, {code, context, object: operation.object, suggestions, cause: error})
     switch (error.code) {
       case 401:
-        return make('UNAUTHORIZED', `unauthorized: the API server at ${server} rejected the credentials of ${where}`, [
-          `refresh the credentials of ${where} (an expired token or certificate is the usual cause)`,
-          `check them with: kubectl --context ${context} auth whoami`,
-        ])
+        return make(
+          'UNAUTHORIZED',
+          `unauthorized: the API server at ${server} rejected the credentials of ${where}`,
+          [
+            `refresh the credentials of ${where} (an expired token or certificate is the usual cause)`,
+            `check them with: kubectl --context ${context} auth whoami`,
+          ],
+        )
       case 403:
         return make('FORBIDDEN', `forbidden: cannot ${operation.verb} ${subject} in ${where}${apiMessage}`, [
           `ask a cluster administrator for "${operation.verb}" on ${operation.object.resource}` +
-            `${operation.object.namespace === undefined ? '' : ` in namespace ${operation.object.namespace}`}`,
+            (operation.object.namespace === undefined ? '' : ` in namespace ${operation.object.namespace}`),
           `check with: kubectl --context ${context} auth can-i ${operation.verb} ${operation.object.resource}` +
-            `${operation.object.namespace === undefined ? '' : ` -n ${operation.object.namespace}`}`,
+            (operation.object.namespace === undefined ? '' : ` -n ${operation.object.namespace}`),
         ])
       case 404:
         return make('NOT_FOUND', `${subject} not found in ${where}${apiMessage}`, [
           `check with: kubectl --context ${context} get ${operation.object.resource}` +
-            `${operation.object.namespace === undefined ? '' : ` -n ${operation.object.namespace}`}`,
+            (operation.object.namespace === undefined ? '' : ` -n ${operation.object.namespace}`),
         ])
       case 409:
         return make('CONFLICT', `conflict on ${subject} in ${where}${apiMessage}`, [

@@ -103,7 +103,10 @@ export class ClusterClient {
   }
 
   listNodes(): Promise<V1Node[]> {
-    return this.call({verb: 'list', object: {resource: 'nodes'}}, async () => (await this.core.listNode()).items)
+    return this.call(
+      {verb: 'list', object: {resource: 'nodes'}},
+      async () => (await this.core.listNode()).items,
+    )
   }
 
   findConfigMap(namespace: string, name: string): Promise<V1ConfigMap | undefined> {
@@ -170,7 +173,9 @@ export class ClusterClient {
         code: 'PRECONDITION_FAILED',
         context: this.context,
         object: operation.object,
-        suggestions: [`resume it first: kubectl --context ${this.context} -n ${namespace} rollout resume deploy/${name}`],
+        suggestions: [
+          `resume it first: kubectl --context ${this.context} -n ${namespace} rollout resume deploy/${name}`,
+        ],
       })
     }
     const body = {
@@ -189,10 +194,12 @@ export class ClusterClient {
     name: string,
     namespace?: string,
   ): Promise<T | undefined> {
-    return this.find(customOp('get', resource, name, namespace), async () =>
-      (namespace === undefined
-        ? await this.custom.getClusterCustomObject({...gvr(resource), name})
-        : await this.custom.getNamespacedCustomObject({...gvr(resource), namespace, name})) as T,
+    return this.find(
+      customOp('get', resource, name, namespace),
+      async () =>
+        (namespace === undefined
+          ? await this.custom.getClusterCustomObject({...gvr(resource), name})
+          : await this.custom.getNamespacedCustomObject({...gvr(resource), namespace, name})) as T,
     )
   }
 
@@ -200,7 +207,7 @@ export class ClusterClient {
     resource: CustomResource,
     options: {labelSelector?: string} = {},
   ): Promise<T[]> {
-    const list = await this.call(customOp('list', resource), () =>
+    const list: unknown = await this.call(customOp('list', resource), () =>
       this.custom.listClusterCustomObject({...gvr(resource), ...options}),
     )
     return (list as {items: T[]}).items
@@ -209,15 +216,17 @@ export class ClusterClient {
   createCustomObject<T extends CustomObject>(resource: CustomResource, body: T, dryRun = false): Promise<T> {
     const namespace = body.metadata?.namespace
     const name = body.metadata?.name
-    return this.call(customOp('create', resource, name, namespace), async () =>
-      (namespace === undefined
-        ? await this.custom.createClusterCustomObject({...gvr(resource), body, ...dryRunParam(dryRun)})
-        : await this.custom.createNamespacedCustomObject({
-            ...gvr(resource),
-            namespace,
-            body,
-            ...dryRunParam(dryRun),
-          })) as T,
+    return this.call(
+      customOp('create', resource, name, namespace),
+      async () =>
+        (namespace === undefined
+          ? await this.custom.createClusterCustomObject({...gvr(resource), body, ...dryRunParam(dryRun)})
+          : await this.custom.createNamespacedCustomObject({
+              ...gvr(resource),
+              namespace,
+              body,
+              ...dryRunParam(dryRun),
+            })) as T,
     )
   }
 
@@ -235,10 +244,12 @@ export class ClusterClient {
     const contentType = patch.strategy === 'merge' ? PatchStrategy.MergePatch : PatchStrategy.JsonPatch
     const header = setHeaderOptions('Content-Type', contentType)
     const common = {...gvr(resource), name, body: patch.body, fieldManager: 'ksctl', ...dryRunParam(dryRun)}
-    return this.call(customOp('patch', resource, name, namespace), async () =>
-      (namespace === undefined
-        ? await this.custom.patchClusterCustomObject(common, header)
-        : await this.custom.patchNamespacedCustomObject({...common, namespace}, header)) as T,
+    return this.call(
+      customOp('patch', resource, name, namespace),
+      async () =>
+        (namespace === undefined
+          ? await this.custom.patchClusterCustomObject(common, header)
+          : await this.custom.patchNamespacedCustomObject({...common, namespace}, header)) as T,
     )
   }
 
@@ -246,21 +257,28 @@ export class ClusterClient {
   replaceCustomObject<T extends CustomObject>(resource: CustomResource, body: T, dryRun = false): Promise<T> {
     const {name, namespace} = requireName(body, resourceName(resource))
     requireResourceVersion(body, {resource: resourceName(resource), name, namespace})
-    return this.call(customOp('update', resource, name, namespace), async () =>
-      (namespace === undefined
-        ? await this.custom.replaceClusterCustomObject({...gvr(resource), name, body, ...dryRunParam(dryRun)})
-        : await this.custom.replaceNamespacedCustomObject({
-            ...gvr(resource),
-            namespace,
-            name,
-            body,
-            ...dryRunParam(dryRun),
-          })) as T,
+    return this.call(
+      customOp('update', resource, name, namespace),
+      async () =>
+        (namespace === undefined
+          ? await this.custom.replaceClusterCustomObject({
+              ...gvr(resource),
+              name,
+              body,
+              ...dryRunParam(dryRun),
+            })
+          : await this.custom.replaceNamespacedCustomObject({
+              ...gvr(resource),
+              namespace,
+              name,
+              body,
+              ...dryRunParam(dryRun),
+            })) as T,
     )
   }
 
   async deleteCustomObject(resource: CustomResource, name: string, namespace?: string): Promise<boolean> {
-    const deleted = await this.find(customOp('delete', resource, name, namespace), () =>
+    const deleted: unknown = await this.find(customOp('delete', resource, name, namespace), () =>
       namespace === undefined
         ? this.custom.deleteClusterCustomObject({...gvr(resource), name})
         : this.custom.deleteNamespacedCustomObject({...gvr(resource), namespace, name}),
@@ -283,17 +301,28 @@ export function decodeSecret(secret: V1Secret): DecodedSecret {
 }
 
 function encodeSecretData(data: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]))
+  return Object.fromEntries(
+    Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
+  )
 }
 
 function op(verb: Operation['verb'], resource: string, name?: string, namespace?: string): Operation {
   return {
     verb,
-    object: {resource, ...(name === undefined ? {} : {name}), ...(namespace === undefined ? {} : {namespace})},
+    object: {
+      resource,
+      ...(name === undefined ? {} : {name}),
+      ...(namespace === undefined ? {} : {namespace}),
+    },
   }
 }
 
-function customOp(verb: Operation['verb'], resource: CustomResource, name?: string, namespace?: string): Operation {
+function customOp(
+  verb: Operation['verb'],
+  resource: CustomResource,
+  name?: string,
+  namespace?: string,
+): Operation {
   return op(verb, resourceName(resource), name, namespace)
 }
 
@@ -327,7 +356,10 @@ function requireName(
   return {name, namespace: body.metadata?.namespace}
 }
 
-function requireResourceVersion(body: {metadata?: {resourceVersion?: string} | undefined}, object: ObjectRef): void {
+function requireResourceVersion(
+  body: {metadata?: {resourceVersion?: string} | undefined},
+  object: ObjectRef,
+): void {
   if (body.metadata?.resourceVersion === undefined) {
     throw new KsctlError(`internal error: an update of ${resourceLabel(object)} without resourceVersion`, {
       code: 'INTERNAL',

@@ -36,12 +36,20 @@ export class KubeconfigSet {
     let currentContext: string | undefined
     for (const file of files) {
       const single = parseFile(file)
-      for (const cluster of single.clusters) if (!clusters.has(cluster.name)) clusters.set(cluster.name, cluster)
+      for (const cluster of single.clusters)
+        if (!clusters.has(cluster.name)) clusters.set(cluster.name, cluster)
       for (const user of single.users) if (!users.has(user.name)) users.set(user.name, user)
-      for (const context of single.contexts) if (!contexts.has(context.name)) contexts.set(context.name, context)
+      for (const context of single.contexts)
+        if (!contexts.has(context.name)) contexts.set(context.name, context)
       if (currentContext === undefined && single.currentContext !== '') currentContext = single.currentContext
     }
-    return new KubeconfigSet(files, [...clusters.values()], [...users.values()], [...contexts.values()], currentContext)
+    return new KubeconfigSet(
+      files,
+      [...clusters.values()],
+      [...users.values()],
+      [...contexts.values()],
+      currentContext,
+    )
   }
 
   contextNames(): string[] {
@@ -104,7 +112,9 @@ export class KubeconfigSet {
   }
 
   private describeFiles(): string {
-    return this.files.length === 1 ? `kubeconfig ${this.files[0] ?? ''}` : `kubeconfig files ${this.files.join(', ')}`
+    return this.files.length === 1
+      ? `kubeconfig ${this.files[0] ?? ''}`
+      : `kubeconfig files ${this.files.join(', ')}`
   }
 }
 

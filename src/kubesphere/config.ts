@@ -37,7 +37,9 @@ export function parseKubeSphereConfig(text: string | undefined, context: string)
         context,
         object: {resource: 'configmaps', name: KUBESPHERE_CONFIG_NAME, namespace: KUBESPHERE_NAMESPACE},
         cause: error,
-        suggestions: [`inspect it: kubectl --context ${context} -n ${KUBESPHERE_NAMESPACE} get cm ${KUBESPHERE_CONFIG_NAME} -o yaml`],
+        suggestions: [
+          `inspect it: kubectl --context ${context} -n ${KUBESPHERE_NAMESPACE} get cm ${KUBESPHERE_CONFIG_NAME} -o yaml`,
+        ],
       },
     )
   }

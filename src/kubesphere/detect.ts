@@ -2,6 +2,7 @@ import {load} from 'js-yaml'
 
 import type {ClusterClient, DecodedSecret} from '../k8s/cluster-client.js'
 import {ClusterConfigurationResource, type CustomObject} from '../k8s/resources.js'
+import {allInOrder} from '../promises.js'
 import {fingerprint} from '../redact.js'
 import {parseKubeSphereConfig, type KubeSphereConfig} from './config.js'
 import {
@@ -74,7 +75,7 @@ export async function detectKubeSphere(client: ClusterClient): Promise<KubeSpher
   if (namespace === undefined) {
     return {...base, installed: false, role: 'none', tower: {exists: false}, proxyAddress: {}}
   }
-  const [installer, configMap, towerService] = await Promise.all([
+  const [installer, configMap, towerService] = await allInOrder([
     client.findCustomObject<ClusterConfiguration>(
       ClusterConfigurationResource,
       INSTALLER_CONFIGURATION_NAME,
@@ -92,7 +93,7 @@ export async function detectKubeSphere(client: ClusterClient): Promise<KubeSpher
     return {...base, installed: false, role: 'none', tower, proxyAddress: {}}
   }
   const annotations = namespace.metadata?.annotations ?? {}
-  const [connectionSecret, apiServerVersion] = await Promise.all([
+  const [connectionSecret, apiServerVersion] = await allInOrder([
     client.findSecret(KUBESPHERE_NAMESPACE, TOWER_CONNECTION_SECRET_NAME),
     coreVersionFromDeployments(client),
   ])
@@ -121,11 +122,17 @@ function describeInstallerEdition(
     edition: '3.x',
     ...(version === undefined ? {} : {version}),
     role,
-    ...(role === 'host' ? {hostClusterName: nonEmpty(multicluster.hostClusterName) ?? DEFAULT_HOST_CLUSTER_NAME} : {}),
+    ...(role === 'host'
+      ? {hostClusterName: nonEmpty(multicluster.hostClusterName) ?? DEFAULT_HOST_CLUSTER_NAME}
+      : {}),
     ...(role === 'member' && nonEmpty(memberName) !== undefined ? {memberClusterName: memberName} : {}),
     ...(multiclusterStatus === undefined ? {} : {multiclusterStatus}),
     tower,
-    proxyAddress: proxyAddress(nonEmpty(multicluster.proxyPublishAddress), 'ClusterConfiguration ks-installer', tower),
+    proxyAddress: proxyAddress(
+      nonEmpty(multicluster.proxyPublishAddress),
+      'ClusterConfiguration ks-installer',
+      tower,
+    ),
     ...(nonEmpty(jwtSecret) === undefined ? {} : {jwtSecretFingerprint: fingerprint(jwtSecret ?? '')}),
   }
 }
@@ -139,17 +146,22 @@ function describeCoreEdition(
   const multicluster = config.multicluster ?? {}
   const role: MulticlusterRole = multicluster.clusterRole === 'member' ? 'member' : 'host'
   const jwtSecret = config.authentication?.issuer?.jwtSecret
-  const fromSecret = typeof connection?.proxyPublishAddress === 'string' ? nonEmpty(connection.proxyPublishAddress) : undefined
+  const fromSecret =
+    typeof connection?.proxyPublishAddress === 'string' ? nonEmpty(connection.proxyPublishAddress) : undefined
   const configured = fromSecret ?? nonEmpty(multicluster.proxyPublishAddress)
   const configuredIn =
-    fromSecret === undefined ? `configmap ${KUBESPHERE_CONFIG_NAME}` : `secret ${TOWER_CONNECTION_SECRET_NAME}`
+    fromSecret === undefined
+      ? `configmap ${KUBESPHERE_CONFIG_NAME}`
+      : `secret ${TOWER_CONNECTION_SECRET_NAME}`
   const memberName = nonEmpty(namespaceAnnotations[MEMBER_CLUSTER_NAME_ANNOTATION])
   const managedBy = nonEmpty(namespaceAnnotations[MEMBER_HOST_CLUSTER_ANNOTATION])
   return {
     installed: true,
     edition: '4.x',
     role,
-    ...(role === 'host' ? {hostClusterName: nonEmpty(multicluster.hostClusterName) ?? DEFAULT_HOST_CLUSTER_NAME} : {}),
+    ...(role === 'host'
+      ? {hostClusterName: nonEmpty(multicluster.hostClusterName) ?? DEFAULT_HOST_CLUSTER_NAME}
+      : {}),
     ...(memberName === undefined ? {} : {memberClusterName: memberName}),
     ...(managedBy === undefined ? {} : {managedByHost: managedBy}),
     tower,
@@ -158,9 +170,14 @@ function describeCoreEdition(
   }
 }
 
-function proxyAddress(configured: string | undefined, configuredIn: string, tower: TowerService): ProxyAddress {
+function proxyAddress(
+  configured: string | undefined,
+  configuredIn: string,
+  tower: TowerService,
+): ProxyAddress {
   if (configured !== undefined) return {configured, configuredIn, effective: configured, source: 'configured'}
-  if (tower.loadBalancerAddress !== undefined) return {effective: tower.loadBalancerAddress, source: 'load-balancer'}
+  if (tower.loadBalancerAddress !== undefined)
+    return {effective: tower.loadBalancerAddress, source: 'load-balancer'}
   return {}
 }
 

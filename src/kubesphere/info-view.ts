@@ -32,13 +32,19 @@ function describeTower(info: KubeSphereInfo): string {
   const parts = [`kubesphere-system/tower ${tower.type ?? 'ClusterIP'}`]
   if (tower.port !== undefined) parts.push(`port ${tower.port}`)
   if (tower.nodePort !== undefined) parts.push(`nodePort ${tower.nodePort}`)
-  if (tower.type === 'LoadBalancer') parts.push(tower.loadBalancerIngress === undefined ? 'no ingress (pending)' : `ingress ${tower.loadBalancerIngress}`)
+  if (tower.type === 'LoadBalancer')
+    parts.push(
+      tower.loadBalancerIngress === undefined
+        ? 'no ingress (pending)'
+        : `ingress ${tower.loadBalancerIngress}`,
+    )
   return parts.join(', ')
 }
 
 function describeProxyAddress(info: KubeSphereInfo): string {
   const address = info.proxyAddress
   if (address.effective === undefined) return 'not set (members cannot be given an agent manifest yet)'
-  if (address.source === 'configured') return `${address.effective} (proxyPublishAddress in ${address.configuredIn ?? '?'})`
+  if (address.source === 'configured')
+    return `${address.effective} (proxyPublishAddress in ${address.configuredIn ?? '?'})`
   return `${address.effective} (tower LoadBalancer)`
 }

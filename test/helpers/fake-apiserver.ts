@@ -112,7 +112,11 @@ export class FakeApiServer {
       return send(response, failure.status, status(failure.status, reasonOf(failure.status), failure.message))
     }
     if (url.pathname === '/version') {
-      return send(response, 200, {major: '1', minor: this.gitVersion.split('.')[1], gitVersion: this.gitVersion})
+      return send(response, 200, {
+        major: '1',
+        minor: this.gitVersion.split('.')[1],
+        gitVersion: this.gitVersion,
+      })
     }
     const dryRun = url.searchParams.get('dryRun') === 'All'
     switch (recorded.method) {
@@ -140,7 +144,12 @@ export class FakeApiServer {
       .map(([, item]) => item)
       .filter((item) => matchesLabels(item, url.searchParams.get('labelSelector')))
     if (items.length > 0 || isCollectionPath(url.pathname)) {
-      return send(response, 200, {kind: 'List', apiVersion: 'v1', metadata: {resourceVersion: String(this.revision)}, items})
+      return send(response, 200, {
+        kind: 'List',
+        apiVersion: 'v1',
+        metadata: {resourceVersion: String(this.revision)},
+        items,
+      })
     }
     return send(response, 404, notFound(url.pathname))
   }
@@ -215,7 +224,10 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 function applyJsonPatch(target: StoredObject, operations: JsonPatchOperation[]): StoredObject {
   const document = structuredClone(target) as unknown as Record<string, unknown>
   for (const operation of operations) {
-    const keys = operation.path.split('/').slice(1).map((key) => key.replaceAll('~1', '/').replaceAll('~0', '~'))
+    const keys = operation.path
+      .split('/')
+      .slice(1)
+      .map((key) => key.replaceAll('~1', '/').replaceAll('~0', '~'))
     const last = keys.pop()
     if (last === undefined) throw new Error('empty JSON patch path')
     let parent: Record<string, unknown> = document
@@ -232,7 +244,8 @@ function applyJsonPatch(target: StoredObject, operations: JsonPatchOperation[]):
       if (!(last in parent)) throw new Error(`path ${operation.path} does not exist`)
       delete parent[last]
     } else {
-      if (operation.op === 'replace' && !(last in parent)) throw new Error(`path ${operation.path} does not exist`)
+      if (operation.op === 'replace' && !(last in parent))
+        throw new Error(`path ${operation.path} does not exist`)
       parent[last] = structuredClone(operation.value)
     }
   }
@@ -277,5 +290,8 @@ function notFound(path: string): object {
 }
 
 function reasonOf(code: number): string {
-  return {401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 500: 'InternalError'}[code] ?? 'Unknown'
+  return (
+    {401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 500: 'InternalError'}[code] ??
+    'Unknown'
+  )
 }

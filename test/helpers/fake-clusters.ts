@@ -4,7 +4,12 @@ import {join} from 'node:path'
 
 import {dump} from 'js-yaml'
 
-import {buildFixture, type FixtureName, type FixtureOptions, type K8sObject} from '../fixtures/kubesphere/fixtures.js'
+import {
+  buildFixture,
+  type FixtureName,
+  type FixtureOptions,
+  type K8sObject,
+} from '../fixtures/kubesphere/fixtures.js'
 import {restPath} from '../fixtures/kubesphere/rest-path.js'
 import {FakeApiServer} from './fake-apiserver.js'
 
@@ -52,7 +57,10 @@ export function kubeconfigYaml(
     'current-context': current,
     clusters: names.map((name) => ({
       name,
-      cluster: {server: contexts[name]?.[0], 'certificate-authority-data': Buffer.from(caPem).toString('base64')},
+      cluster: {
+        server: contexts[name]?.[0],
+        'certificate-authority-data': Buffer.from(caPem).toString('base64'),
+      },
     })),
     users: names.map((name) => ({name: `${name}-user`, user: {token: contexts[name]?.[1]}})),
     contexts: names.map((name) => ({name, context: {cluster: name, user: `${name}-user`}})),
@@ -73,7 +81,10 @@ function asStored(object: K8sObject): K8sObject {
   if (object.kind !== 'Secret' || object.stringData === undefined) return object
   const {stringData, ...rest} = object
   const data = Object.fromEntries(
-    Object.entries(stringData as Record<string, string>).map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
+    Object.entries(stringData as Record<string, string>).map(([key, value]) => [
+      key,
+      Buffer.from(value).toString('base64'),
+    ]),
   )
   return {...rest, data}
 }

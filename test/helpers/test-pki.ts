@@ -1,4 +1,8 @@
-import {createCertificateAuthority, issueCertificate, type CertificateAndKey} from '../../src/pki/certificates.js'
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  type CertificateAndKey,
+} from '../../src/pki/certificates.js'
 
 export interface LoopbackPki {
   ca: CertificateAndKey

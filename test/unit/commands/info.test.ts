@@ -20,7 +20,8 @@ describe('ksctl info', () => {
     await clusters.stop()
   })
 
-  const info = (...argv: string[]) => runCommand<KubeSphereInfo>(Info, ['--kubeconfig', clusters.kubeconfigPath, ...argv])
+  const info = (...argv: string[]) =>
+    runCommand<KubeSphereInfo>(Info, ['--kubeconfig', clusters.kubeconfigPath, ...argv])
 
   it('reports a 3.4 host with a LoadBalancer tower as its proxy address', async () => {
     seedFake(clusters.host, 'ks34-host')
@@ -75,8 +76,8 @@ describe('ksctl info', () => {
     seedFake(clusters.member, 'ks34-member')
     const {result} = await info('--context', 'member')
     assert.equal(result?.role, 'member')
-    assert.equal(result?.memberClusterName, 'member1')
-    assert.equal(result?.tower.exists, false)
+    assert.equal(result.memberClusterName, 'member1')
+    assert.equal(result.tower.exists, false)
     assert.equal(clusters.host.requests.length, 0)
   })
 
@@ -84,11 +85,11 @@ describe('ksctl info', () => {
     seedFake(clusters.host, 'ks41-host')
     const {result} = await info('--context', 'host', '--json')
     assert.equal(result?.edition, '4.x')
-    assert.equal(result?.version, 'v4.1.3')
-    assert.equal(result?.role, 'host')
-    assert.equal(result?.tower.type, 'NodePort')
-    assert.deepEqual(result?.proxyAddress, {})
-    assert.equal(result?.jwtSecretFingerprint, fingerprint(secrets.ks41JwtSecret))
+    assert.equal(result.version, 'v4.1.3')
+    assert.equal(result.role, 'host')
+    assert.equal(result.tower.type, 'NodePort')
+    assert.deepEqual(result.proxyAddress, {})
+    assert.equal(result.jwtSecretFingerprint, fingerprint(secrets.ks41JwtSecret))
   })
 
   it('reads a 4.x proxy address from the tower connection Secret before the ConfigMap', async () => {
@@ -98,11 +99,15 @@ describe('ksctl info', () => {
       kind: 'Secret',
       type: 'config.kubesphere.io/cluster-connection-config',
       metadata: {name: 'tower', namespace: 'kubesphere-system'},
-      data: {'configuration.yaml': Buffer.from('proxyPublishAddress: http://198.51.100.2:30721\n').toString('base64')},
+      data: {
+        'configuration.yaml': Buffer.from('proxyPublishAddress: http://198.51.100.2:30721\n').toString(
+          'base64',
+        ),
+      },
     })
     const {result} = await info('--context', 'host')
     assert.equal(result?.proxyAddress.effective, 'http://198.51.100.2:30721')
-    assert.equal(result?.proxyAddress.configuredIn, 'secret tower')
+    assert.equal(result.proxyAddress.configuredIn, 'secret tower')
   })
 
   it('says KubeSphere is not installed on a plain cluster, and exits 0', async () => {
@@ -128,7 +133,12 @@ describe('ksctl info', () => {
 
   it('maps a forbidden read to an error naming the verb, the object and the context, as JSON with --json', async () => {
     seedFake(clusters.host, 'ks34-host')
-    clusters.host.failNext('GET', /clusterconfigurations\/ks-installer$/, 403, 'clusterconfigurations is forbidden: User "limited" cannot get resource')
+    clusters.host.failNext(
+      'GET',
+      /clusterconfigurations\/ks-installer$/,
+      403,
+      'clusterconfigurations is forbidden: User "limited" cannot get resource',
+    )
     const {stdout, exitCode} = await info('--context', 'host', '--json')
     assert.equal(exitCode, 1)
     const {error} = JSON.parse(stdout) as ErrorJson
@@ -139,7 +149,10 @@ describe('ksctl info', () => {
       name: 'ks-installer',
       namespace: 'kubesphere-system',
     })
-    assert.match(error.message, /^forbidden: cannot get clusterconfigurations\.installer\.kubesphere\.io kubesphere-system\/ks-installer in context "host": .*User "limited"/)
+    assert.match(
+      error.message,
+      /^forbidden: cannot get clusterconfigurations\.installer\.kubesphere\.io kubesphere-system\/ks-installer in context "host": .*User "limited"/,
+    )
   })
 
   it('fails with exit 1 and the server named when the API server is unreachable', async () => {
@@ -147,7 +160,10 @@ describe('ksctl info', () => {
     await clusters.member.stop()
     const {stderr, exitCode} = await info('--context', 'member')
     assert.equal(exitCode, 1)
-    assert.match(stderr, new RegExp(`cannot reach the API server of context "member" at ${url} \\(ECONNREFUSED\\)`))
+    assert.match(
+      stderr,
+      new RegExp(`cannot reach the API server of context "member" at ${url} \\(ECONNREFUSED\\)`),
+    )
   })
 
   it('fails with a TLS error when the server certificate is not signed by the kubeconfig CA', async () => {
