@@ -23,10 +23,10 @@ const secretPatterns: {pattern: RegExp; replace: string}[] = [
   {pattern: /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, replace: REDACTED},
   {
     pattern:
-      /(["']?\b(?:jwtSecret|token|password|secret|client-key-data|client-key|private-key|privateKey|access-token)\b["']?\s*[:=]\s*)(["']?)(?!<redacted>)[^\s"',}]{4,}\2/gi,
+      /(["']?\b(?:jwtSecret|token|password|secret|client-key-data|client-key|private-key|privateKey|access-token)\b["']?\s*[:=]\s*)(["']?)(?!<)[^\s"',}]{4,}\2/gi,
     replace: `$1$2${REDACTED}$2`,
   },
-  {pattern: /(--(?:token|jwt-secret|password)[= ])(?!<redacted>)\S+/g, replace: `$1${REDACTED}`},
+  {pattern: /(--(?:token|jwt-secret|password)[= ])(?!<)\S+/g, replace: `$1${REDACTED}`},
   {pattern: /(?<![0-9a-f:])(?<!sha256:)[0-9a-f]{64}(?![0-9a-f])/gi, replace: REDACTED},
 ]
 

@@ -131,13 +131,15 @@ export function toKsctlError(
       ],
     })
   }
-  const text = error instanceof Error ? error.message : String(error)
-  return new KsctlError(`failed to ${operation.verb} ${subject} in ${where}: ${redact(text)}`, {
-    code: 'API_ERROR',
-    context,
-    object: operation.object,
-    cause: error,
-  })
+  return new KsctlError(
+    `failed to ${operation.verb} ${subject} in ${where}: ${redact(causeChainText(error))}`,
+    {
+      code: 'API_ERROR',
+      context,
+      object: operation.object,
+      cause: error,
+    },
+  )
 }
 
 function parseStatus(body: unknown): StatusBody {
@@ -168,4 +170,16 @@ function networkCode(error: unknown): string | undefined {
     current = typeof current === 'object' && 'cause' in current ? current.cause : undefined
   }
   return undefined
+}
+
+/** `fetch failed (bad port)`: the message of an error and of each cause, which is where fetch says why. */
+function causeChainText(error: unknown): string {
+  const parts: string[] = []
+  let current: unknown = error
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    parts.push(current.message)
+    current = current.cause
+  }
+  if (parts.length === 0) return String(error)
+  return `${parts[0] ?? ''}${parts.length > 1 ? ` (${parts.slice(1).join(': ')})` : ''}`
 }

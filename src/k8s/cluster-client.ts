@@ -49,7 +49,8 @@ export class ClusterClient {
 
   constructor(
     readonly context: string,
-    config: KubeConfig,
+    /** This context's own KubeConfig, for modules that need another API group's client. */
+    readonly config: KubeConfig,
     private readonly requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
   ) {
     this.server = config.getCurrentCluster()?.server ?? '(unknown server)'

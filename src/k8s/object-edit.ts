@@ -69,14 +69,25 @@ function outcome<T extends object>(
   current: T | undefined,
   desired: T | undefined,
 ): EditOutcome {
+  return compareObjects(edit.client.context, edit.object, edit.summary, current, desired)
+}
+
+/** The outcome of changing `current` into `desired` (either may be absent), ignoring server bookkeeping. */
+export function compareObjects(
+  context: string,
+  object: ObjectRef,
+  summary: string,
+  current: object | undefined,
+  desired: object | undefined,
+): EditOutcome {
   const before = current === undefined ? '' : toDiffYaml(current)
   const after = desired === undefined ? '' : toDiffYaml(desired)
   const changed = !isDeepStrictEqual(stripVolatile(current), stripVolatile(desired))
-  const name = `${edit.client.context}: ${describeObject(edit.object)}`
+  const name = `${context}: ${describeObject(object)}`
   return {
-    context: edit.client.context,
-    object: edit.object,
-    summary: edit.summary,
+    context,
+    object,
+    summary,
     changed,
     diff: changed ? redact(createTwoFilesPatch(name, name, before, after, 'current', 'desired')) : '',
   }

@@ -1,5 +1,6 @@
 import {createHash, generateKeyPairSync, X509Certificate as NodeX509Certificate, webcrypto} from 'node:crypto'
-import './reflect-metadata.js'
+// @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API loaded first.
+import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 
 export interface CertificateAndKey {

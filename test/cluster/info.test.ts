@@ -10,6 +10,7 @@ import {fingerprint} from '../../src/redact.js'
 import {LOAD_BALANCER_IP, TOWER_NODE_PORT, secrets} from '../fixtures/kubesphere/fixtures.js'
 import {ksctl} from '../helpers/ksctl-process.js'
 import {loopbackPki} from '../helpers/test-pki.js'
+import {freePort} from '../testbed/http.js'
 import {resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
 
@@ -148,14 +149,18 @@ describe('ksctl info against the real apiservers', function () {
   })
 
   it('fails with exit 1 when the server is unreachable, naming the context and the address', async () => {
+    const closedPort = await freePort()
     const kubeconfig = kubeconfigWith((cluster) => {
-      cluster.server = 'https://127.0.0.1:1'
+      cluster.server = `https://127.0.0.1:${closedPort}`
     })
     const outcome = await ksctl(['info', '--kubeconfig', kubeconfig, '--context', 'host'])
     assert.equal(outcome.exitCode, 1)
     assert.match(
       outcome.stderr,
-      /^error: cannot reach the API server of context "host" at https:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)$/m,
+      new RegExp(
+        `^error: cannot reach the API server of context "host" at https://127\\.0\\.0\\.1:${closedPort} \\(ECONNREFUSED\\)$`,
+        'm',
+      ),
     )
   })
 

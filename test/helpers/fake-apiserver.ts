@@ -179,13 +179,22 @@ export class FakeApiServer {
 
   private patch(path: string, request: RecordedRequest, dryRun: boolean, response: ServerResponse): void {
     const current = this.objects.get(path)
+    if (current === undefined && request.contentType === 'application/apply-patch+yaml') {
+      const created = request.body as StoredObject
+      if (!dryRun) this.put(path, created)
+      return send(response, 201, dryRun ? created : this.objects.get(path))
+    }
     if (current === undefined) return send(response, 404, notFound(path))
     let patched: StoredObject
     try {
       patched =
         request.contentType === 'application/json-patch+json'
           ? applyJsonPatch(current, request.body as JsonPatchOperation[])
-          : (mergePatch(current, request.body) as StoredObject)
+          : (mergePatch(
+              current,
+              request.body,
+              request.contentType !== 'application/apply-patch+yaml',
+            ) as StoredObject)
     } catch (error) {
       return send(response, 422, status(422, 'Invalid', (error as Error).message))
     }
@@ -207,16 +216,21 @@ interface JsonPatchOperation {
   value?: unknown
 }
 
-/** RFC 7386: objects merge, null deletes, anything else replaces. */
-export function mergePatch(target: unknown, patch: unknown): unknown {
+/**
+ * RFC 7386: objects merge, null deletes, anything else replaces. Server-side apply is approximated by the
+ * same merge with nulls meaning "not set by this applier" (`nullDeletes` false).
+ */
+export function mergePatch(target: unknown, patch: unknown, nullDeletes = true): unknown {
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return structuredClone(patch)
   const result: Record<string, unknown> =
     typeof target === 'object' && target !== null && !Array.isArray(target)
       ? {...(target as Record<string, unknown>)}
       : {}
   for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete result[key]
-    else result[key] = mergePatch(result[key], value)
+    if (value === null) {
+      if (nullDeletes) delete result[key]
+      else if (!(key in result)) result[key] = null
+    } else result[key] = mergePatch(result[key], value, nullDeletes)
   }
   return result
 }

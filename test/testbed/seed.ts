@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+
 import {
   ApiextensionsV1Api,
   AppsV1Api,
@@ -6,8 +8,10 @@ import {
   KubeConfig,
   KubernetesObjectApi,
   RbacAuthorizationV1Api,
+  loadYaml,
   type KubernetesObject,
 } from '@kubernetes/client-node'
+import {dump} from 'js-yaml'
 
 import {
   buildFixture,
@@ -17,6 +21,8 @@ import {
 } from '../fixtures/kubesphere/fixtures.js'
 
 const NAMESPACE = 'kubesphere-system'
+/** Marks a CRD with the hash of the fixture it came from, so an unchanged CRD is kept between tests. */
+const FIXTURE_HASH = 'ksctl.io/fixture-hash'
 const CRD_NAMES = ['clusters.cluster.kubesphere.io', 'clusterconfigurations.installer.kubesphere.io']
 const WAIT_STEP_MS = 100
 const WAIT_LIMIT_MS = 30_000
@@ -119,11 +125,12 @@ async function reconcileCrds(apis: Apis, wanted: K8sObject[]): Promise<void> {
   for (const name of CRD_NAMES) {
     const want = wanted.find((crd) => crd.metadata.name === name)
     const have = await apis.crds.readCustomResourceDefinition({name}).catch(() => undefined)
+    const wantHash =
+      want === undefined ? undefined : createHash('sha256').update(JSON.stringify(want)).digest('hex')
     if (
       have !== undefined &&
-      want !== undefined &&
-      JSON.stringify(have.spec.versions.map((v) => v.schema)) ===
-        JSON.stringify((want.spec as {versions: {schema: unknown}[]}).versions.map((v) => v.schema))
+      wantHash !== undefined &&
+      have.metadata?.annotations?.[FIXTURE_HASH] === wantHash
     ) {
       continue
     }
@@ -139,7 +146,10 @@ async function reconcileCrds(apis: Apis, wanted: K8sObject[]): Promise<void> {
       )
     }
     if (want !== undefined) {
-      await apis.objects.create(want)
+      // Typed clients serialize from client-node's model property names; a CRD read from YAML has the wire
+      // names (x-kubernetes-preserve-unknown-fields), which would be dropped unless deserialized first.
+      const stamped = {...want, metadata: {...want.metadata, annotations: {[FIXTURE_HASH]: wantHash ?? ''}}}
+      await apis.objects.create(loadYaml<KubernetesObject>(dump(stamped)))
       const spec = want.spec as {group: string; names: {plural: string}; versions: {name: string}[]}
       await waitFor(`CRD ${name} to be served`, async () =>
         apis.custom
@@ -176,7 +186,25 @@ async function deleteNamespace(apis: Apis, name: string): Promise<void> {
   )
 }
 
+const customKinds: Record<string, {group: string; version: string; plural: string}> = {
+  ClusterConfiguration: {
+    group: 'installer.kubesphere.io',
+    version: 'v1alpha1',
+    plural: 'clusterconfigurations',
+  },
+  Cluster: {group: 'cluster.kubesphere.io', version: 'v1alpha1', plural: 'clusters'},
+}
+
 async function createOrReplace(apis: Apis, object: K8sObject): Promise<void> {
+  const custom = customKinds[object.kind]
+  if (custom !== undefined) {
+    // KubernetesObjectApi serializes kinds it has no model for as bare objects, dropping spec and status.
+    const namespace = object.metadata.namespace
+    await (namespace === undefined
+      ? apis.custom.createClusterCustomObject({...custom, body: object})
+      : apis.custom.createNamespacedCustomObject({...custom, namespace, body: object}))
+    return
+  }
   const {status, ...spec} = object
   const existing = await apis.objects
     .read(spec as KubernetesObject & {metadata: {name: string}})

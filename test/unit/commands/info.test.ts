@@ -49,7 +49,13 @@ describe('ksctl info', () => {
       jwtSecretFingerprint: fingerprint(secrets.hostJwtSecret),
     })
     assert.match(stdout, /^KubeSphere: +v3\.4\.1 \(3\.x, ks-installer\)$/m)
-    assert.match(stdout, /^Proxy address: +http:\/\/192\.0\.2\.10:8080 \(tower LoadBalancer\)$/m)
+    assert.match(
+      stdout,
+      new RegExp(
+        `^Proxy address: +http://${LOAD_BALANCER_IP.replaceAll('.', '\\.')}:8080 \\(tower LoadBalancer\\)$`,
+        'm',
+      ),
+    )
     assert.ok(!stdout.includes(secrets.hostJwtSecret))
   })
 

@@ -1,0 +1,242 @@
+import {KsctlError} from '../errors.js'
+import type {ClusterClient} from '../k8s/cluster-client.js'
+import {applyManifest, type ManifestObject} from '../k8s/manifest-objects.js'
+import {applyEdit, compareObjects, previewEdit, type EditOutcome} from '../k8s/object-edit.js'
+import {ClusterResource, apiVersionOf} from '../k8s/resources.js'
+import {log} from '../log.js'
+import {fingerprint} from '../redact.js'
+import {renderAgentManifest} from './agent-manifest.js'
+import {readAgentSettings} from './agent-settings.js'
+import {
+  CREATOR_ANNOTATION,
+  DESCRIPTION_ANNOTATION,
+  MEMBER_UID_ANNOTATION,
+  isConditionTrue,
+  type KubeSphereCluster,
+} from './cluster-object.js'
+import {KUBESPHERE_NAMESPACE} from './constants.js'
+import type {Edition} from './detect.js'
+import {installerSpecEdit, setIn} from './edits.js'
+import {joinPreflight, type JoinPreflight} from './join-preflight.js'
+import {waitForJoin} from './join-wait.js'
+import {waitUntil} from './wait.js'
+
+export interface MemberJoinOptions {
+  name: string
+  labels: Record<string, string>
+  provider?: string | undefined
+  description?: string | undefined
+  creator: string
+  proxyAddress?: string | undefined
+  agentImage?: string | undefined
+  replicas?: number | undefined
+  /** Apply the agent manifest to the member; otherwise it is the command's output (file or stdout). */
+  apply: boolean
+  wait: boolean
+  dryRun: boolean
+  timeoutMs: number
+}
+
+/** What `ksctl member join` did or would do. Part of the `--json` contract. */
+export interface MemberJoinResult {
+  name: string
+  hostContext: string
+  memberContext: string
+  edition: Edition
+  proxyAddress: string
+  hostJwtSecretFingerprint: string
+  dryRun: boolean
+  /** Changes on both clusters, in the order they were made. */
+  changes: EditOutcome[]
+  /** The agent manifest, when it is the output (not applied); it holds the connection token. */
+  agentManifest?: ManifestObject[]
+  /** Condition type → status of the host's Cluster at the end. */
+  conditions: Record<string, string>
+  ready: boolean
+  warnings: string[]
+}
+
+const TOKEN_PLACEHOLDER = '<issued by the proxy when the Cluster is created>'
+
+/**
+ * Joins a member to a host through the proxy: preflight, jwtSecret (3.x), the Cluster on the host, the
+ * proxy's token, the agent manifest (applied or handed out) and, with `wait`, the Cluster's conditions.
+ * Every step is an idempotent edit, so running the command again after a failure continues where it
+ * stopped, and after success changes nothing.
+ */
+export async function memberJoin(
+  hostClient: ClusterClient,
+  memberClient: ClusterClient,
+  options: MemberJoinOptions,
+): Promise<MemberJoinResult> {
+  const preflight = await joinPreflight(hostClient, memberClient, options.name, options.proxyAddress)
+  const warnings: string[] = []
+  const changes: EditOutcome[] = []
+  const run = async (edit: Parameters<typeof applyEdit>[0]) => {
+    const outcome = options.dryRun ? await previewEdit(edit) : await applyEdit(edit)
+    changes.push(outcome)
+    if (outcome.changed && !options.dryRun)
+      log.info(`${memberOrHost(outcome.context, preflight)}: ${outcome.summary}`)
+  }
+
+  if (preflight.edition === '3.x') {
+    await run(
+      installerSpecEdit(memberClient, "copy the host's jwtSecret and set clusterRole to member", (spec) => {
+        setIn(spec, ['authentication', 'jwtSecret'], preflight.host.jwtSecret)
+        setIn(spec, ['multicluster', 'clusterRole'], 'member')
+      }),
+    )
+  } else {
+    const memberFingerprint = preflight.member.info.jwtSecretFingerprint
+    if (memberFingerprint !== undefined && memberFingerprint !== fingerprint(preflight.host.jwtSecret)) {
+      warnings.push(
+        `the member already runs KubeSphere with jwtSecret ${memberFingerprint}, the host's is ${fingerprint(preflight.host.jwtSecret)}: ` +
+          "the host reinstalls ks-core on the member with the host's secret once the agent connects; until then users " +
+          'signed in on the host are rejected by the member',
+      )
+    }
+  }
+
+  const clusterObject = desiredCluster(preflight, options)
+  changes.push(...(await applyManifest(hostClient, [clusterObject], options.dryRun)))
+  if (!options.dryRun) log.info(`host: Cluster "${options.name}" is registered (connection type proxy)`)
+
+  const cluster = options.dryRun ? undefined : await waitForToken(hostClient, options.name, options.timeoutMs)
+  const token = cluster?.spec?.connection?.token ?? TOKEN_PLACEHOLDER
+  const settings = options.dryRun
+    ? undefined
+    : await readAgentSettings(hostClient, options.name, {
+        proxyAddress: preflight.proxyAddress,
+        image: options.agentImage,
+      })
+  const agent = renderAgentManifest({
+    edition: preflight.edition,
+    clusterName: options.name,
+    token,
+    proxyAddress: preflight.proxyAddress,
+    image: options.agentImage ?? settings?.image,
+    replicas: options.replicas,
+  })
+
+  let agentManifest: ManifestObject[] | undefined
+  if (options.apply) {
+    changes.push(...(await applyAgent(memberClient, agent, options.dryRun)))
+    if (!options.dryRun) log.info(`member: agent applied in namespace ${KUBESPHERE_NAMESPACE}`)
+  } else {
+    agentManifest = agent
+  }
+
+  const finalCluster =
+    options.wait && !options.dryRun
+      ? await waitForJoin(hostClient, memberClient, options.name, options.timeoutMs)
+      : cluster
+  return {
+    name: options.name,
+    hostContext: hostClient.context,
+    memberContext: memberClient.context,
+    edition: preflight.edition,
+    proxyAddress: preflight.proxyAddress,
+    hostJwtSecretFingerprint: fingerprint(preflight.host.jwtSecret),
+    dryRun: options.dryRun,
+    changes,
+    ...(agentManifest === undefined ? {} : {agentManifest}),
+    conditions: Object.fromEntries((finalCluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
+    ready: isConditionTrue(finalCluster, 'Ready'),
+    warnings: [...warnings, ...(settings?.warnings ?? [])],
+  }
+}
+
+function desiredCluster(preflight: JoinPreflight, options: MemberJoinOptions): ManifestObject {
+  const annotations: Record<string, string> = {
+    [CREATOR_ANNOTATION]: options.creator,
+    [MEMBER_UID_ANNOTATION]: preflight.member.uid,
+    ...(options.description === undefined ? {} : {[DESCRIPTION_ANNOTATION]: options.description}),
+  }
+  return {
+    apiVersion: apiVersionOf(ClusterResource),
+    kind: ClusterResource.kind,
+    metadata: {
+      name: options.name,
+      ...(Object.keys(options.labels).length === 0 ? {} : {labels: options.labels}),
+      annotations,
+    },
+    spec: {
+      joinFederation: true,
+      ...(options.provider === undefined ? {} : {provider: options.provider}),
+      connection: {type: 'proxy'},
+    },
+  }
+}
+
+/** The proxy fills the token and sets Initialized once it has allocated the Cluster's ports and Service. */
+async function waitForToken(
+  client: ClusterClient,
+  name: string,
+  timeoutMs: number,
+): Promise<KubeSphereCluster> {
+  let cluster: KubeSphereCluster | undefined
+  await waitUntil({
+    what: `the proxy to initialize cluster "${name}"`,
+    timeoutMs,
+    poll: async () => {
+      cluster = await client.findCustomObject<KubeSphereCluster>(ClusterResource, name)
+      const ready =
+        cluster?.spec?.connection?.token !== undefined &&
+        cluster.spec.connection.token !== '' &&
+        isConditionTrue(cluster, 'Initialized')
+      return {
+        done: ready,
+        state: ready
+          ? `host: the proxy initialized "${name}" and issued its token`
+          : `host: waiting for the proxy to initialize "${name}"`,
+      }
+    },
+    onTimeout: () =>
+      new KsctlError(
+        `the tower proxy did not initialize cluster "${name}" within ${timeoutMs / 1000}s in context "${client.context}"`,
+        {
+          code: 'TIMEOUT',
+          context: client.context,
+          object: {resource: 'clusters.cluster.kubesphere.io', name},
+          suggestions: [
+            `is the proxy running? kubectl --context ${client.context} -n ${KUBESPHERE_NAMESPACE} get deployment tower`,
+            `its log: kubectl --context ${client.context} -n ${KUBESPHERE_NAMESPACE} logs deployment/tower`,
+            'then run the same command again: it continues from here',
+          ],
+        },
+      ),
+  })
+  if (cluster === undefined) throw new Error('internal error: waited for a cluster that was not read')
+  return cluster
+}
+
+/**
+ * Server-side applies the agent. On a dry run the namespace may not exist yet, and the server cannot
+ * dry-run objects inside it: those are shown as they would be created.
+ */
+async function applyAgent(
+  client: ClusterClient,
+  objects: ManifestObject[],
+  dryRun: boolean,
+): Promise<EditOutcome[]> {
+  if (!dryRun) return applyManifest(client, objects, false)
+  const namespace = await client.findNamespace(KUBESPHERE_NAMESPACE)
+  if (namespace !== undefined) return applyManifest(client, objects, true)
+  return objects.map((object) =>
+    compareObjects(
+      client.context,
+      {
+        resource: `${object.kind.toLowerCase()}s`,
+        name: object.metadata.name,
+        ...(object.metadata.namespace === undefined ? {} : {namespace: object.metadata.namespace}),
+      },
+      `create ${object.kind} ${object.metadata.name}`,
+      undefined,
+      object,
+    ),
+  )
+}
+
+function memberOrHost(context: string, preflight: JoinPreflight): string {
+  return context === preflight.host.client.context ? 'host' : 'member'
+}
