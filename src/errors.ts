@@ -97,3 +97,8 @@ export function describeObject(object: ObjectRef): string {
   const name = object.namespace === undefined ? object.name : `${object.namespace}/${object.name}`
   return `${object.resource} ${name}`
 }
+
+/** The cluster is not in a state the command can work from; nothing was changed. */
+export function preconditionFailed(message: string, context: string, suggestions: string[]): KsctlError {
+  return new KsctlError(message, {code: 'PRECONDITION_FAILED', context, suggestions})
+}

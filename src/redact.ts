@@ -9,6 +9,9 @@ export function fingerprint(secret: string | Buffer): string {
 }
 
 const REDACTED = '<redacted>'
+const SECRET_KEYS =
+  'jwtSecret|token|password|secret|client-key-data|client-key|private-key|privateKey|access-token'
+const SECRET_VALUE = `(?!<|sha256:)[^\\s"',}&]{4,}`
 
 /**
  * Shapes of secrets that can appear in text ksctl did not write itself (API server messages, kubeconfigs,
@@ -21,9 +24,18 @@ const secretPatterns: {pattern: RegExp; replace: string}[] = [
   },
   {pattern: /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, replace: `$1 ${REDACTED}`},
   {pattern: /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, replace: REDACTED},
+  // key: value in YAML (at a line start), "key": value in JSON, key=value in flags and environments;
+  // placeholders (<...>) and fingerprints (sha256:...) are not secrets.
   {
-    pattern:
-      /(["']?\b(?:jwtSecret|token|password|secret|client-key-data|client-key|private-key|privateKey|access-token)\b["']?\s*[:=]\s*)(["']?)(?!<)[^\s"',}]{4,}\2/gi,
+    pattern: new RegExp(`(["'](?:${SECRET_KEYS})["']\\s*:\\s*)(["']?)${SECRET_VALUE}\\2`, 'gi'),
+    replace: `$1$2${REDACTED}$2`,
+  },
+  {
+    pattern: new RegExp(`^(\\s*(?:-\\s+)?(?:${SECRET_KEYS})\\s*:\\s*)(["']?)${SECRET_VALUE}\\2`, 'gim'),
+    replace: `$1$2${REDACTED}$2`,
+  },
+  {
+    pattern: new RegExp(`(\\b(?:${SECRET_KEYS})=)(["']?)${SECRET_VALUE}\\2`, 'gi'),
     replace: `$1$2${REDACTED}$2`,
   },
   {pattern: /(--(?:token|jwt-secret|password)[= ])(?!<)\S+/g, replace: `$1${REDACTED}`},

@@ -10,6 +10,7 @@ import {
   type V1Deployment,
   type V1Namespace,
   type V1Node,
+  type V1Preconditions,
   type V1Secret,
   type V1Service,
   type VersionInfo,
@@ -100,6 +101,15 @@ export class ClusterClient {
   findNamespace(name: string): Promise<V1Namespace | undefined> {
     return this.find({verb: 'get', object: {resource: 'namespaces', name}}, () =>
       this.core.readNamespace({name}),
+    )
+  }
+
+  /** Replaces a Namespace; the body must carry the resourceVersion it was read at. */
+  replaceNamespace(body: V1Namespace, dryRun = false): Promise<V1Namespace> {
+    const {name} = requireName(body, 'namespaces')
+    requireResourceVersion(body, {resource: 'namespaces', name})
+    return this.call(op('update', 'namespaces', name), () =>
+      this.core.replaceNamespace({name, body, ...dryRunParam(dryRun)}),
     )
   }
 
@@ -278,11 +288,21 @@ export class ClusterClient {
     )
   }
 
-  async deleteCustomObject(resource: CustomResource, name: string, namespace?: string): Promise<boolean> {
+  /**
+   * Deletes a custom object; `false` when it was already gone. With `preconditions` (the uid and
+   * resourceVersion it was read at) the server refuses, with a conflict, to delete an object that changed.
+   */
+  async deleteCustomObject(
+    resource: CustomResource,
+    name: string,
+    namespace?: string,
+    preconditions?: V1Preconditions,
+  ): Promise<boolean> {
+    const body = preconditions === undefined ? {} : {body: {preconditions}}
     const deleted: unknown = await this.find(customOp('delete', resource, name, namespace), () =>
       namespace === undefined
-        ? this.custom.deleteClusterCustomObject({...gvr(resource), name})
-        : this.custom.deleteNamespacedCustomObject({...gvr(resource), namespace, name}),
+        ? this.custom.deleteClusterCustomObject({...gvr(resource), name, ...body})
+        : this.custom.deleteNamespacedCustomObject({...gvr(resource), namespace, name, ...body}),
     )
     return deleted !== undefined
   }

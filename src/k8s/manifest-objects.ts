@@ -7,6 +7,8 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
   type KubernetesObject,
+  type V1DeleteOptions,
+  type V1Preconditions,
 } from '@kubernetes/client-node'
 
 import {KsctlError, type ObjectRef} from '../errors.js'
@@ -25,7 +27,7 @@ interface KindAccess {
   resource: string
   read: (name: string, namespace: string) => Promise<unknown>
   apply: (name: string, namespace: string, body: object, dryRun: string | undefined) => Promise<unknown>
-  remove: (name: string, namespace: string) => Promise<unknown>
+  remove: (name: string, namespace: string, body: V1DeleteOptions | undefined) => Promise<unknown>
 }
 
 const FIELD_MANAGER = 'ksctl'
@@ -55,42 +57,43 @@ export class ManifestObjects {
         resource: 'namespaces',
         read: (name) => core.readNamespace({name}),
         apply: (name, _ns, body, dryRun) => core.patchNamespace({name, body, ...common(dryRun)}, applyHeader),
-        remove: (name) => core.deleteNamespace({name}),
+        remove: (name, _ns, body) => core.deleteNamespace({name, body}),
       },
       ServiceAccount: {
         resource: 'serviceaccounts',
         read: (name, namespace) => core.readNamespacedServiceAccount({name, namespace}),
         apply: (name, namespace, body, dryRun) =>
           core.patchNamespacedServiceAccount({name, namespace, body, ...common(dryRun)}, applyHeader),
-        remove: (name, namespace) => core.deleteNamespacedServiceAccount({name, namespace}),
+        remove: (name, namespace, body) => core.deleteNamespacedServiceAccount({name, namespace, body}),
       },
       ClusterRoleBinding: {
         resource: 'clusterrolebindings',
         read: (name) => rbac.readClusterRoleBinding({name}),
         apply: (name, _ns, body, dryRun) =>
           rbac.patchClusterRoleBinding({name, body, ...common(dryRun)}, applyHeader),
-        remove: (name) => rbac.deleteClusterRoleBinding({name}),
+        remove: (name, _ns, body) => rbac.deleteClusterRoleBinding({name, body}),
       },
       Deployment: {
         resource: 'deployments',
         read: (name, namespace) => apps.readNamespacedDeployment({name, namespace}),
         apply: (name, namespace, body, dryRun) =>
           apps.patchNamespacedDeployment({name, namespace, body, ...common(dryRun)}, applyHeader),
-        remove: (name, namespace) => apps.deleteNamespacedDeployment({name, namespace}),
+        remove: (name, namespace, body) => apps.deleteNamespacedDeployment({name, namespace, body}),
       },
       PodDisruptionBudget: {
         resource: 'poddisruptionbudgets',
         read: (name, namespace) => policy.readNamespacedPodDisruptionBudget({name, namespace}),
         apply: (name, namespace, body, dryRun) =>
           policy.patchNamespacedPodDisruptionBudget({name, namespace, body, ...common(dryRun)}, applyHeader),
-        remove: (name, namespace) => policy.deleteNamespacedPodDisruptionBudget({name, namespace}),
+        remove: (name, namespace, body) =>
+          policy.deleteNamespacedPodDisruptionBudget({name, namespace, body}),
       },
       Cluster: {
         resource: 'clusters.cluster.kubesphere.io',
         read: (name) => custom.getClusterCustomObject({...clusterGvr, name}),
         apply: (name, _ns, body, dryRun) =>
           custom.patchClusterCustomObject({...clusterGvr, name, body, ...common(dryRun)}, applyHeader),
-        remove: (name) => custom.deleteClusterCustomObject({...clusterGvr, name}),
+        remove: (name, _ns, body) => custom.deleteClusterCustomObject({...clusterGvr, name, body}),
       },
     }
   }
@@ -119,11 +122,15 @@ export class ManifestObjects {
     )) as T
   }
 
-  /** Deletes `object`; `false` when it was already gone. */
-  async remove(object: ManifestObject): Promise<boolean> {
+  /**
+   * Deletes `object`; `false` when it was already gone. With `preconditions` (the uid and resourceVersion
+   * it was read at) the server refuses, with a conflict, to delete an object that changed.
+   */
+  async remove(object: ManifestObject, preconditions?: V1Preconditions): Promise<boolean> {
     const access = this.access(object)
+    const body = preconditions === undefined ? undefined : {preconditions}
     const result = await this.client.find({verb: 'delete', object: this.ref(object)}, () =>
-      access.remove(object.metadata.name, object.metadata.namespace ?? ''),
+      access.remove(object.metadata.name, object.metadata.namespace ?? '', body),
     )
     return result !== undefined
   }

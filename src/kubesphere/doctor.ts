@@ -6,6 +6,7 @@ import type {ClusterClient} from '../k8s/cluster-client.js'
 import {ClusterResource} from '../k8s/resources.js'
 import {fingerprint, redactor} from '../redact.js'
 import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
+import {agentArgument} from './cluster-identity.js'
 import {conditionOf, type KubeSphereCluster} from './cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import {detectKubeSphere, type KubeSphereInfo} from './detect.js'
@@ -146,11 +147,7 @@ function agentFindings(
     ]
   }
   const findings: Finding[] = []
-  const args = agent.spec?.template.spec?.containers[0]?.command ?? []
-  const argument = (flag: string) =>
-    [...args, ...(agent.spec?.template.spec?.containers[0]?.args ?? [])]
-      .find((a) => a.startsWith(`--${flag}=`))
-      ?.slice(flag.length + 3)
+  const argument = (flag: string) => agentArgument(agent, flag)
   const agentToken = argument('token')
   redactor.register(agentToken)
   const clusterToken = cluster?.spec?.connection?.token

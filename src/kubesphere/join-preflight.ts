@@ -1,7 +1,8 @@
-import {KsctlError} from '../errors.js'
+import {preconditionFailed} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {ClusterResource} from '../k8s/resources.js'
 import {allInOrder} from '../promises.js'
+import {kubeSystemUid} from './cluster-identity.js'
 import {type KubeSphereCluster, memberUidOf} from './cluster-object.js'
 import {parseKubeSphereConfig} from './config.js'
 import {KUBESPHERE_CONFIG_KEY, KUBESPHERE_CONFIG_NAME, KUBESPHERE_NAMESPACE} from './constants.js'
@@ -11,7 +12,7 @@ import {parseProxyAddress} from './proxy-address.js'
 export interface JoinSide {
   client: ClusterClient
   info: KubeSphereInfo
-  /** kube-system namespace UID: the identity KubeSphere uses to tell clusters apart. */
+  /** kube-system namespace UID (see kubeSystemUid). */
   uid: string
 }
 
@@ -44,7 +45,7 @@ export async function joinPreflight(
     kubeSystemUid(memberClient),
   ] as const)
   if (hostUid === memberUid) {
-    throw precondition(
+    throw preconditionFailed(
       `--host-context "${hostClient.context}" and --member-context "${memberClient.context}" are the same cluster ` +
         `(kube-system UID ${hostUid})`,
       hostClient.context,
@@ -57,7 +58,7 @@ export async function joinPreflight(
   const clusters = await hostClient.listCustomObjects<KubeSphereCluster>(ClusterResource)
   const existing = clusters.find((cluster) => cluster.metadata?.name === name)
   if (existing !== undefined && memberUidOf(existing) !== memberUid) {
-    throw precondition(
+    throw preconditionFailed(
       `cluster name "${name}" is already taken on the host by another cluster`,
       hostClient.context,
       [
@@ -69,7 +70,7 @@ export async function joinPreflight(
     (cluster) => cluster.metadata?.name !== name && memberUidOf(cluster) === memberUid,
   )
   if (sameMember !== undefined) {
-    throw precondition(
+    throw preconditionFailed(
       `the member of context "${memberClient.context}" is already joined to this host as "${sameMember.metadata?.name ?? '?'}"`,
       memberClient.context,
       [
@@ -92,20 +93,9 @@ export async function joinPreflight(
   }
 }
 
-async function kubeSystemUid(client: ClusterClient): Promise<string> {
-  const namespace = await client.findNamespace('kube-system')
-  const uid = namespace?.metadata?.uid
-  if (uid === undefined) {
-    throw precondition(`namespace kube-system not found in context "${client.context}"`, client.context, [
-      'is this a Kubernetes cluster? check with: kubectl --context ' + client.context + ' get ns kube-system',
-    ])
-  }
-  return uid
-}
-
 function requireHost(client: ClusterClient, info: KubeSphereInfo): Edition {
   if (!info.installed || info.edition === undefined || info.role !== 'host') {
-    throw precondition(
+    throw preconditionFailed(
       `context "${client.context}" is not a KubeSphere host (${info.installed ? `role: ${info.role}` : 'KubeSphere not installed'})`,
       client.context,
       [`make it the host first: ksctl host init --context ${client.context} --wait`],
@@ -122,7 +112,7 @@ function resolveProxyAddress(
   if (override !== undefined) return parseProxyAddress(override, '--proxy-address').origin
   const address = info.proxyAddress.effective
   if (address === undefined) {
-    throw precondition(
+    throw preconditionFailed(
       `the host of context "${client.context}" has no proxy address: the tower Service has no LoadBalancer address ` +
         'and no proxyPublishAddress is set, so agents would not know where to connect',
       client.context,
@@ -143,14 +133,14 @@ function requireJoinableMember(
   name: string,
 ): void {
   if (info.role === 'host') {
-    throw precondition(
+    throw preconditionFailed(
       `context "${client.context}" is a KubeSphere host; a host cannot join another host as a member`,
       client.context,
       ["pass the member cluster's context as --member-context"],
     )
   }
   if (hostEdition === '3.x' && info.edition !== '3.x') {
-    throw precondition(
+    throw preconditionFailed(
       `the member of context "${client.context}" has ${info.installed ? `KubeSphere ${info.version ?? info.edition ?? ''}` : 'no KubeSphere'}; ` +
         'a KubeSphere 3.x host can only manage members that run KubeSphere 3.x',
       client.context,
@@ -158,14 +148,14 @@ function requireJoinableMember(
     )
   }
   if (hostEdition === '4.x' && info.edition === '3.x') {
-    throw precondition(
+    throw preconditionFailed(
       `the member of context "${client.context}" runs KubeSphere 3.x; a 4.x host cannot manage it`,
       client.context,
       ['upgrade the member to 4.x first (ks-upgrade), or join it to a 3.x host'],
     )
   }
   if (info.memberClusterName !== undefined && info.memberClusterName !== name) {
-    throw precondition(
+    throw preconditionFailed(
       `the member of context "${client.context}" is already joined as "${info.memberClusterName}"` +
         (info.managedByHost === undefined ? '' : ` to host "${info.managedByHost}"`),
       client.context,
@@ -175,7 +165,7 @@ function requireJoinableMember(
     )
   }
   if (info.managedByHost !== undefined && info.managedByHost !== hostInfo.hostClusterName) {
-    throw precondition(
+    throw preconditionFailed(
       `the member of context "${client.context}" is managed by another host "${info.managedByHost}"`,
       client.context,
       [
@@ -193,15 +183,11 @@ export async function readJwtSecret(client: ClusterClient, edition: Edition): Pr
   const secret =
     edition === '3.x' ? config.authentication?.jwtSecret : config.authentication?.issuer?.jwtSecret
   if (typeof secret !== 'string' || secret === '') {
-    throw precondition(
+    throw preconditionFailed(
       `configmap ${KUBESPHERE_NAMESPACE}/${KUBESPHERE_CONFIG_NAME} in context "${client.context}" has no jwtSecret`,
       client.context,
       ['KubeSphere has not finished installing: check ks-installer (3.x) or the ks-core release (4.x)'],
     )
   }
   return secret
-}
-
-function precondition(message: string, context: string, suggestions: string[]): KsctlError {
-  return new KsctlError(message, {code: 'PRECONDITION_FAILED', context, suggestions})
 }

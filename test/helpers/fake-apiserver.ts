@@ -76,6 +76,10 @@ export class FakeApiServer {
     })
   }
 
+  delete(path: string): void {
+    this.objects.delete(path)
+  }
+
   get(path: string): StoredObject | undefined {
     const object = this.objects.get(path)
     return object === undefined ? undefined : structuredClone(object)
@@ -117,6 +121,10 @@ export class FakeApiServer {
         minor: this.gitVersion.split('.')[1],
         gitVersion: this.gitVersion,
       })
+    }
+    // The status subresource is the object itself here: this fake does not keep spec and status apart.
+    if (url.pathname.endsWith('/status') && this.objects.has(url.pathname.slice(0, -'/status'.length))) {
+      url.pathname = url.pathname.slice(0, -'/status'.length)
     }
     const dryRun = url.searchParams.get('dryRun') === 'All'
     switch (recorded.method) {

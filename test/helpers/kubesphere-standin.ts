@@ -1,5 +1,6 @@
 import {randomBytes} from 'node:crypto'
 
+import {AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions} from '@kubernetes/client-node'
 import {dump, load} from 'js-yaml'
 
 import {ClusterClients} from '../../src/k8s/clients.js'
@@ -11,7 +12,10 @@ const NAMESPACE = 'kubesphere-system'
 const POLL_MS = 50
 
 type Installer = {
-  spec?: {authentication?: {jwtSecret?: string}; multicluster?: {clusterRole?: string}}
+  spec?: {
+    authentication?: {jwtSecret?: string}
+    multicluster?: {clusterRole?: string; proxyPublishAddress?: string}
+  }
   status?: Record<string, unknown>
 }
 
@@ -26,6 +30,7 @@ type Installer = {
  */
 export class KubeSphereStandIn {
   private timer: NodeJS.Timeout | undefined
+  private running: Promise<void> | undefined
   private paused = false
   private readonly clients: ClusterClients
   private nextPort = 6000
@@ -41,16 +46,21 @@ export class KubeSphereStandIn {
 
   start(): this {
     const tick = async () => {
-      if (!this.paused) await this.reconcile().catch(() => undefined)
+      if (!this.paused) {
+        this.running = this.reconcile().catch(() => undefined)
+        await this.running
+      }
       if (this.timer !== undefined) this.timer = setTimeout(() => void tick(), POLL_MS)
     }
     this.timer = setTimeout(() => void tick(), POLL_MS)
     return this
   }
 
-  stop(): void {
+  /** Stops reacting, after the pass under way (if any) has finished: nothing writes once this resolves. */
+  async stop(): Promise<void> {
     clearTimeout(this.timer)
     this.timer = undefined
+    await this.running
   }
 
   pause(paused = true): void {
@@ -99,6 +109,7 @@ export class KubeSphereStandIn {
     const connected = command.includes(`--name=${name}`) && command.includes(`--token=${connection.token}`)
     const agentStatus = connected ? 'True' : 'False'
     if (cluster.status?.conditions?.find((c) => c.type === 'AgentAvailable')?.status === agentStatus) return
+    if (connected) await markAvailable(member)
     const uid = (await member.findNamespace('kube-system'))?.metadata?.uid
     let conditions = withCondition(
       cluster,
@@ -115,10 +126,21 @@ export class KubeSphereStandIn {
     await host.patchCustomObject(ClusterResource, name, {
       strategy: 'merge',
       body: {
-        status: {conditions, ...(connected && uid !== undefined ? {uid, kubernetesVersion: 'v1.35.4'} : {})},
+        status: {
+          conditions,
+          ...(connected && uid !== undefined
+            ? {uid, kubernetesVersion: 'v1.35.4', kubeSphereVersion: await kubeSphereVersionOf(member)}
+            : {}),
+        },
       },
     })
   }
+}
+
+/** What the cluster controller reads from a member: 3.x from its installer, else the ks-core the host installs. */
+async function kubeSphereVersionOf(member: ClusterClient): Promise<string> {
+  const installer = await member.findCustomObject(ClusterConfigurationResource, 'ks-installer', NAMESPACE)
+  return installer === undefined ? 'v4.1.3' : 'v3.4.1'
 }
 
 async function installerPass(client: ClusterClient): Promise<void> {
@@ -139,7 +161,18 @@ async function installerPass(client: ClusterClient): Promise<void> {
     const jwtSecret = installer.spec?.authentication?.jwtSecret
     if (jwtSecret !== undefined && jwtSecret !== '')
       config.authentication = {...config.authentication, jwtSecret}
-    config.multicluster = {...config.multicluster, clusterRole: role}
+    const proxyPublishAddress = installer.spec?.multicluster?.proxyPublishAddress
+    config.multicluster =
+      role === 'host'
+        ? {
+            ...config.multicluster,
+            clusterRole: role,
+            enable: true,
+            agentImage: 'kubesphere/tower:v0.2.1',
+            proxyPublishService: 'tower.kubesphere-system.svc',
+            ...(proxyPublishAddress === undefined ? {} : {proxyPublishAddress}),
+          }
+        : {...config.multicluster, clusterRole: role}
     if (JSON.stringify(config) !== before) {
       configMap.data = {...configMap.data, 'kubesphere.yaml': dump(config)}
       await client.replaceConfigMap(configMap)
@@ -147,6 +180,7 @@ async function installerPass(client: ClusterClient): Promise<void> {
   }
   const multicluster = (installer.status?.multicluster as {status?: string} | undefined)?.status
   if (role === 'host' && multicluster !== 'enabled') {
+    await installTowerProxy(client)
     await client.patchCustomObject(
       ClusterConfigurationResource,
       'ks-installer',
@@ -157,6 +191,58 @@ async function installerPass(client: ClusterClient): Promise<void> {
       {namespace: NAMESPACE},
     )
   }
+}
+
+/** ks-installer's ks-multicluster role: the tower proxy's Service (a LoadBalancer, pending here) and Deployment. */
+async function installTowerProxy(client: ClusterClient): Promise<void> {
+  if ((await client.findService(NAMESPACE, 'tower')) !== undefined) return
+  const core = client.config.makeApiClient(CoreV1Api)
+  const apps = client.config.makeApiClient(AppsV1Api)
+  const labels = {app: 'tower', 'app.kubernetes.io/name': 'tower'}
+  await core.createNamespacedService({
+    namespace: NAMESPACE,
+    body: {
+      metadata: {name: 'tower', namespace: NAMESPACE, labels: {app: 'tower'}},
+      spec: {
+        type: 'LoadBalancer',
+        selector: {app: 'tower'},
+        ports: [{port: 8080, protocol: 'TCP', targetPort: 8080}],
+      },
+    },
+  })
+  await apps.createNamespacedDeployment({
+    namespace: NAMESPACE,
+    body: {
+      metadata: {name: 'tower', namespace: NAMESPACE, labels},
+      spec: {
+        selector: {matchLabels: labels},
+        template: {
+          metadata: {labels},
+          spec: {containers: [{name: 'tower', image: 'kubesphere/tower:v0.2.1', command: ['/proxy']}]},
+        },
+      },
+    },
+  })
+}
+
+/** What the kubelet and the deployment controller would report once the agent's pod runs. */
+async function markAvailable(member: ClusterClient): Promise<void> {
+  const apps = member.config.makeApiClient(AppsV1Api)
+  await apps.patchNamespacedDeploymentStatus(
+    {
+      name: 'cluster-agent',
+      namespace: NAMESPACE,
+      body: {
+        status: {
+          replicas: 1,
+          readyReplicas: 1,
+          availableReplicas: 1,
+          conditions: [{type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable'}],
+        },
+      },
+    },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  )
 }
 
 function withCondition(

@@ -26,15 +26,18 @@ export async function runCommand<T>(command: Command.Class, argv: string[]): Pro
   const originalErr = process.stderr.write.bind(process.stderr)
   process.stdout.write = (chunk: string | Uint8Array): boolean => stdout.push(String(chunk)) > 0
   process.stderr.write = (chunk: string | Uint8Array): boolean => stderr.push(String(chunk)) > 0
-  let exitCode = 0
+  let exitCode: number
   let result: T | undefined
+  const previousExitCode = process.exitCode
   try {
     result = (await command.run(argv, config)) as T
+    exitCode = typeof process.exitCode === 'number' ? process.exitCode : 0
   } catch (error) {
     const exit = (error as {oclif?: {exit?: number}}).oclif?.exit
     if (exit === undefined) throw error
     exitCode = exit
   } finally {
+    process.exitCode = previousExitCode
     process.stdout.write = originalOut
     process.stderr.write = originalErr
   }

@@ -29,7 +29,7 @@ describe('ksctl member join', () => {
   })
 
   afterEach(async () => {
-    standIn?.stop()
+    await standIn?.stop()
     standIn = undefined
     await clusters.stop()
     rmSync(scratch, {recursive: true, force: true})
@@ -120,7 +120,7 @@ describe('ksctl member join', () => {
       startStandIn()
       assert.equal((await joinMember('member1', '--apply', '--wait', '--timeout', '20s')).exitCode, 0)
       const writesBefore = [clusters.host.writes().length, clusters.member.writes().length]
-      standIn?.stop()
+      await standIn?.stop()
       const {exitCode, result} = await joinMember('member1', '--apply')
       assert.equal(exitCode, 0)
       assert.ok(
@@ -194,7 +194,7 @@ describe('ksctl member join', () => {
         clusters = await startFakeClusters()
         seedFake(clusters.host, 'ks34-host')
         seedFake(clusters.member, 'ks34-none')
-        standIn?.stop()
+        await standIn?.stop()
         startStandIn()
         fail()
         const failed = await joinMember('member1', '--apply', '--wait', '--timeout', '20s')

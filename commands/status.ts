@@ -1,0 +1,35 @@
+import {BaseCommand} from '../src/cli/base-command.js'
+import {contextFlag, outputFlag} from '../src/cli/flags.js'
+import {renderStructured} from '../src/cli/output.js'
+import {readHostStatus, type HostStatus} from '../src/kubesphere/status.js'
+import {renderHostStatus} from '../src/kubesphere/status-view.js'
+
+export default class Status extends BaseCommand<typeof Status> {
+  static override summary = "Show a host's clusters: connection, agent, readiness and versions."
+  static override description = `Lists the Cluster objects of a KubeSphere host, its own included (marked "(host)"): the
+connection type (direct or proxy), whether a proxy cluster's agent is connected, the Ready condition,
+the Kubernetes and KubeSphere versions the host last saw, and how long ago a condition last changed.
+Above the table: the host's name and the proxy address agents dial.`
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --context host',
+    '<%= config.bin %> <%= command.id %> --context host --json',
+  ]
+
+  static override flags = {context: contextFlag, output: outputFlag}
+
+  async run(): Promise<HostStatus> {
+    const status = await readHostStatus(this.clients().forContext(this.flags.context))
+    this.print(
+      this.flags.output === 'text'
+        ? renderHostStatus(status, this.now())
+        : renderStructured(status, this.flags.output),
+    )
+    return status
+  }
+
+  /** The time the AGE column counts from; tests pin it. */
+  protected now(): Date {
+    return new Date()
+  }
+}

@@ -1,0 +1,451 @@
+import type {KubernetesObject, V1Namespace, V1Preconditions} from '@kubernetes/client-node'
+
+import {describeObject, invalidInput, KsctlError, preconditionFailed, type ObjectRef} from '../errors.js'
+import type {ClusterClient} from '../k8s/cluster-client.js'
+import {ManifestObjects, type ManifestObject} from '../k8s/manifest-objects.js'
+import {applyEdit, previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/object-edit.js'
+import {ClusterResource, resourceName} from '../k8s/resources.js'
+import {log} from '../log.js'
+import {allInOrder} from '../promises.js'
+import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
+import type {KubeSphereCluster} from './cluster-object.js'
+import {
+  KUBESPHERE_NAMESPACE,
+  MEMBER_CLUSTER_NAME_ANNOTATION,
+  MEMBER_HOST_CLUSTER_ANNOTATION,
+} from './constants.js'
+import {detectKubeSphere, type Edition} from './detect.js'
+import {installerSpecEdit, setIn} from './edits.js'
+import {requireKubeSphereHost} from './host-check.js'
+import {INSTALLER_LOGS_COMMAND} from './host-init.js'
+import {agentArgument, kubeSystemUid} from './cluster-identity.js'
+import {
+  checkClusterIdentity,
+  hostClusterRefused,
+  isHostCluster,
+  readMemberOrForce,
+  verifyMember,
+  type MemberState,
+} from './member-leave-checks.js'
+
+export interface MemberLeaveOptions {
+  name: string
+  dryRun: boolean
+  /** When the member cannot be reached: remove the host's Cluster anyway, and say what the member keeps. */
+  force: boolean
+  /**
+   * Asked once, after every check and before the first change, with what is about to change; `false`
+   * stops with nothing changed. Not asked on a dry run, nor when there is nothing to do.
+   */
+  confirm: (question: string) => Promise<boolean>
+}
+
+/** What `ksctl member leave` did or would do. Part of the `--json` contract. */
+export interface MemberLeaveResult {
+  name: string
+  hostContext: string
+  memberContext: string
+  dryRun: boolean
+  /**
+   * Every step on both clusters, in order: the member's agent, the host's Cluster, the member's own
+   * settings. A step with nothing left to do has `changed: false` and says why (`already removed`).
+   */
+  changes: EditOutcome[]
+  /** What the user should know: what is kept on purpose, what was left behind and why. */
+  notes: string[]
+}
+
+const ALREADY_REMOVED = 'already removed'
+const SERVICE_ACCOUNT = 'tower'
+const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/
+
+/**
+ * Removes a member from its host: the agent on the member first, so that it stops dialing the proxy, then
+ * the host's Cluster, then (3.x) the member's clusterRole, or (4.x) the member's record of the host. Every
+ * check comes before any change: the Cluster must be this member's (by kube-system UID) and not the host's
+ * own. Each step deletes or edits one object with optimistic concurrency, so a second run finds everything
+ * already removed and changes nothing.
+ */
+export async function memberLeave(
+  host: ClusterClient,
+  member: ClusterClient,
+  options: MemberLeaveOptions,
+): Promise<MemberLeaveResult> {
+  const {name} = options
+  if (name.length > 253 || !CLUSTER_NAME.test(name)) {
+    throw invalidInput(`NAME "${name}" is not a cluster name`, [
+      `list the host's clusters with: ksctl status --context ${host.context}`,
+    ])
+  }
+  const plan = await planLeave(host, member, options)
+  let changes = await runSteps(plan.steps, (step) => step.preview())
+  const pending = changes.filter((change) => change.changed)
+  if (!options.dryRun && pending.length > 0) {
+    if (!(await options.confirm(confirmationQuestion(name, pending)))) {
+      throw new KsctlError('not confirmed: nothing was changed', {code: 'INTERRUPTED'})
+    }
+    changes = await runSteps(plan.steps, async (step) => {
+      const outcome = await step.apply()
+      if (outcome.changed)
+        log.info(`${outcome.context === host.context ? 'host' : 'member'}: ${outcome.summary}`)
+      return outcome
+    })
+  }
+  const notesOfApplied = plan.steps.flatMap((step, index) =>
+    !options.dryRun && changes[index]?.changed === true && step.noteWhenApplied !== undefined
+      ? [step.noteWhenApplied]
+      : [],
+  )
+  return {
+    name,
+    hostContext: host.context,
+    memberContext: member.context,
+    dryRun: options.dryRun,
+    changes,
+    notes: [...plan.notes, ...notesOfApplied],
+  }
+}
+
+/** One step of leaving. `alreadyDone` replaces the summary of a step that finds nothing to do. */
+interface LeaveStep {
+  preview(): Promise<EditOutcome>
+  apply(): Promise<EditOutcome>
+  alreadyDone: string
+  /** A note that holds once this step has changed something for real. */
+  noteWhenApplied?: string
+}
+
+interface LeavePlan {
+  steps: LeaveStep[]
+  notes: string[]
+}
+
+async function planLeave(
+  host: ClusterClient,
+  member: ClusterClient,
+  options: MemberLeaveOptions,
+): Promise<LeavePlan> {
+  const {name} = options
+  const hostInfo = await detectKubeSphere(host)
+  const {edition, hostClusterName} = requireKubeSphereHost(host, hostInfo, [
+    `pass the context of the host that cluster "${name}" belongs to as --host-context`,
+  ])
+  const [cluster, hostUid] = await allInOrder([
+    host.findCustomObject<KubeSphereCluster>(ClusterResource, name),
+    kubeSystemUid(host),
+  ] as const)
+  if (name === hostClusterName || (cluster !== undefined && isHostCluster(cluster))) {
+    throw hostClusterRefused(host, name)
+  }
+  const state = await readMemberOrForce(host, member, options.name, options.force)
+  const plan: LeavePlan = {steps: [], notes: []}
+  const agentObjects = agentObjectsOf(edition)
+  if (state === undefined) {
+    plan.notes.push(unreachableMemberNote(host, member, name, edition, agentObjects))
+  } else {
+    if (state.uid === hostUid) {
+      throw preconditionFailed(
+        `--host-context "${host.context}" and --member-context "${member.context}" are the same cluster ` +
+          `(kube-system UID ${hostUid})`,
+        member.context,
+        ["pass the member cluster's context as --member-context"],
+      )
+    }
+    verifyMember(host, member, name, cluster, state)
+    plan.steps.push(...(await agentRemovalSteps(member, agentObjects, plan.notes)))
+  }
+  plan.steps.push(clusterRemovalStep(host, member, name, cluster, state))
+  if (state !== undefined) {
+    addMemberSettingsSteps(
+      plan,
+      {host, member, name, edition, hostClusterName, clusterFound: cluster !== undefined},
+      state,
+    )
+  }
+  return plan
+}
+
+/**
+ * What the agent manifest put on the member (agent-v3.yaml, agent-v4.yaml, and the PodDisruptionBudget of
+ * several replicas), Deployment first so that the agent stops dialing before anything else goes. Never the
+ * kubesphere-system Namespace: the member's own KubeSphere may live in it.
+ */
+function agentObjectsOf(edition: Edition): ManifestObject[] {
+  const namespaced = (apiVersion: string, kind: string, name: string): ManifestObject => ({
+    apiVersion,
+    kind,
+    metadata: {name, namespace: KUBESPHERE_NAMESPACE},
+  })
+  const objects = [
+    namespaced('apps/v1', 'Deployment', AGENT_DEPLOYMENT_NAME),
+    namespaced('policy/v1', 'PodDisruptionBudget', AGENT_DEPLOYMENT_NAME),
+  ]
+  if (edition === '4.x') {
+    objects.push(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: {name: SERVICE_ACCOUNT},
+      },
+      namespaced('v1', 'ServiceAccount', SERVICE_ACCOUNT),
+    )
+  }
+  return objects
+}
+
+/** The agent's objects as removal steps; a binding `tower` that is not the agent's is left alone. */
+async function agentRemovalSteps(
+  member: ClusterClient,
+  objects: ManifestObject[],
+  notes: string[],
+): Promise<LeaveStep[]> {
+  const manifest = new ManifestObjects(member)
+  const steps: LeaveStep[] = []
+  for (const object of objects) {
+    const ref = manifest.ref(object)
+    const guard = object.kind === 'ClusterRoleBinding' ? requireAgentBinding(member, ref) : undefined
+    if (guard !== undefined) {
+      const binding = await manifest.find<KubernetesObject>(object)
+      if (binding !== undefined && !isAgentBinding(binding)) {
+        notes.push(
+          `${describeObject(ref)} in context "${member.context}" does not bind the agent's ServiceAccount ` +
+            `${KUBESPHERE_NAMESPACE}/${SERVICE_ACCOUNT}, so it is not the agent's: left alone`,
+        )
+        continue
+      }
+    }
+    const edit = removalEdit(member, ref, `delete ${object.kind} ${object.metadata.name}`, {
+      read: () => manifest.find<KubernetesObject>(object),
+      remove: (preconditions) => manifest.remove(object, preconditions),
+      ...(guard === undefined ? {} : {guard}),
+    })
+    steps.push(leaveStep(edit, ALREADY_REMOVED))
+  }
+  return steps
+}
+
+/** The host's Cluster, checked again at each attempt; without `state` (member unreachable) by label only. */
+function clusterRemovalStep(
+  host: ClusterClient,
+  member: ClusterClient,
+  name: string,
+  cluster: KubeSphereCluster | undefined,
+  state: MemberState | undefined,
+): LeaveStep {
+  const edit = removalEdit<KubeSphereCluster>(
+    host,
+    {resource: resourceName(ClusterResource), name},
+    `delete Cluster ${name}`,
+    {
+      read: () => host.findCustomObject<KubeSphereCluster>(ClusterResource, name),
+      remove: (preconditions) => host.deleteCustomObject(ClusterResource, name, undefined, preconditions),
+      guard: (current) => checkClusterIdentity(host, member, current, state?.uid),
+    },
+  )
+  const finalizers = cluster?.metadata?.finalizers ?? []
+  return {
+    ...leaveStep(edit, ALREADY_REMOVED),
+    ...(finalizers.length === 0
+      ? {}
+      : {
+          noteWhenApplied:
+            `KubeSphere's controller finishes deleting cluster "${name}" (finalizer ${finalizers.join(', ')}); ` +
+            'until then it is listed, marked for deletion',
+        }),
+  }
+}
+
+/**
+ * 3.x: the member's clusterRole back to none, once something shows it was this cluster (the host's
+ * Cluster, its agent, or the name the host wrote into its config). 4.x: the annotations through which
+ * the member names its host, which the host's controller would remove itself, through the agent, had the
+ * agent not gone first.
+ */
+function addMemberSettingsSteps(
+  plan: LeavePlan,
+  where: {
+    host: ClusterClient
+    member: ClusterClient
+    name: string
+    edition: Edition
+    hostClusterName: string
+    /** The host still had the member's Cluster, and it was checked to be this member's. */
+    clusterFound: boolean
+  },
+  state: MemberState,
+): void {
+  const {host, member, name, edition, hostClusterName} = where
+  if (edition === '4.x') {
+    plan.steps.push(leaveStep(hostRecordEdit(member, name, hostClusterName), 'no annotation names this host'))
+    if (state.info.installed) {
+      plan.notes.push(
+        `KubeSphere (ks-core), which the host installed on the member, stays; if the member should not run it: ` +
+          `helm --kube-context ${member.context} -n ${KUBESPHERE_NAMESPACE} uninstall ks-core`,
+      )
+    }
+    return
+  }
+  if (state.info.edition !== '3.x') return
+  const role = state.info.role
+  const knownAsThisCluster =
+    where.clusterFound || agentArgument(state.agent, 'name') === name || state.info.memberClusterName === name
+  if (role === 'member' && !knownAsThisCluster) {
+    plan.notes.push(
+      `the member's clusterRole is still member, but nothing on host context "${host.context}" shows that it was ` +
+        `cluster "${name}"; if it should leave multicluster, set spec.multicluster.clusterRole to none in its ` +
+        `ClusterConfiguration: kubectl --context ${member.context} -n ${KUBESPHERE_NAMESPACE} edit cc ks-installer`,
+    )
+    return
+  }
+  if (role === 'host') return
+  const roleEdit = installerSpecEdit(member, 'set spec.multicluster.clusterRole back to none', (spec) => {
+    if (clusterRoleOf(spec) === 'member') setIn(spec, ['multicluster', 'clusterRole'], 'none')
+  })
+  plan.steps.push({
+    ...leaveStep(roleEdit, 'clusterRole is already none'),
+    noteWhenApplied:
+      'ks-installer now re-runs on the member to apply the role; follow it with: ' +
+      INSTALLER_LOGS_COMMAND.replace('kubectl', `kubectl --context ${member.context}`),
+  })
+  plan.notes.push(
+    "the member keeps the host's jwtSecret (spec.authentication.jwtSecret of its ClusterConfiguration): that is " +
+      'harmless once it has left, and ksctl leaves it alone so that the sessions signed with it stay valid',
+  )
+}
+
+/**
+ * 4.x: the host's controller records itself on the member's kubesphere-system Namespace; only annotations
+ * that name this cluster (and this host, or none) are removed, the Namespace itself stays.
+ */
+function hostRecordEdit(
+  member: ClusterClient,
+  name: string,
+  hostClusterName: string,
+): ObjectEdit<V1Namespace> {
+  return {
+    client: member,
+    object: {resource: 'namespaces', name: KUBESPHERE_NAMESPACE},
+    summary: `remove the annotations that make it cluster "${name}" of host "${hostClusterName}"`,
+    read: () => member.findNamespace(KUBESPHERE_NAMESPACE),
+    change(current) {
+      const annotations = current?.metadata?.annotations
+      const recordedHost = annotations?.[MEMBER_HOST_CLUSTER_ANNOTATION]
+      if (
+        current?.metadata === undefined ||
+        annotations?.[MEMBER_CLUSTER_NAME_ANNOTATION] !== name ||
+        (recordedHost !== undefined && recordedHost !== hostClusterName)
+      ) {
+        return current
+      }
+      const hostRecord = [MEMBER_CLUSTER_NAME_ANNOTATION, MEMBER_HOST_CLUSTER_ANNOTATION]
+      current.metadata.annotations = Object.fromEntries(
+        Object.entries(annotations).filter(([key]) => !hostRecord.includes(key)),
+      )
+      return current
+    },
+    write: async (desired) => {
+      await member.replaceNamespace(desired)
+    },
+  }
+}
+
+/**
+ * An edit that deletes the object it reads, with its uid and resourceVersion as preconditions: the server
+ * refuses (a conflict, then a fresh read and check) if the object changed after it was checked. An object
+ * already gone, or already being deleted, is left as it is.
+ */
+function removalEdit<T extends KubernetesObject>(
+  client: ClusterClient,
+  object: ObjectRef,
+  summary: string,
+  access: {
+    read: () => Promise<T | undefined>
+    remove: (preconditions: V1Preconditions) => Promise<unknown>
+    /** Throws when the object is not one to delete. */
+    guard?: (current: T) => void
+  },
+): ObjectEdit<T> {
+  return {
+    client,
+    object,
+    summary,
+    read: access.read,
+    change(current) {
+      if (current === undefined || current.metadata?.deletionTimestamp !== undefined) return current
+      access.guard?.(current)
+      return undefined
+    },
+    write: () => Promise.reject(new Error(`internal error: "${summary}" only deletes`)),
+    remove: async (current) => {
+      await access.remove({uid: current.metadata?.uid, resourceVersion: current.metadata?.resourceVersion})
+    },
+  }
+}
+
+function leaveStep<T extends object>(edit: ObjectEdit<T>, alreadyDone: string): LeaveStep {
+  return {preview: () => previewEdit(edit), apply: () => applyEdit(edit), alreadyDone}
+}
+
+async function runSteps(
+  steps: LeaveStep[],
+  run: (step: LeaveStep) => Promise<EditOutcome>,
+): Promise<EditOutcome[]> {
+  const outcomes: EditOutcome[] = []
+  for (const step of steps) {
+    const outcome = await run(step)
+    outcomes.push(outcome.changed ? outcome : {...outcome, summary: step.alreadyDone})
+  }
+  return outcomes
+}
+
+function confirmationQuestion(name: string, pending: EditOutcome[]): string {
+  const changes = pending.map((change) => `${change.summary} in context "${change.context}"`)
+  return `remove cluster "${name}": ${changes.join(', ')}?`
+}
+
+function unreachableMemberNote(
+  host: ClusterClient,
+  member: ClusterClient,
+  name: string,
+  edition: Edition,
+  agentObjects: ManifestObject[],
+): string {
+  const manifest = new ManifestObjects(member)
+  const left = agentObjects.map((object) => describeObject(manifest.ref(object)))
+  if (edition === '3.x') left.push("its ClusterConfiguration's clusterRole member")
+  return (
+    `the member of context "${member.context}" could not be reached, so nothing was removed there: ` +
+    `${left.join(', ')} stay (the agent keeps dialing and the proxy refuses it); once it is reachable, ` +
+    `remove them with: ksctl member leave ${name} --host-context ${host.context} --member-context ${member.context}`
+  )
+}
+
+function isAgentBinding(binding: KubernetesObject): boolean {
+  const subjects =
+    (binding as {subjects?: {kind?: string; name?: string; namespace?: string}[]}).subjects ?? []
+  return subjects.some(
+    (subject) =>
+      subject.kind === 'ServiceAccount' &&
+      subject.name === SERVICE_ACCOUNT &&
+      subject.namespace === KUBESPHERE_NAMESPACE,
+  )
+}
+
+function requireAgentBinding(member: ClusterClient, ref: ObjectRef): (current: KubernetesObject) => void {
+  return (current) => {
+    if (!isAgentBinding(current)) {
+      throw preconditionFailed(
+        `${describeObject(ref)} in context "${member.context}" changed and no longer binds the agent's ServiceAccount`,
+        member.context,
+        ['run the command again'],
+      )
+    }
+  }
+}
+
+function clusterRoleOf(spec: Record<string, unknown>): unknown {
+  const multicluster = spec.multicluster
+  return typeof multicluster === 'object' && multicluster !== null
+    ? (multicluster as Record<string, unknown>).clusterRole
+    : undefined
+}

@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict'
+import {performance} from 'node:perf_hooks'
+import {setTimeout as delay} from 'node:timers/promises'
+
+import {
+  KeepaliveTimeoutError,
+  OpenRefusedError,
+  SessionClosedError,
+  TransportClosedError,
+  TunnelError,
+  type TunnelSessionError,
+} from '../../../src/tunnel/errors.js'
+import {WireErrorCode} from '../../../src/tunnel/frame.js'
+import {MemoryTransport} from '../../../src/tunnel/memory-transport.js'
+import {TunnelSession} from '../../../src/tunnel/session.js'
+import {
+  closeAll,
+  connect,
+  linkKinds,
+  openPair,
+  readAll,
+  SeveredTransport,
+  streamError,
+  waitFor,
+  whenClosed,
+  type Link,
+  type SessionPair,
+} from './helpers.js'
+
+const intervalMs = 50
+
+async function closedAfter(
+  session: TunnelSession,
+  since: number,
+): Promise<[TunnelSessionError | undefined, number]> {
+  const reason = await whenClosed(session)
+  return [reason, performance.now() - since]
+}
+
+for (const kind of linkKinds) {
+  describe(`tunnel session lifecycle over ${kind.name}`, () => {
+    let link: Link
+    let pair: SessionPair | undefined
+
+    beforeEach(async () => {
+      link = await kind.create()
+    })
+
+    afterEach(async () => {
+      closeAll(pair)
+      pair = undefined
+      await link.dispose()
+    })
+
+    describe('keepalive', () => {
+      const keepalive = {proxy: {pingIntervalMs: intervalMs}, agent: {pingIntervalMs: intervalMs}}
+
+      it('keeps an idle link up and measures its round-trip time', async () => {
+        pair = connect(link, keepalive)
+        await delay(intervalMs * 6)
+        assert.deepEqual([pair.proxy.closed, pair.agent.closed], [false, false])
+        assert.ok((pair.proxy.stats.rttMs ?? -1) >= 0 && (pair.agent.stats.rttMs ?? -1) >= 0)
+      })
+
+      it('detects a link that silently drops everything, on both sides, within three intervals', async () => {
+        let proxyLink: SeveredTransport | undefined
+        let agentLink: SeveredTransport | undefined
+        pair = connect(link, {
+          ...keepalive,
+          wrapProxy: (transport) => (proxyLink = new SeveredTransport(transport)),
+          wrapAgent: (transport) => (agentLink = new SeveredTransport(transport)),
+        })
+        await delay(intervalMs * 2)
+        const severedAt = performance.now()
+        proxyLink?.sever()
+        agentLink?.sever()
+        const outcomes = await Promise.all([
+          closedAfter(pair.proxy, severedAt),
+          closedAfter(pair.agent, severedAt),
+        ])
+        for (const [reason, elapsedMs] of outcomes) {
+          assert.ok(reason instanceof KeepaliveTimeoutError, String(reason))
+          assert.equal(reason.closeCode, 1011)
+          // The last frame arrived at most one interval before the cut; the deadline is three intervals after it.
+          assert.ok(elapsedMs >= 2 * intervalMs - 10, `detected after ${elapsedMs} ms: too early`)
+          assert.ok(elapsedMs <= 3 * intervalMs + 40, `detected after ${elapsedMs} ms: too late`)
+        }
+      })
+
+      it('detects a peer that stops answering; that peer then sees the link closed with 1011', async () => {
+        let agentLink: SeveredTransport | undefined
+        pair = connect(link, {
+          ...keepalive,
+          wrapAgent: (transport) => (agentLink = new SeveredTransport(transport)),
+        })
+        await delay(intervalMs)
+        const silencedAt = performance.now()
+        agentLink!.dropOutgoing = true
+        const [[proxyReason, elapsedMs], [agentReason]] = await Promise.all([
+          closedAfter(pair.proxy, silencedAt),
+          closedAfter(pair.agent, silencedAt),
+        ])
+        assert.ok(proxyReason instanceof KeepaliveTimeoutError, String(proxyReason))
+        assert.ok(elapsedMs <= 3 * intervalMs + 40, `detected after ${elapsedMs} ms`)
+        assert.ok(agentReason instanceof TransportClosedError, String(agentReason))
+        assert.equal(agentReason.closeCode, 1011)
+      })
+    })
+
+    describe('shutdown', () => {
+      it('GO_AWAY refuses new streams, lets open ones finish, then closes cleanly', async () => {
+        pair = connect(link)
+        const proxyClosed = whenClosed(pair.proxy)
+        const agentClosed = whenClosed(pair.agent)
+        const [proxyEnd, agentEnd] = await openPair(pair)
+        const goingAway = pair.proxy.goAway()
+        await assert.rejects(pair.proxy.openStream('kubernetes'), {code: 'TUNNEL_ERR_GOING_AWAY'})
+        const answer = readAll(proxyEnd)
+        agentEnd.end('still flowing')
+        proxyEnd.end('after go away')
+        assert.equal((await readAll(agentEnd)).toString(), 'after go away')
+        assert.equal((await answer).toString(), 'still flowing')
+        await goingAway
+        assert.deepEqual([await proxyClosed, await agentClosed], [undefined, undefined])
+      })
+
+      it('stops opening streams once the agent sent GO_AWAY', async () => {
+        const received: string[] = []
+        pair = connect(link, {proxy: {trace: (line) => received.push(line)}})
+        const [proxyEnd] = await openPair(pair)
+        void pair.agent.goAway()
+        await waitFor(() => received.includes('recv GO_AWAY stream=0 code=NO_ERROR'))
+        await assert.rejects(pair.proxy.openStream('kubernetes'), {code: 'TUNNEL_ERR_GOING_AWAY'})
+        assert.equal(proxyEnd.state, 'Established')
+      })
+
+      it('resets what is left when the grace period ends, and closes with 1001', async () => {
+        pair = connect(link, {proxy: {goAwayGraceMs: 50}})
+        const agentClosed = whenClosed(pair.agent)
+        const [proxyEnd, agentEnd] = await openPair(pair)
+        const proxyFailed = streamError(proxyEnd)
+        const agentFailed = streamError(agentEnd)
+        await pair.proxy.goAway()
+        assert.ok(hasWireCode(await agentFailed, WireErrorCode.Shutdown))
+        assert.ok(hasWireCode(await proxyFailed, WireErrorCode.Shutdown))
+        const agentReason = await agentClosed
+        assert.ok(
+          agentReason instanceof TransportClosedError && agentReason.closeCode === 1001,
+          String(agentReason),
+        )
+      })
+
+      it('close() ends open streams on both sides and the peer sees a clean close', async () => {
+        pair = connect(link)
+        const agentClosed = whenClosed(pair.agent)
+        const [proxyEnd, agentEnd] = await openPair(pair)
+        const proxyFailed = streamError(proxyEnd)
+        const agentFailed = streamError(agentEnd)
+        pair.proxy.close()
+        assert.ok((await proxyFailed) instanceof SessionClosedError)
+        assert.ok((await agentFailed) instanceof SessionClosedError)
+        assert.equal(await agentClosed, undefined)
+        await assert.rejects(pair.proxy.openStream('kubernetes'), SessionClosedError)
+      })
+
+      it('ends the session when the transport fails, with the close code', async () => {
+        pair = connect(link)
+        const proxyClosed = whenClosed(pair.proxy)
+        link.agent.close(1011, 'agent crashed')
+        const reason = await proxyClosed
+        assert.ok(reason instanceof TransportClosedError && reason.closeCode === 1011, String(reason))
+        assert.equal(reason.message, 'transport closed (1011 agent crashed)')
+      })
+    })
+
+    describe('limits', () => {
+      it('refuses locally to open beyond its own stream limit, and recovers when one ends', async () => {
+        pair = connect(link, {proxy: {maxConcurrentStreams: 2}})
+        const [first] = await openPair(pair)
+        await openPair(pair)
+        await assert.rejects(pair.proxy.openStream('kubernetes'), {code: 'TUNNEL_ERR_STREAM_LIMIT'})
+        pair.agentStreams[0]!.on('error', () => undefined)
+        first.destroy()
+        await waitFor(() => pair?.proxy.stats.streamsActive === 1)
+        await openPair(pair)
+        assert.equal(pair.requests.length, 3, 'the refused open never reached the agent')
+      })
+
+      it('fails an open beyond the agent’s limit with STREAM_LIMIT, and the session carries on', async () => {
+        pair = connect(link, {agent: {maxConcurrentStreams: 1}})
+        await openPair(pair)
+        await assert.rejects(
+          pair.proxy.openStream('kubernetes'),
+          (error) => error instanceof OpenRefusedError && hasWireCode(error, WireErrorCode.StreamLimit),
+        )
+        assert.deepEqual([pair.proxy.closed, pair.agent.closed], [false, false])
+        assert.equal(pair.agent.stats.streamsRefused, 1)
+        assert.equal(pair.proxy.stats.streamsActive, 1)
+      })
+    })
+  })
+}
+
+function hasWireCode(error: Error, wireCode: number): boolean {
+  return error instanceof TunnelError && error.wireCode === wireCode
+}
+
+describe('tunnel session', () => {
+  it('traces frames without their payload', async () => {
+    const lines: string[] = []
+    const [proxyLink, agentLink] = MemoryTransport.pair()
+    const proxy = new TunnelSession(proxyLink, {role: 'proxy', trace: (line) => lines.push(line)})
+    const agent = new TunnelSession(agentLink, {
+      role: 'agent',
+      onOpen: (request) =>
+        request
+          .accept()
+          .on('error', () => undefined)
+          .resume(),
+    })
+    const stream = await proxy.openStream('kubernetes')
+    stream.write('Authorization: Bearer planted-secret')
+    await waitFor(() => lines.some((line) => line.startsWith('send DATA')))
+    proxy.close()
+    agent.close()
+    stream.on('error', () => undefined)
+    assert.ok(!lines.join('\n').includes('planted-secret'))
+    assert.deepEqual(lines.slice(0, 3), [
+      'send WINDOW_UPDATE stream=1 flags=SYN delta=0 destination=kubernetes',
+      'recv WINDOW_UPDATE stream=1 flags=ACK delta=0',
+      'send DATA stream=1 bytes=36',
+    ])
+  })
+
+  it('rejects options outside their range', () => {
+    const [transport] = MemoryTransport.pair()
+    assert.throws(() => new TunnelSession(transport, {role: 'proxy', receiveWindowBytes: 1000}), RangeError)
+    assert.throws(() => new TunnelSession(transport, {role: 'proxy', dataFrameBytes: 300 * 1024}), RangeError)
+    assert.throws(() => new TunnelSession(transport, {role: 'proxy', pingIntervalMs: 0}), RangeError)
+  })
+})
