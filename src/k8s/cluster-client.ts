@@ -158,6 +158,26 @@ export class ClusterClient {
     )
   }
 
+  /** Creates a Secret from decoded text values (base64 is done here). */
+  createSecret(secret: DecodedSecret): Promise<V1Secret> {
+    const {name, namespace} = requireIdentity(secret, 'secrets')
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: secret.metadata,
+      ...(secret.type === undefined ? {} : {type: secret.type}),
+      data: encodeSecretData(secret.data),
+    }
+    return this.call(op('create', 'secrets', name, namespace), () => this.core.createNamespacedSecret({namespace, body}))
+  }
+
+  listServices(namespace: string, labelSelector: string): Promise<V1Service[]> {
+    return this.call(
+      {verb: 'list', object: {resource: 'services', namespace}},
+      async () => (await this.core.listNamespacedService({namespace, labelSelector})).items,
+    )
+  }
+
   findService(namespace: string, name: string): Promise<V1Service | undefined> {
     return this.find(op('get', 'services', name, namespace), () =>
       this.core.readNamespacedService({name, namespace}),

@@ -66,6 +66,13 @@ export class ManifestObjects {
           core.patchNamespacedServiceAccount({name, namespace, body, ...common(dryRun)}, applyHeader),
         remove: (name, namespace, body) => core.deleteNamespacedServiceAccount({name, namespace, body}),
       },
+      Service: {
+        resource: 'services',
+        read: (name, namespace) => core.readNamespacedService({name, namespace}),
+        apply: (name, namespace, body, dryRun) =>
+          core.patchNamespacedService({name, namespace, body, ...common(dryRun)}, applyHeader),
+        remove: (name, namespace, body) => core.deleteNamespacedService({name, namespace, body}),
+      },
       ClusterRoleBinding: {
         resource: 'clusterrolebindings',
         read: (name) => rbac.readClusterRoleBinding({name}),

@@ -70,6 +70,10 @@ export class FakeApiServer {
   /** Stores an object as the API server would have it; `path` is its REST path. */
   put(path: string, object: Omit<StoredObject, 'metadata'> & {metadata: StoredObject['metadata']}): void {
     this.revision++
+    const spec = object.spec as {type?: string; clusterIP?: string} | undefined
+    if (object.kind === 'Service' && spec !== undefined && spec.clusterIP === undefined && spec.type !== 'ExternalName') {
+      object = {...object, spec: {...spec, clusterIP: `10.0.${String(Math.floor(this.revision / 250) % 250)}.${String(this.revision % 250)}`}}
+    }
     this.objects.set(path, {
       ...structuredClone(object),
       metadata: {uid: `${this.name}-${path}`, ...object.metadata, resourceVersion: String(this.revision)},

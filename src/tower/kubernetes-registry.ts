@@ -1,0 +1,291 @@
+import type {V1Service} from '@kubernetes/client-node'
+import {dump} from 'js-yaml'
+
+import type {ClusterClient} from '../k8s/cluster-client.js'
+import {retryOnConflict} from '../k8s/conflict-retry.js'
+import {ManifestObjects, type ManifestObject} from '../k8s/manifest-objects.js'
+import {ClusterResource} from '../k8s/resources.js'
+import type {KubeSphereCluster} from '../kubesphere/cluster-object.js'
+import {KUBESPHERE_NAMESPACE} from '../kubesphere/constants.js'
+import type {Logger} from '../log.js'
+import {issueCertificate, type CertificateAndKey} from '../pki/certificates.js'
+import {redactor} from '../redact.js'
+import {assignClusters, isProxyCluster, withCondition, type ClusterAssignment} from './cluster-reconcile.js'
+import type {AgentPresence, ClusterRegistry, RegisteredCluster} from './registry.js'
+
+export interface KubernetesRegistryOptions {
+  /** The proxy's CA: signs the client certificates of the kubeconfigs written into Clusters. */
+  ca: CertificateAndKey
+  kubeconfigValidityDays: number
+  resyncMs: number
+  log: Logger
+  now?: () => Date
+}
+
+const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
+const MANAGED_BY = 'ksctl-tower'
+const CLUSTER_LABEL = 'ksctl.io/cluster'
+/** The tower proxy's pods, which Service mc-NAME forwards to (kubesphere.md §6). */
+const PROXY_SELECTOR = {app: 'tower', 'app.kubernetes.io/name': 'tower'}
+const ISSUED_USER = 'ksctl-tower-client'
+
+/**
+ * Kubernetes mode: the clusters are KubeSphere `Cluster` objects, reconciled the way Tower does. Each
+ * proxy Cluster gets a token (when empty), collision-free ports, Service `kubesphere-system/mc-NAME`,
+ * its endpoints and `Initialized`; `AgentAvailable` follows the agents' sessions, and the first agent
+ * gets the Cluster an issued kubeconfig. Removed Clusters lose their Service.
+ */
+export class KubernetesClusterRegistry implements ClusterRegistry {
+  private clusters = new Map<string, ClusterAssignment>()
+  private readonly listeners: (() => void)[] = []
+  private readonly manifests: ManifestObjects
+  private timer: NodeJS.Timeout | undefined
+  private pass: Promise<void> = Promise.resolve()
+  /** Status writes per cluster, one after the other, so a disconnect never overtakes its connect. */
+  private readonly writes = new Map<string, Promise<void>>()
+
+  constructor(
+    private readonly client: ClusterClient,
+    private readonly options: KubernetesRegistryOptions,
+  ) {
+    this.manifests = new ManifestObjects(client)
+  }
+
+  /** Reconciles once (failing loudly if that fails), then every `resyncMs`. */
+  async start(): Promise<void> {
+    await this.reconcile()
+    const again = () => {
+      this.timer = setTimeout(() => {
+        this.pass = this.reconcile().catch((error: unknown) => {
+          this.options.log.warn(
+            `reconciling Clusters failed: ${error instanceof Error ? error.message : String(error)}`,
+          )
+        })
+        void this.pass.then(again)
+      }, this.options.resyncMs)
+    }
+    again()
+  }
+
+  list(): RegisteredCluster[] {
+    return [...this.clusters.values()].map(toRegistered)
+  }
+
+  get(name: string): RegisteredCluster | undefined {
+    const cluster = this.clusters.get(name)
+    return cluster === undefined ? undefined : toRegistered(cluster)
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
+  }
+
+  agentConnected(name: string, presence: AgentPresence): void {
+    this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
+  }
+
+  agentDisconnected(name: string, presence: AgentPresence): void {
+    this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    await this.pass
+    await Promise.all(this.writes.values())
+  }
+
+  /** One reconcile pass over all Clusters; exposed so that tests need not wait for the timer. */
+  async reconcile(): Promise<void> {
+    const [clusters, services] = await Promise.all([
+      this.client.listCustomObjects<KubeSphereCluster>(ClusterResource),
+      this.client.listServices(KUBESPHERE_NAMESPACE, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
+    ])
+    const assignments = assignClusters(clusters)
+    for (const assignment of assignments) {
+      const cluster = clusters.find((candidate) => candidate.metadata?.name === assignment.name)
+      const service = services.find(
+        (candidate) => candidate.metadata?.labels?.[CLUSTER_LABEL] === assignment.name,
+      )
+      if (cluster !== undefined) await this.reconcileCluster(cluster, assignment, service)
+    }
+    await this.removeOrphanServices(services, new Set(assignments.map((assignment) => assignment.name)))
+    const next = new Map(assignments.map((assignment) => [assignment.name, assignment]))
+    const changed = JSON.stringify([...next.entries()]) !== JSON.stringify([...this.clusters.entries()])
+    this.clusters = next
+    if (changed) for (const listener of this.listeners) listener()
+  }
+
+  private async reconcileCluster(
+    cluster: KubeSphereCluster,
+    assignment: ClusterAssignment,
+    existing: V1Service | undefined,
+  ): Promise<void> {
+    redactor.register(assignment.token)
+    const wanted = serviceFor(assignment)
+    const service =
+      existing !== undefined && samePorts(existing, wanted)
+        ? existing
+        : await this.manifests.apply<V1Service>(wanted)
+    const clusterIp = service.spec?.clusterIP
+    const connection = (cluster.spec?.connection ?? {}) as Record<string, unknown>
+    const desired = {
+      token: assignment.token,
+      kubernetesAPIServerPort: assignment.kubernetesPort,
+      kubesphereAPIServerPort: assignment.kubespherePort,
+      ...(clusterIp === undefined || clusterIp === 'None'
+        ? {}
+        : {
+            kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
+            kubesphereAPIEndpoint: `http://${clusterIp}:80`,
+          }),
+    }
+    const conditions = withCondition(
+      cluster.status?.conditions ?? [],
+      {type: 'Initialized', status: 'True', reason: 'Initialized', message: 'Cluster has been initialized'},
+      this.now(),
+    )
+    const unchanged =
+      Object.entries(desired).every(([key, value]) => connection[key] === value) &&
+      conditions === cluster.status?.conditions
+    if (unchanged) return
+    await this.client.patchCustomObject(ClusterResource, assignment.name, {
+      strategy: 'merge',
+      body: {
+        metadata: {resourceVersion: cluster.metadata?.resourceVersion},
+        spec: {connection: desired},
+        status: {conditions},
+      },
+    })
+    this.options.log.info('initialized cluster', {
+      cluster: assignment.name,
+      kubernetesPort: assignment.kubernetesPort,
+    })
+  }
+
+  private async removeOrphanServices(services: V1Service[], current: Set<string>): Promise<void> {
+    for (const service of services) {
+      const name = service.metadata?.labels?.[CLUSTER_LABEL]
+      if (name === undefined || current.has(name)) continue
+      await this.manifests.remove({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: {name: service.metadata?.name ?? '', namespace: KUBESPHERE_NAMESPACE},
+      })
+      this.options.log.info('removed the Service of a deleted cluster', {cluster: name})
+    }
+  }
+
+  private queue(name: string, write: () => Promise<void>): void {
+    const previous = this.writes.get(name) ?? Promise.resolve()
+    const next = previous.then(write).catch((error: unknown) => {
+      this.options.log.warn(
+        `updating cluster ${name} failed: ${error instanceof Error ? error.message : String(error)}`,
+      )
+    })
+    this.writes.set(name, next)
+  }
+
+  /** AgentAvailable, and on the first connection the issued kubeconfig (as Tower writes it). */
+  private async writeAgentPresence(name: string, sessions: number): Promise<void> {
+    const cluster = await this.client.findCustomObject<KubeSphereCluster>(ClusterResource, name)
+    if (cluster === undefined || !isProxyCluster(cluster)) return
+    const connected = sessions > 0
+    const conditions = withCondition(
+      cluster.status?.conditions ?? [],
+      connected
+        ? {
+            type: 'AgentAvailable',
+            status: 'True',
+            reason: 'AgentAvailable',
+            message: 'Agent has connected to proxy successfully.',
+          }
+        : {
+            type: 'AgentAvailable',
+            status: 'False',
+            reason: 'AgentNotAvailable',
+            message: 'Agent has not connected to proxy.',
+          },
+      this.now(),
+    )
+    const endpoint = cluster.spec?.connection?.kubernetesAPIEndpoint
+    const needsKubeconfig =
+      connected && endpoint !== undefined && (cluster.spec?.connection?.kubeconfig ?? '') === ''
+    if (conditions === cluster.status?.conditions && !needsKubeconfig) return
+    const kubeconfig = needsKubeconfig ? await this.issueKubeconfig(name, endpoint) : undefined
+    await this.client.patchCustomObject(ClusterResource, name, {
+      strategy: 'merge',
+      body: {
+        metadata: {resourceVersion: cluster.metadata?.resourceVersion},
+        ...(kubeconfig === undefined
+          ? {}
+          : {spec: {connection: {kubeconfig: Buffer.from(kubeconfig).toString('base64')}}}),
+        status: {conditions},
+      },
+    })
+  }
+
+  private async issueKubeconfig(name: string, server: string): Promise<string> {
+    const client = await issueCertificate(this.options.ca, {
+      commonName: ISSUED_USER,
+      usage: 'client',
+      validityDays: this.options.kubeconfigValidityDays,
+    })
+    const data = (pem: string) => Buffer.from(pem).toString('base64')
+    return dump({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{name, cluster: {server, 'certificate-authority-data': data(this.options.ca.certPem)}}],
+      users: [
+        {
+          name: ISSUED_USER,
+          user: {'client-certificate-data': data(client.certPem), 'client-key-data': data(client.keyPem)},
+        },
+      ],
+      contexts: [{name, context: {cluster: name, user: ISSUED_USER}}],
+      'current-context': name,
+    })
+  }
+
+  private now(): Date {
+    return this.options.now?.() ?? new Date()
+  }
+}
+
+function toRegistered(assignment: ClusterAssignment): RegisteredCluster {
+  return {
+    name: assignment.name,
+    token: assignment.token,
+    kubernetesPort: assignment.kubernetesPort,
+    kubespherePort: assignment.kubespherePort,
+  }
+}
+
+function samePorts(service: V1Service, wanted: ManifestObject): boolean {
+  const ports = (service.spec?.ports ?? []).map((port) => [port.name, port.port, port.targetPort])
+  const wantedPorts = (wanted.spec as {ports: {name: string; port: number; targetPort: number}[]}).ports.map(
+    (port) => [port.name, port.port, port.targetPort],
+  )
+  return JSON.stringify(ports) === JSON.stringify(wantedPorts)
+}
+
+/** Service mc-NAME, as Tower creates it: kubernetes 6443 and kubesphere 80 to the cluster's proxy ports. */
+function serviceFor(assignment: ClusterAssignment): ManifestObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: `mc-${assignment.name}`,
+      namespace: KUBESPHERE_NAMESPACE,
+      labels: {[MANAGED_BY_LABEL]: MANAGED_BY, [CLUSTER_LABEL]: assignment.name},
+    },
+    spec: {
+      type: 'ClusterIP',
+      selector: PROXY_SELECTOR,
+      ports: [
+        {name: 'kubernetes', protocol: 'TCP', port: 6443, targetPort: assignment.kubernetesPort},
+        {name: 'kubesphere', protocol: 'TCP', port: 80, targetPort: assignment.kubespherePort},
+      ],
+    },
+  }
+}
