@@ -1,4 +1,5 @@
 import {
+  ApisApi,
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -47,6 +48,7 @@ export class ClusterClient {
   private readonly apps: AppsV1Api
   private readonly custom: CustomObjectsApi
   private readonly versionApi: VersionApi
+  private readonly apisApi: ApisApi
 
   constructor(
     readonly context: string,
@@ -59,6 +61,7 @@ export class ClusterClient {
     this.apps = config.makeApiClient(AppsV1Api)
     this.custom = config.makeApiClient(CustomObjectsApi)
     this.versionApi = config.makeApiClient(VersionApi)
+    this.apisApi = config.makeApiClient(ApisApi)
   }
 
   /** Runs one API call with a deadline, mapping any failure to a KsctlError about `operation`. */
@@ -96,6 +99,14 @@ export class ClusterClient {
 
   version(): Promise<VersionInfo> {
     return this.call({verb: 'get', object: {resource: '/version'}}, () => this.versionApi.getCode())
+  }
+
+  /** Discovery: every `group/version` the server serves outside the core group (CRDs included). */
+  async servedGroupVersions(): Promise<Set<string>> {
+    const list = await this.call({verb: 'get', object: {resource: '/apis'}}, () =>
+      this.apisApi.getAPIVersions(),
+    )
+    return new Set(list.groups.flatMap((group) => group.versions.map((version) => version.groupVersion)))
   }
 
   findNamespace(name: string): Promise<V1Namespace | undefined> {
@@ -168,7 +179,9 @@ export class ClusterClient {
       ...(secret.type === undefined ? {} : {type: secret.type}),
       data: encodeSecretData(secret.data),
     }
-    return this.call(op('create', 'secrets', name, namespace), () => this.core.createNamespacedSecret({namespace, body}))
+    return this.call(op('create', 'secrets', name, namespace), () =>
+      this.core.createNamespacedSecret({namespace, body}),
+    )
   }
 
   listServices(namespace: string, labelSelector: string): Promise<V1Service[]> {

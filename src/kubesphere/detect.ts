@@ -1,7 +1,7 @@
 import {load} from 'js-yaml'
 
 import type {ClusterClient, DecodedSecret} from '../k8s/cluster-client.js'
-import {ClusterConfigurationResource, type CustomObject} from '../k8s/resources.js'
+import {apiVersionOf, ClusterConfigurationResource, type CustomObject} from '../k8s/resources.js'
 import {allInOrder} from '../promises.js'
 import {fingerprint} from '../redact.js'
 import {parseKubeSphereConfig, type KubeSphereConfig} from './config.js'
@@ -75,12 +75,16 @@ export async function detectKubeSphere(client: ClusterClient): Promise<KubeSpher
   if (namespace === undefined) {
     return {...base, installed: false, role: 'none', tower: {exists: false}, proxyAddress: {}}
   }
+  // Discovery says whether ks-installer's CRD exists at all: a 4.x cluster is then never asked for it.
+  const served = await client.servedGroupVersions()
   const [installer, configMap, towerService] = await allInOrder([
-    client.findCustomObject<ClusterConfiguration>(
-      ClusterConfigurationResource,
-      INSTALLER_CONFIGURATION_NAME,
-      KUBESPHERE_NAMESPACE,
-    ),
+    served.has(apiVersionOf(ClusterConfigurationResource))
+      ? client.findCustomObject<ClusterConfiguration>(
+          ClusterConfigurationResource,
+          INSTALLER_CONFIGURATION_NAME,
+          KUBESPHERE_NAMESPACE,
+        )
+      : Promise.resolve(undefined),
     client.findConfigMap(KUBESPHERE_NAMESPACE, KUBESPHERE_CONFIG_NAME),
     client.findService(KUBESPHERE_NAMESPACE, TOWER_SERVICE_NAME),
   ])

@@ -71,8 +71,19 @@ export class FakeApiServer {
   put(path: string, object: Omit<StoredObject, 'metadata'> & {metadata: StoredObject['metadata']}): void {
     this.revision++
     const spec = object.spec as {type?: string; clusterIP?: string} | undefined
-    if (object.kind === 'Service' && spec !== undefined && spec.clusterIP === undefined && spec.type !== 'ExternalName') {
-      object = {...object, spec: {...spec, clusterIP: `10.0.${String(Math.floor(this.revision / 250) % 250)}.${String(this.revision % 250)}`}}
+    if (
+      object.kind === 'Service' &&
+      spec !== undefined &&
+      spec.clusterIP === undefined &&
+      spec.type !== 'ExternalName'
+    ) {
+      object = {
+        ...object,
+        spec: {
+          ...spec,
+          clusterIP: `10.0.${String(Math.floor(this.revision / 250) % 250)}.${String(this.revision % 250)}`,
+        },
+      }
     }
     this.objects.set(path, {
       ...structuredClone(object),
@@ -119,6 +130,7 @@ export class FakeApiServer {
       if (failure.remaining === 0) this.failures.splice(this.failures.indexOf(failure), 1)
       return send(response, failure.status, status(failure.status, reasonOf(failure.status), failure.message))
     }
+    if (url.pathname === '/apis') return send(response, 200, this.discovery())
     if (url.pathname === '/version') {
       return send(response, 200, {
         major: '1',
@@ -145,6 +157,22 @@ export class FakeApiServer {
       default:
         return send(response, 405, status(405, 'MethodNotAllowed', 'method not allowed'))
     }
+  }
+
+  /** The groups a cluster serves: the built-in ones ksctl uses, and one per stored CRD version. */
+  private discovery(): object {
+    const builtIn = ['apps/v1', 'rbac.authorization.k8s.io/v1', 'policy/v1', 'apiextensions.k8s.io/v1']
+    const crds = [...this.objects.values()]
+      .filter((object) => object.kind === 'CustomResourceDefinition')
+      .flatMap((crd) => {
+        const spec = crd.spec as {group: string; versions: {name: string}[]}
+        return spec.versions.map((version) => `${spec.group}/${version.name}`)
+      })
+    const groups = [...builtIn, ...crds].map((groupVersion) => {
+      const [name = '', version = ''] = groupVersion.split('/')
+      return {name, versions: [{groupVersion, version}], preferredVersion: {groupVersion, version}}
+    })
+    return {kind: 'APIGroupList', apiVersion: 'v1', groups}
   }
 
   private read(url: URL, response: ServerResponse): void {
