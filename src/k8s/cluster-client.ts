@@ -157,13 +157,7 @@ export class ClusterClient {
   replaceSecret(secret: DecodedSecret, dryRun = false): Promise<V1Secret> {
     const {name, namespace} = requireIdentity(secret, 'secrets')
     requireResourceVersion(secret, {resource: 'secrets', name, namespace})
-    const body: V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: secret.metadata,
-      ...(secret.type === undefined ? {} : {type: secret.type}),
-      data: encodeSecretData(secret.data),
-    }
+    const body = encodeSecret(secret)
     return this.call(op('update', 'secrets', name, namespace), () =>
       this.core.replaceNamespacedSecret({name, namespace, body, ...dryRunParam(dryRun)}),
     )
@@ -172,13 +166,7 @@ export class ClusterClient {
   /** Creates a Secret from decoded text values (base64 is done here). */
   createSecret(secret: DecodedSecret): Promise<V1Secret> {
     const {name, namespace} = requireIdentity(secret, 'secrets')
-    const body: V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: secret.metadata,
-      ...(secret.type === undefined ? {} : {type: secret.type}),
-      data: encodeSecretData(secret.data),
-    }
+    const body = encodeSecret(secret)
     return this.call(op('create', 'secrets', name, namespace), () =>
       this.core.createNamespacedSecret({namespace, body}),
     )
@@ -354,10 +342,16 @@ export function decodeSecret(secret: V1Secret): DecodedSecret {
   return {metadata: secret.metadata, type: secret.type, data}
 }
 
-function encodeSecretData(data: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
-  )
+/** A Secret for the API from decoded values: base64 is done here and nowhere else. */
+function encodeSecret(secret: DecodedSecret): V1Secret {
+  const data = Object.entries(secret.data).map(([key, value]) => [key, Buffer.from(value).toString('base64')])
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: secret.metadata,
+    ...(secret.type === undefined ? {} : {type: secret.type}),
+    data: Object.fromEntries(data) as Record<string, string>,
+  }
 }
 
 function op(verb: Operation['verb'], resource: string, name?: string, namespace?: string): Operation {
