@@ -12,6 +12,8 @@ export interface KubeconfigSource {
   kubeconfig?: string | undefined
   /** The environment to read `KUBECONFIG` and `HOME` from; tests pass their own. */
   env?: NodeJS.ProcessEnv
+  /** With no kubeconfig anywhere, use the in-cluster service account (when running in a pod). */
+  inClusterFallback?: boolean
 }
 
 /**
@@ -29,6 +31,15 @@ export class KubeconfigSet {
   ) {}
 
   static load(source: KubeconfigSource = {}): KubeconfigSet {
+    const env = source.env ?? process.env
+    if (
+      source.inClusterFallback === true &&
+      source.kubeconfig === undefined &&
+      env.KUBECONFIG === undefined
+    ) {
+      const home = join(env.HOME ?? homedir(), '.kube', 'config')
+      if (!existsSync(home) && env.KUBERNETES_SERVICE_HOST !== undefined) return KubeconfigSet.inCluster()
+    }
     const files = kubeconfigFiles(source)
     const clusters = new Map<string, Cluster>()
     const users = new Map<string, User>()
@@ -49,6 +60,19 @@ export class KubeconfigSet {
       [...users.values()],
       [...contexts.values()],
       currentContext,
+    )
+  }
+
+  /** The pod's own service account, for processes that run inside the cluster (the tower proxy). */
+  static inCluster(): KubeconfigSet {
+    const config = new KubeConfig()
+    config.loadFromCluster()
+    return new KubeconfigSet(
+      ['(in-cluster service account)'],
+      config.clusters,
+      config.users,
+      config.contexts,
+      config.currentContext,
     )
   }
 

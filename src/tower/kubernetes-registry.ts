@@ -1,5 +1,4 @@
 import type {V1Service} from '@kubernetes/client-node'
-import {dump} from 'js-yaml'
 
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {retryOnConflict} from '../k8s/conflict-retry.js'
@@ -8,8 +7,9 @@ import {ClusterResource} from '../k8s/resources.js'
 import type {KubeSphereCluster} from '../kubesphere/cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from '../kubesphere/constants.js'
 import type {Logger} from '../log.js'
-import {issueCertificate, type CertificateAndKey} from '../pki/certificates.js'
+import type {CertificateAndKey} from '../pki/certificates.js'
 import {redactor} from '../redact.js'
+import {issueKubeconfig} from './issue-kubeconfig.js'
 import {assignClusters, isProxyCluster, withCondition, type ClusterAssignment} from './cluster-reconcile.js'
 import type {AgentPresence, ClusterRegistry, RegisteredCluster} from './registry.js'
 
@@ -18,6 +18,8 @@ export interface KubernetesRegistryOptions {
   ca: CertificateAndKey
   kubeconfigValidityDays: number
   resyncMs: number
+  /** Where the mc-NAME Services live (Tower: kubesphere-system). */
+  namespace?: string
   log: Logger
   now?: () => Date
 }
@@ -99,7 +101,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   async reconcile(): Promise<void> {
     const [clusters, services] = await Promise.all([
       this.client.listCustomObjects<KubeSphereCluster>(ClusterResource),
-      this.client.listServices(KUBESPHERE_NAMESPACE, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
+      this.client.listServices(this.namespace, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
     ])
     const assignments = assignClusters(clusters)
     for (const assignment of assignments) {
@@ -122,7 +124,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     existing: V1Service | undefined,
   ): Promise<void> {
     redactor.register(assignment.token)
-    const wanted = serviceFor(assignment)
+    const wanted = serviceFor(assignment, this.namespace)
     const service =
       existing !== undefined && samePorts(existing, wanted)
         ? existing
@@ -170,7 +172,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
       await this.manifests.remove({
         apiVersion: 'v1',
         kind: 'Service',
-        metadata: {name: service.metadata?.name ?? '', namespace: KUBESPHERE_NAMESPACE},
+        metadata: {name: service.metadata?.name ?? '', namespace: this.namespace},
       })
       this.options.log.info('removed the Service of a deleted cluster', {cluster: name})
     }
@@ -212,7 +214,15 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     const needsKubeconfig =
       connected && endpoint !== undefined && (cluster.spec?.connection?.kubeconfig ?? '') === ''
     if (conditions === cluster.status?.conditions && !needsKubeconfig) return
-    const kubeconfig = needsKubeconfig ? await this.issueKubeconfig(name, endpoint) : undefined
+    const kubeconfig = needsKubeconfig
+      ? await issueKubeconfig({
+          ca: this.options.ca,
+          cluster: name,
+          server: endpoint,
+          commonName: ISSUED_USER,
+          validityDays: this.options.kubeconfigValidityDays,
+        })
+      : undefined
     await this.client.patchCustomObject(ClusterResource, name, {
       strategy: 'merge',
       body: {
@@ -225,26 +235,8 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     })
   }
 
-  private async issueKubeconfig(name: string, server: string): Promise<string> {
-    const client = await issueCertificate(this.options.ca, {
-      commonName: ISSUED_USER,
-      usage: 'client',
-      validityDays: this.options.kubeconfigValidityDays,
-    })
-    const data = (pem: string) => Buffer.from(pem).toString('base64')
-    return dump({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{name, cluster: {server, 'certificate-authority-data': data(this.options.ca.certPem)}}],
-      users: [
-        {
-          name: ISSUED_USER,
-          user: {'client-certificate-data': data(client.certPem), 'client-key-data': data(client.keyPem)},
-        },
-      ],
-      contexts: [{name, context: {cluster: name, user: ISSUED_USER}}],
-      'current-context': name,
-    })
+  private get namespace(): string {
+    return this.options.namespace ?? KUBESPHERE_NAMESPACE
   }
 
   private now(): Date {
@@ -270,13 +262,13 @@ function samePorts(service: V1Service, wanted: ManifestObject): boolean {
 }
 
 /** Service mc-NAME, as Tower creates it: kubernetes 6443 and kubesphere 80 to the cluster's proxy ports. */
-function serviceFor(assignment: ClusterAssignment): ManifestObject {
+function serviceFor(assignment: ClusterAssignment, namespace: string): ManifestObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: {
       name: `mc-${assignment.name}`,
-      namespace: KUBESPHERE_NAMESPACE,
+      namespace,
       labels: {[MANAGED_BY_LABEL]: MANAGED_BY, [CLUSTER_LABEL]: assignment.name},
     },
     spec: {

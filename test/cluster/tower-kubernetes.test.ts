@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict'
+import {mkdtemp, writeFile} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+
+import {execa, type ResultPromise} from 'execa'
 
 import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
-import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
+import {conditionOf, type KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import {Logger} from '../../src/log.js'
 import {createCertificateAuthority} from '../../src/pki/certificates.js'
 import {KubernetesClusterRegistry} from '../../src/tower/kubernetes-registry.js'
+import {ksctl} from '../helpers/ksctl-process.js'
+import {freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
 
@@ -65,3 +72,155 @@ describe('tower proxy, Kubernetes mode, against the real host apiserver', functi
     }
   })
 })
+
+describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, real apiservers", function () {
+  this.timeout(180_000)
+  const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
+  const running: ResultPromise[] = []
+
+  after(async () => {
+    for (const child of running) child.kill('SIGKILL')
+    await Promise.allSettled(running)
+  })
+
+  function start(args: string[]): {child: ResultPromise; output: () => string} {
+    const child = execa(process.execPath, [runJs, ...args, '--log-format', 'json'], {
+      reject: false,
+      stdin: 'ignore',
+      env: {NO_COLOR: '1'},
+    })
+    running.push(child)
+    let output = ''
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    return {child, output: () => output}
+  }
+
+  it('initializes the Cluster, marks the agent available, serves kubectl with the issued kubeconfig, and notices a killed agent', async () => {
+    const kubeconfig = testBed().kubeconfigPath
+    const [listenPort, frontEndPort] = [await freePort(), await freePort()]
+    await resetCluster(kubeconfig, 'host', 'ks41-host', {
+      proxyPublishAddress: `https://127.0.0.1:${String(listenPort)}`,
+    })
+    await resetCluster(kubeconfig, 'member', 'plain')
+    const proxy = start([
+      'tower',
+      'proxy',
+      '--kubeconfig',
+      kubeconfig,
+      '--context',
+      'host',
+      '--listen',
+      `127.0.0.1:${String(listenPort)}`,
+      '--front-end',
+      `127.0.0.1:${String(frontEndPort)}`,
+      '--resync',
+      '300ms',
+    ])
+    await until(() => proxy.output().includes('tower proxy started'), 'the proxy', proxy.output)
+
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'ksctl-tower-k8s-'))
+    const join = await ksctl([
+      'member',
+      'join',
+      'member1',
+      '--kubeconfig',
+      kubeconfig,
+      '--host-context',
+      'host',
+      '--member-context',
+      'member',
+      '--output',
+      path.join(dir, 'agent.yaml'),
+      '--timeout',
+      '30s',
+    ])
+    assert.equal(join.exitCode, 0, join.stderr)
+
+    const host = ClusterClients.load({kubeconfig}).forContext('host')
+    const registered = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
+    const token = registered?.spec?.connection?.token ?? ''
+    assert.match(token, /^[0-9a-f]{64}$/)
+    const ca = await host.findSecret('kubesphere-system', 'ksctl-tower-ca')
+    await writeFile(path.join(dir, 'ca.crt'), ca?.data['tls.crt'] ?? '')
+    const agent = start([
+      'tower',
+      'agent',
+      '--name',
+      'member1',
+      '--token',
+      token,
+      '--proxy-server',
+      `https://127.0.0.1:${String(listenPort)}`,
+      '--proxy-ca',
+      path.join(dir, 'ca.crt'),
+      '--kubeconfig',
+      kubeconfig,
+      '--context',
+      'member',
+      '--keepalive',
+      '1s',
+    ])
+
+    let cluster: KubeSphereCluster | undefined
+    await until(
+      async () => {
+        cluster = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
+        return (
+          conditionOf(cluster, 'AgentAvailable')?.status === 'True' &&
+          (cluster?.spec?.connection?.kubeconfig ?? '') !== ''
+        )
+      },
+      'AgentAvailable and the issued kubeconfig',
+      agent.output,
+    )
+    const issued = path.join(dir, 'issued-kubeconfig')
+    await writeFile(issued, Buffer.from(cluster?.spec?.connection?.kubeconfig ?? '', 'base64'))
+    const port = (cluster?.spec?.connection as {kubernetesAPIServerPort: number}).kubernetesAPIServerPort
+    // The issued server is the mc-NAME ClusterIP, which only kube-proxy could route; the per-cluster port is the same listener.
+    const namespaces = await execa(
+      '/usr/bin/kubectl',
+      [
+        '--kubeconfig',
+        issued,
+        '--server',
+        `https://127.0.0.1:${String(port)}`,
+        'get',
+        'namespace',
+        'kube-system',
+        '-o',
+        'name',
+      ],
+      {reject: false},
+    )
+    assert.equal(namespaces.stdout, 'namespace/kube-system', namespaces.stderr)
+
+    agent.child.kill('SIGKILL')
+    await until(
+      async () => {
+        const current = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
+        return conditionOf(current, 'AgentAvailable')?.status === 'False'
+      },
+      'AgentAvailable to turn False',
+      proxy.output,
+    )
+    for (const output of [proxy.output(), agent.output()])
+      assert.ok(!output.includes(token), 'no token in the logs')
+    proxy.child.kill('SIGTERM')
+    assert.equal((await proxy.child).exitCode, 0)
+  })
+})
+
+async function until(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  output: () => string,
+  timeoutMs = 45_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; output:\n${output().slice(-3000)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}

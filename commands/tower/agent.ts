@@ -1,0 +1,159 @@
+import {readFile} from 'node:fs/promises'
+
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../src/cli/base-command.js'
+import {parseDuration} from '../../src/cli/duration.js'
+import {invalidInput, usageError} from '../../src/errors.js'
+import {log} from '../../src/log.js'
+import {redactor} from '../../src/redact.js'
+import {normalizeProxyUrl, TowerAgent} from '../../src/tower/agent.js'
+import {
+  buildDestinations,
+  defaultServiceAccountDir,
+  kubeconfigCredentials,
+  parseAllowFlags,
+  serviceAccountCredentials,
+} from '../../src/tower/agent-dial.js'
+import {OpsServer} from '../../src/tower/health.js'
+import {TowerMetrics} from '../../src/tower/metrics.js'
+import {parseHostPort} from '../../src/tower/net.js'
+import {runUntilSignalled} from '../../src/tower/signals.js'
+
+export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentCommand> {
+  static override summary = 'Run the tunnel agent in a member cluster: dial the proxy, serve its streams.'
+  static override description = `Takes Tower's agent flags and defaults, so a rendered agent manifest can run it unchanged.
+It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca or --proxy-pin; plain ws://
+only for http:// addresses, with a warning), and dials only its own destinations: kubernetes (with the
+member's credentials, which never leave the member), kubesphere, and the --allow names. It reconnects
+for ever with backoff (unless --max-retry); SIGHUP retries now; SIGTERM drains open streams, then exits.
+Long-running: there is no --json result.`
+
+  // A long-running process has no result document; its logs (--log-format json) are the machine interface.
+  static override enableJsonFlag = false
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --name=member1 --token-file=/etc/ksctl/token --proxy-server=https://tower.example.com:8080 --proxy-ca=/etc/ksctl/ca.crt',
+  ]
+
+  static override flags = {
+    name: Flags.string({description: 'name of this member cluster on the host', required: true}),
+    token: Flags.string({
+      description: 'tunnel token (prefer --token-file: a flag shows in the process list)',
+    }),
+    'token-file': Flags.string({
+      description: 'file holding the tunnel token, re-read before every connection',
+    }),
+    'proxy-server': Flags.string({
+      description: 'address of the tower proxy (http→ws, https→wss; port defaults to 80/443)',
+      default: 'http://127.0.0.1:8080',
+    }),
+    'proxy-ca': Flags.string({description: 'PEM file of the CA that signed the proxy certificate'}),
+    'proxy-pin': Flags.string({description: 'sha256:<hex> of the proxy certificate public key (SPKI)'}),
+    keepalive: Flags.string({description: 'interval of tunnel pings', default: '30s'}),
+    'kubernetes-service': Flags.string({
+      description: 'the member kube-apiserver, host[:port] (port 443), without --kubeconfig',
+      default: 'kubernetes.default.svc',
+    }),
+    'kubesphere-service': Flags.string({
+      description: 'the member ks-apiserver, host[:port] (port 80)',
+      default: 'ks-apiserver.kubesphere-system.svc',
+    }),
+    'service-account-dir': Flags.string({
+      description: 'directory with the service-account token and ca.crt (re-read for every stream)',
+      default: defaultServiceAccountDir,
+    }),
+    context: Flags.string({
+      description: 'kubeconfig context whose credentials reach the member (with --kubeconfig)',
+    }),
+    allow: Flags.string({
+      description: 'another destination the proxy may open, NAME=host:port (repeatable)',
+      multiple: true,
+      default: [],
+    }),
+    'max-retry': Flags.integer({
+      description: 'give up after this many failed attempts in a row (0: never)',
+      default: 0,
+      min: 0,
+    }),
+    'max-retry-interval': Flags.string({description: 'longest wait between attempts', default: '2m'}),
+    'grace-period': Flags.string({
+      description: 'on SIGTERM, how long open streams may finish',
+      default: '30s',
+    }),
+    'metrics-address': Flags.string({description: 'host:port for /healthz, /readyz and /metrics'}),
+    v: Flags.integer({description: "Tower's klog verbosity: 0-3 info, 4 and more debug", min: 0}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = this
+    if (flags.v !== undefined) log.configure(flags.v >= 4 ? 'debug' : 'info')
+    redactor.register(flags.token)
+    const token = tokenSource(flags.token, flags['token-file'])
+    const proxyUrl = normalizeProxyUrl(flags['proxy-server'])
+    if (
+      proxyUrl.protocol === 'ws:' &&
+      (flags['proxy-ca'] !== undefined || flags['proxy-pin'] !== undefined)
+    ) {
+      throw usageError('--proxy-ca and --proxy-pin need an https:// --proxy-server')
+    }
+    const pin = flags['proxy-pin']
+    if (pin !== undefined && !/^sha256:[0-9a-f]{64}$/.test(pin)) {
+      throw invalidInput('--proxy-pin must be sha256: followed by 64 lowercase hex digits')
+    }
+    const destinations = buildDestinations({
+      kubernetes:
+        flags.kubeconfig === undefined
+          ? serviceAccountCredentials(flags['kubernetes-service'], flags['service-account-dir'])
+          : kubeconfigCredentials(flags.kubeconfig, flags.context),
+      kubesphere: parseHostPort(flags['kubesphere-service'], 80, '--kubesphere-service'),
+      allowed: parseAllowFlags(flags.allow),
+    })
+    const metrics = new TowerMetrics()
+    const agentLog = log.child({component: 'agent', cluster: flags.name})
+    const agent = new TowerAgent({
+      name: flags.name,
+      token,
+      proxyUrl,
+      ...(flags['proxy-ca'] !== undefined && {proxyCa: await readFile(flags['proxy-ca'], 'utf8')}),
+      ...(pin !== undefined && {proxyPin: pin}),
+      keepaliveMs: parseDuration(flags.keepalive, '--keepalive'),
+      maxRetry: flags['max-retry'],
+      maxRetryIntervalMs: parseDuration(flags['max-retry-interval'], '--max-retry-interval'),
+      goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),
+      destinations,
+      log: agentLog,
+      metrics,
+    })
+    const ops =
+      flags['metrics-address'] === undefined
+        ? undefined
+        : await OpsServer.start({address: flags['metrics-address'], metrics, ready: () => agent.ready})
+    try {
+      await runUntilSignalled(
+        agent.start(),
+        async () => {
+          agentLog.info('stopping: draining open streams')
+          await agent.stop()
+        },
+        () => {
+          agentLog.info('SIGHUP: reconnecting now')
+          agent.retryNow()
+        },
+      )
+    } finally {
+      await ops?.close()
+    }
+  }
+}
+
+function tokenSource(token: string | undefined, tokenFile: string | undefined): () => Promise<string> {
+  if ((token === undefined) === (tokenFile === undefined))
+    throw usageError('give exactly one of --token and --token-file')
+  if (token !== undefined) return () => Promise.resolve(token)
+  return async () => {
+    const text = (await readFile(tokenFile ?? '', 'utf8')).trim()
+    redactor.register(text)
+    return text
+  }
+}

@@ -1,0 +1,198 @@
+import {readFile} from 'node:fs/promises'
+
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../src/cli/base-command.js'
+import {parseDuration} from '../../src/cli/duration.js'
+import {invalidInput, usageError} from '../../src/errors.js'
+import {log} from '../../src/log.js'
+import {ClusterClients} from '../../src/k8s/clients.js'
+import type {Logger} from '../../src/log.js'
+import type {CertificateAndKey} from '../../src/pki/certificates.js'
+import {FileClusterRegistry} from '../../src/tower/file-registry.js'
+import {KubernetesClusterRegistry} from '../../src/tower/kubernetes-registry.js'
+import {loadOrCreateProxyCa} from '../../src/tower/proxy-ca.js'
+import type {ClusterRegistry} from '../../src/tower/registry.js'
+import {loadProxyCa} from '../../src/tower/issue-kubeconfig.js'
+import {parseListenAddress} from '../../src/tower/net.js'
+import {serverCertificate, TowerProxy} from '../../src/tower/proxy.js'
+import {runUntilSignalled} from '../../src/tower/signals.js'
+
+export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyCommand> {
+  static override summary =
+    'Run the tunnel proxy on the host: accept agents, forward host clients to members.'
+  static override description = `Kubernetes mode (no --clusters): reconciles the host's KubeSphere Cluster objects the way Tower
+does (token, ports, Service mc-NAME, endpoints, Initialized, AgentAvailable, an issued kubeconfig), with
+the CA from --ca-cert/--ca-key or a Secret made on first start.
+Standalone mode: the clusters come from --clusters, a YAML list of {name, token, kubernetesPort?,
+kubespherePort?} (re-read on SIGHUP). Agents connect to --listen (TLS with --tls-cert/--tls-key, or a
+certificate issued by the proxy CA; plain only with --insecure-plain). Host clients reach member NAME at
+https://FRONT-END/clusters/NAME, or at the cluster's own ports, with a client certificate from the proxy CA
+(see "ksctl tower issue-kubeconfig"). SIGTERM: no new agents or clients, open streams finish within
+--grace-period. Long-running: there is no --json result.`
+
+  // A long-running process has no result document; its logs (--log-format json) are the machine interface.
+  static override enableJsonFlag = false
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --clusters=clusters.yaml --state-dir=/var/lib/ksctl-proxy --server-name=tower.example.com',
+  ]
+
+  static override flags = {
+    clusters: Flags.string({
+      description: 'YAML file listing the clusters (standalone mode); without it, Kubernetes mode',
+    }),
+    context: Flags.string({
+      description: 'Kubernetes mode: kubeconfig context of the host (default: current, or in-cluster)',
+    }),
+    namespace: Flags.string({
+      description: 'Kubernetes mode: namespace of the mc-NAME Services and the CA Secret',
+      default: 'kubesphere-system',
+    }),
+    'kubeconfig-validity': Flags.string({
+      description: 'Kubernetes mode: validity of the kubeconfigs written into Clusters',
+      default: '8760h',
+    }),
+    resync: Flags.string({description: 'Kubernetes mode: how often Clusters are reconciled', default: '5s'}),
+    listen: Flags.string({description: 'address of the agents WebSocket listener', default: '0.0.0.0:8080'}),
+    'tls-cert': Flags.string({description: 'serving certificate (PEM) of the agent listener'}),
+    'tls-key': Flags.string({description: 'key (PEM) of --tls-cert'}),
+    'insecure-plain': Flags.boolean({
+      description: 'serve agents over plain ws:// (tokens unencrypted)',
+      default: false,
+    }),
+    'ca-cert': Flags.string({description: 'proxy CA certificate (signs front-end and client certificates)'}),
+    'ca-key': Flags.string({description: 'key of --ca-cert'}),
+    'state-dir': Flags.string({
+      description: 'where the proxy CA is created on first start when --ca-cert is not given',
+    }),
+    'front-end': Flags.string({
+      description: 'address of the path-routed HTTPS front end',
+      default: '0.0.0.0:6443',
+    }),
+    'server-name': Flags.string({
+      description:
+        'DNS name or IP clients and agents use for the proxy, put in its certificates (repeatable)',
+      multiple: true,
+      default: [],
+    }),
+    'grace-period': Flags.string({
+      description: 'on SIGTERM, how long open streams may finish',
+      default: '30s',
+    }),
+    'metrics-address': Flags.string({description: 'host:port for /healthz, /readyz and /metrics'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = this
+    const proxyLog = log.child({component: 'proxy'})
+    parseListenAddress(flags.listen, '--listen')
+    parseListenAddress(flags['front-end'], '--front-end')
+    const {ca, registry} =
+      flags.clusters === undefined
+        ? await this.kubernetesMode(proxyLog)
+        : await this.standaloneMode(flags.clusters)
+    const proxy = new TowerProxy({
+      registry,
+      ca,
+      listen: flags.listen,
+      agentTls: await this.agentTls(ca),
+      frontEnd: flags['front-end'],
+      serverNames: flags['server-name'],
+      ...(flags['metrics-address'] !== undefined && {metricsAddress: flags['metrics-address']}),
+      goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),
+      log: proxyLog,
+    })
+    await proxy.start()
+    await runUntilSignalled(
+      new Promise<void>(() => undefined),
+      async () => {
+        proxyLog.info('stopping: draining open streams')
+        await proxy.stop()
+      },
+      () => {
+        if (!(registry instanceof FileClusterRegistry)) return
+        registry.reload().then(
+          () => proxyLog.info('reloaded --clusters', {clusters: registry.list().length}),
+          (error: unknown) =>
+            proxyLog.error('cannot reload --clusters; keeping the previous clusters', {
+              reason: error instanceof Error ? error.message : String(error),
+            }),
+        )
+      },
+    )
+  }
+
+  private async standaloneMode(
+    clusters: string,
+  ): Promise<{ca: CertificateAndKey; registry: ClusterRegistry}> {
+    const {flags} = this
+    const ca = await loadProxyCa(
+      {caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir: flags['state-dir']},
+      true,
+    )
+    return {ca, registry: await FileClusterRegistry.open(clusters)}
+  }
+
+  /**
+   * Clusters are KubeSphere Cluster objects on the host (--kubeconfig/--context, or the pod's service account);
+   * the CA is --ca-cert/--ca-key, or the one kept in a Secret, made on first start.
+   */
+  private async kubernetesMode(
+    proxyLog: Logger,
+  ): Promise<{ca: CertificateAndKey; registry: ClusterRegistry}> {
+    const {flags} = this
+    const client = ClusterClients.load(
+      {kubeconfig: flags.kubeconfig, inClusterFallback: true},
+      this.timeoutMs,
+    ).forContext(flags.context)
+    const ca =
+      flags['ca-cert'] === undefined && flags['ca-key'] === undefined
+        ? await loadOrCreateProxyCa(client, flags.namespace, proxyLog)
+        : await loadProxyCa(
+            {caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir: flags['state-dir']},
+            false,
+          )
+    const registry = new KubernetesClusterRegistry(client, {
+      ca,
+      kubeconfigValidityDays:
+        parseDuration(flags['kubeconfig-validity'], '--kubeconfig-validity') / 86_400_000,
+      resyncMs: parseDuration(flags.resync, '--resync'),
+      namespace: flags.namespace,
+      log: proxyLog,
+    })
+    await registry.start()
+    proxyLog.info('Kubernetes mode: serving the proxy Clusters of context', {
+      context: client.context,
+      clusters: registry.list().length,
+    })
+    return {ca, registry}
+  }
+
+  private async agentTls(ca: {
+    certPem: string
+    keyPem: string
+  }): Promise<{certPem: string; keyPem: string} | undefined> {
+    const {flags} = this
+    if (flags['insecure-plain']) {
+      if (flags['tls-cert'] !== undefined)
+        throw usageError('--insecure-plain and --tls-cert exclude each other')
+      return undefined
+    }
+    if ((flags['tls-cert'] === undefined) !== (flags['tls-key'] === undefined)) {
+      throw usageError('--tls-cert and --tls-key go together')
+    }
+    if (flags['tls-cert'] !== undefined && flags['tls-key'] !== undefined) {
+      try {
+        return {
+          certPem: await readFile(flags['tls-cert'], 'utf8'),
+          keyPem: await readFile(flags['tls-key'], 'utf8'),
+        }
+      } catch {
+        throw invalidInput('cannot read --tls-cert or --tls-key')
+      }
+    }
+    // No certificate given: one from the proxy CA, which agents then trust with --proxy-ca.
+    return serverCertificate(ca, [...flags['server-name'], parseListenAddress(flags.listen, '--listen').host])
+  }
+}

@@ -1,0 +1,275 @@
+import {readFile} from 'node:fs/promises'
+import https from 'node:https'
+import net from 'node:net'
+import {join} from 'node:path'
+import {Duplex, Transform, type TransformCallback} from 'node:stream'
+import tls from 'node:tls'
+
+import {KubeConfig} from '@kubernetes/client-node'
+
+import {invalidInput} from '../errors.js'
+import type {Logger} from '../log.js'
+import {redactor} from '../redact.js'
+import {isValidDestination, WireErrorCode, type OpenRequest} from '../tunnel/index.js'
+import type {TowerMetrics} from './metrics.js'
+import {parseHostPort, splice, type ListenAddress} from './net.js'
+
+export const kubernetesDestination = 'kubernetes'
+export const kubesphereDestination = 'kubesphere'
+export const defaultServiceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount'
+const dialTimeoutMs = 10_000
+/** The largest request head the agent rewrites; kube-apiserver's own limit is far smaller in practice. */
+const maxRequestHeadBytes = 64 * 1024
+
+/** What the agent knows how to reach: a connection factory per destination name. */
+export interface Destination {
+  /** Connects and returns a socket ready for the request bytes the proxy sends on the stream. */
+  dial(signal: AbortSignal): Promise<Duplex>
+}
+
+/** TLS settings and the credential for the member's kube-apiserver, gathered afresh for every stream. */
+export interface KubernetesCredentials {
+  address: ListenAddress
+  tls: tls.ConnectionOptions
+  /** `Bearer …` to put in each request, or undefined when the credential is the TLS client certificate. */
+  authorization: string | undefined
+}
+
+export type CredentialSource = () => Promise<KubernetesCredentials>
+
+/**
+ * In a pod: the service-account token and CA, re-read for every stream so that rotated (bound) tokens work,
+ * unlike Tower, which read the token once at start.
+ */
+export function serviceAccountCredentials(service: string, directory: string): CredentialSource {
+  const address = parseHostPort(service, 443, '--kubernetes-service')
+  return async () => {
+    const [token, ca] = await Promise.all([
+      readFile(join(directory, 'token'), 'utf8'),
+      readFile(join(directory, 'ca.crt'), 'utf8'),
+    ])
+    const trimmed = token.trim()
+    redactor.register(trimmed)
+    return {
+      address,
+      tls: {ca, servername: net.isIP(address.host) === 0 ? address.host : undefined},
+      authorization: `Bearer ${trimmed}`,
+    }
+  }
+}
+
+/** From a kubeconfig (the member's admin credentials): its server, CA, and client certificate or token. */
+export function kubeconfigCredentials(path: string, context: string | undefined): CredentialSource {
+  const config = new KubeConfig()
+  try {
+    config.loadFromFile(path)
+  } catch {
+    throw invalidInput(`cannot load --kubeconfig ${path}`)
+  }
+  if (context !== undefined) {
+    if (config.getContextObject(context) === null) throw invalidInput(`context ${context} is not in ${path}`)
+    config.setCurrentContext(context)
+  }
+  const cluster = config.getCurrentCluster()
+  if (cluster === null) throw invalidInput(`the current context of ${path} names no cluster`)
+  const server = new URL(cluster.server)
+  if (server.protocol !== 'https:') throw invalidInput(`the server of ${path} must be https://`)
+  const address = {host: server.hostname.replace(/^\[|\]$/g, ''), port: Number(server.port || '443')}
+  return async () => {
+    const options: https.RequestOptions = {}
+    await config.applyToHTTPSOptions(options)
+    const headers = (options.headers ?? {}) as Record<string, unknown>
+    const authorization = typeof headers.Authorization === 'string' ? headers.Authorization : undefined
+    redactor.register(authorization?.replace(/^Bearer /, ''))
+    return {
+      address,
+      tls: {
+        ca: options.ca,
+        cert: options.cert,
+        key: options.key,
+        rejectUnauthorized: options.rejectUnauthorized ?? true,
+        servername: options.servername ?? (net.isIP(address.host) === 0 ? address.host : undefined),
+      },
+      authorization,
+    }
+  }
+}
+
+export interface DestinationSettings {
+  kubernetes: CredentialSource
+  /** ks-apiserver, plain HTTP as in Tower; undefined: not served. */
+  kubesphere: ListenAddress | undefined
+  /** Extra names from `--allow NAME=host:port`, plain TCP. */
+  allowed: Map<string, ListenAddress>
+}
+
+/** Parses `--allow NAME=host:port` values. */
+export function parseAllowFlags(values: string[]): Map<string, ListenAddress> {
+  const allowed = new Map<string, ListenAddress>()
+  for (const value of values) {
+    const [name = '', target = ''] = value.split(/=(.*)/s)
+    if (!isValidDestination(name) || name === kubernetesDestination) {
+      throw invalidInput(
+        `--allow "${value}": the name must be a lowercase DNS-like name other than kubernetes`,
+      )
+    }
+    allowed.set(name, parseHostPort(target, 80, '--allow'))
+  }
+  return allowed
+}
+
+/** The allow-list: the only names the agent dials. Anything else is refused with DESTINATION_NOT_ALLOWED. */
+export function buildDestinations(settings: DestinationSettings): Map<string, Destination> {
+  const destinations = new Map<string, Destination>()
+  destinations.set(kubernetesDestination, {
+    dial: async (signal) => {
+      const credentials = await settings.kubernetes()
+      const socket = await dialTls(credentials, signal)
+      const rewriter = new RequestHeadRewriter(credentials.authorization)
+      rewriter.pipe(socket)
+      rewriter.once('error', (error) => socket.destroy(error))
+      return Duplex.from({readable: socket, writable: rewriter})
+    },
+  })
+  if (settings.kubesphere !== undefined) {
+    const address = settings.kubesphere
+    destinations.set(kubesphereDestination, {dial: (signal) => dialTcp(address, signal)})
+  }
+  for (const [name, address] of settings.allowed) {
+    destinations.set(name, {dial: (signal) => dialTcp(address, signal)})
+  }
+  return destinations
+}
+
+/**
+ * The agent's answer to an open: refuse names not on the allow-list, dial, accept once connected (so ACK
+ * means "reachable"), then splice the stream to the connection.
+ */
+export interface ServeContext {
+  cluster: string
+  destinations: Map<string, Destination>
+  log: Logger
+  metrics: TowerMetrics
+}
+
+export function serveOpen(request: OpenRequest, {cluster, destinations, log, metrics}: ServeContext): void {
+  const destination = destinations.get(request.destination)
+  if (destination === undefined) {
+    log.warn('refused a stream to a destination not on the allow-list', {destination: request.destination})
+    request.reject(WireErrorCode.DestinationNotAllowed)
+    return
+  }
+  const started = performance.now()
+  destination.dial(request.signal).then(
+    (upstream) => {
+      if (request.signal.aborted) {
+        upstream.destroy()
+        return
+      }
+      metrics.streamOpenSeconds.observe({cluster, outcome: 'accepted'}, (performance.now() - started) / 1000)
+      const stream = request.accept()
+      stream.on('data', (chunk: Buffer) =>
+        metrics.streamBytes.inc({cluster, direction: 'to_agent'}, chunk.length),
+      )
+      upstream.on('data', (chunk: Buffer) =>
+        metrics.streamBytes.inc({cluster, direction: 'from_agent'}, chunk.length),
+      )
+      splice(stream, upstream)
+    },
+    (error: unknown) => {
+      metrics.streamOpenSeconds.observe({cluster, outcome: 'failed'}, (performance.now() - started) / 1000)
+      log.warn('cannot reach destination', {
+        destination: request.destination,
+        reason: describeDialError(error),
+      })
+      request.reject(WireErrorCode.DialFailed)
+    },
+  )
+}
+
+function describeDialError(error: unknown): string {
+  if (error instanceof Error) return 'code' in error ? String(error.code) : error.message
+  return String(error)
+}
+
+async function dialTls(credentials: KubernetesCredentials, signal: AbortSignal): Promise<tls.TLSSocket> {
+  const socket = tls.connect({
+    ...credentials.tls,
+    host: credentials.address.host,
+    port: credentials.address.port,
+  })
+  await connected(socket, 'secureConnect', signal)
+  return socket
+}
+
+async function dialTcp(address: ListenAddress, signal: AbortSignal): Promise<net.Socket> {
+  const socket = net.connect({host: address.host, port: address.port})
+  await connected(socket, 'connect', signal)
+  return socket
+}
+
+function connected(socket: net.Socket, event: string, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (error: unknown): void => {
+      cleanup()
+      socket.destroy()
+      reject(error instanceof Error ? error : new Error('dial aborted'))
+    }
+    const onTimeout = (): void => fail(new Error('dial timed out'))
+    const onAbort = (): void => fail(signal.reason)
+    const timer = setTimeout(onTimeout, dialTimeoutMs)
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      socket.off('error', fail)
+    }
+    signal.addEventListener('abort', onAbort, {once: true})
+    socket.once('error', fail)
+    socket.once(event, () => {
+      cleanup()
+      resolve()
+    })
+  })
+}
+
+/**
+ * Rewrites the first request head of the stream: drops any Authorization the proxy side sent and adds the
+ * agent's own, then passes every later byte through untouched (bodies, upgraded protocols). The proxy sends
+ * one request per stream, so the first head is the only one; the member's credential never leaves the member.
+ */
+export class RequestHeadRewriter extends Transform {
+  private head: Buffer | undefined = Buffer.alloc(0)
+
+  constructor(private readonly authorization: string | undefined) {
+    super()
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.head === undefined) {
+      callback(null, chunk)
+      return
+    }
+    const buffered = Buffer.concat([this.head, chunk])
+    const end = buffered.indexOf('\r\n\r\n')
+    if (end === -1) {
+      if (buffered.length > maxRequestHeadBytes) {
+        callback(new Error('request head too large'))
+        return
+      }
+      this.head = buffered
+      callback()
+      return
+    }
+    this.head = undefined
+    const lines = buffered.subarray(0, end).toString('latin1').split('\r\n')
+    const kept = lines.filter((line, index) => index === 0 || !/^authorization\s*:/i.test(line))
+    if (this.authorization !== undefined) kept.push(`Authorization: ${this.authorization}`)
+    this.push(Buffer.from(kept.join('\r\n') + '\r\n\r\n', 'latin1'))
+    callback(null, buffered.subarray(end + 4))
+  }
+
+  override _flush(callback: TransformCallback): void {
+    // The stream ended inside a head: pass the partial head on as is; the server rejects it.
+    callback(null, this.head)
+  }
+}

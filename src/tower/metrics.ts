@@ -1,0 +1,87 @@
+import {Counter, Gauge, Histogram, Registry} from 'prom-client'
+
+/** Why an authentication failed; a fixed set, so labels never carry what a client sent. */
+export type AuthFailureReason =
+  | 'bad_credentials'
+  | 'rate_limited'
+  | 'no_client_certificate'
+  | 'untrusted_client_certificate'
+  | 'expired_client_certificate'
+
+export type AuthEndpoint = 'agent' | 'front_end'
+
+/**
+ * The Prometheus metrics of one tower process. Each instance has its own registry so several proxies and agents
+ * can run in one test process. Labels are cluster names the registry knows, directions and fixed reasons only.
+ */
+export class TowerMetrics {
+  readonly registry = new Registry()
+  readonly sessions: Gauge<'cluster'>
+  readonly streamsOpen: Gauge<'cluster'>
+  readonly streamBytes: Counter<'cluster' | 'direction'>
+  readonly streamOpenSeconds: Histogram<'cluster' | 'outcome'>
+  readonly authFailures: Counter<'endpoint' | 'reason'>
+  readonly reconnects: Counter
+  readonly agentConnected: Gauge
+
+  constructor() {
+    const registers = [this.registry]
+    this.sessions = new Gauge({
+      name: 'ksctl_tower_sessions',
+      help: 'Live agent sessions per cluster',
+      labelNames: ['cluster'],
+      registers,
+    })
+    this.streamsOpen = new Gauge({
+      name: 'ksctl_tower_streams_open',
+      help: 'Tunnel streams currently open per cluster',
+      labelNames: ['cluster'],
+      registers,
+    })
+    this.streamBytes = new Counter({
+      name: 'ksctl_tower_stream_bytes_total',
+      help: 'Stream payload bytes per cluster; direction to_agent or from_agent',
+      labelNames: ['cluster', 'direction'],
+      registers,
+    })
+    this.streamOpenSeconds = new Histogram({
+      name: 'ksctl_tower_stream_open_seconds',
+      help: 'Time from opening a stream to the answer of the agent (outcome accepted or failed)',
+      labelNames: ['cluster', 'outcome'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    })
+    this.authFailures = new Counter({
+      name: 'ksctl_tower_auth_failures_total',
+      help: 'Rejected authentications: agents at the tunnel listener, clients at the front ends',
+      labelNames: ['endpoint', 'reason'],
+      registers,
+    })
+    this.reconnects = new Counter({
+      name: 'ksctl_tower_agent_reconnects_total',
+      help: 'Connection attempts of the agent after the first one',
+      registers,
+    })
+    this.agentConnected = new Gauge({
+      name: 'ksctl_tower_agent_connected',
+      help: '1 while the agent holds a live session to the proxy',
+      registers,
+    })
+  }
+
+  private readonly refreshers: (() => void)[] = []
+
+  /** Registers a function that updates gauges read from live state just before each scrape. */
+  beforeRender(refresh: () => void): void {
+    this.refreshers.push(refresh)
+  }
+
+  authFailure(endpoint: AuthEndpoint, reason: AuthFailureReason): void {
+    this.authFailures.inc({endpoint, reason})
+  }
+
+  async render(): Promise<string> {
+    for (const refresh of this.refreshers) refresh()
+    return this.registry.metrics()
+  }
+}

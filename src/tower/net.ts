@@ -1,0 +1,63 @@
+import type {Server} from 'node:net'
+import type {Duplex} from 'node:stream'
+
+import {invalidInput} from '../errors.js'
+
+export interface ListenAddress {
+  host: string
+  port: number
+}
+
+/** `host:port`, `:port` (all interfaces) or `[v6]:port`; port 0 picks a free port. */
+export function parseListenAddress(text: string, flag: string): ListenAddress {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim())
+  const port = Number(match?.[3])
+  if (match === null || port > 65535) {
+    throw invalidInput(`${flag} "${text}" is not an address`, [`use host:port, e.g. ${flag}=127.0.0.1:8080`])
+  }
+  const host = match[1] ?? match[2] ?? ''
+  return {host: host === '' ? '0.0.0.0' : host, port}
+}
+
+/** `host:port` with a default port, for destination flags such as kubernetes.default.svc:443. */
+export function parseHostPort(text: string, defaultPort: number, flag: string): ListenAddress {
+  const trimmed = text.trim()
+  if (/^[^:[\]]+$/.test(trimmed)) return {host: trimmed, port: defaultPort}
+  const address = parseListenAddress(trimmed, flag)
+  if (address.port === 0 || trimmed.startsWith(':')) {
+    throw invalidInput(`${flag} "${text}" needs a host and a port from 1 to 65535`)
+  }
+  return address
+}
+
+export async function listen(server: Server, address: ListenAddress): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+/**
+ * Connects two byte streams both ways, like a TCP splice: each end's end-of-data half-closes the other, and a
+ * failure on either side destroys the other (a tunnel stream then sends RST), so neither side can hang.
+ */
+export function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b)
+  b.pipe(a)
+  const destroyBoth = (error?: Error): void => {
+    if (!a.destroyed) a.destroy(error)
+    if (!b.destroyed) b.destroy(error)
+  }
+  a.once('error', destroyBoth)
+  b.once('error', destroyBoth)
+  // A stream that closes before its data ended (a reset without an error, a socket torn down) ends the pair.
+  a.once('close', () => {
+    if (!a.readableEnded || !a.writableFinished) destroyBoth()
+  })
+  b.once('close', () => {
+    if (!b.readableEnded || !b.writableFinished) destroyBoth()
+  })
+}

@@ -1,0 +1,161 @@
+import http from 'node:http'
+import https from 'node:https'
+import type {AddressInfo} from 'node:net'
+import type {Duplex} from 'node:stream'
+
+import {WebSocketServer} from 'ws'
+
+import type {Logger} from '../log.js'
+import {selectSubprotocol, TunnelSession, webSocketOptions, webSocketTransport} from '../tunnel/index.js'
+import {FailureLimiter, tokensEqual} from './auth.js'
+import type {TowerMetrics} from './metrics.js'
+import {listen, type ListenAddress} from './net.js'
+import type {ClusterRegistry} from './registry.js'
+import type {SessionPool} from './session-pool.js'
+
+/** The path agents connect to. */
+export const connectPath = '/connect'
+/** The request header that names the agent's cluster; the token travels in Authorization: Bearer. */
+export const clusterHeader = 'x-ksctl-cluster'
+/** Compared against when the cluster is unknown, so both failures take the same time and give the same answer. */
+const placeholderToken = 'ksctl-no-such-cluster-placeholder-token'
+
+export interface AgentListenerOptions {
+  address: ListenAddress
+  /** Serving certificate of the agent listener; undefined with --insecure-plain. */
+  tls: {certPem: string; keyPem: string} | undefined
+  registry: ClusterRegistry
+  pool: SessionPool
+  log: Logger
+  metrics: TowerMetrics
+  limiter?: FailureLimiter
+  pingIntervalMs?: number
+  goAwayGraceMs?: number
+}
+
+/**
+ * The agents' WebSocket listener. Authenticates each upgrade request before the upgrade: the cluster name in a
+ * header, its token as a bearer credential, compared in constant time. A wrong token and an unknown cluster get
+ * the same 401; sources with too many failures get 429 for a while.
+ */
+export class AgentListener {
+  private readonly limiter: FailureLimiter
+  private readonly webSockets = new WebSocketServer({
+    noServer: true,
+    ...webSocketOptions,
+    handleProtocols: selectSubprotocol,
+  })
+
+  private constructor(
+    private readonly server: http.Server,
+    private readonly options: AgentListenerOptions,
+  ) {
+    this.limiter = options.limiter ?? new FailureLimiter()
+    server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.upgrade(request, socket, head),
+    )
+  }
+
+  static async start(options: AgentListenerOptions): Promise<AgentListener> {
+    const handler = (request: http.IncomingMessage, response: http.ServerResponse): void => {
+      // Tower's readiness probe is GET /health on this port.
+      const ok = request.url === '/health' || request.url === '/healthz'
+      response.writeHead(ok ? 200 : 404, {'content-type': 'text/plain'})
+      response.end(ok ? 'OK' : 'not found\n')
+    }
+    const server =
+      options.tls === undefined
+        ? http.createServer(handler)
+        : https.createServer({cert: options.tls.certPem, key: options.tls.keyPem}, handler)
+    const listener = new AgentListener(server, options)
+    await listen(server, options.address)
+    return listener
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port
+  }
+
+  /** Stops accepting agents; sessions already up are shut down by the pool. */
+  async close(): Promise<void> {
+    this.server.closeAllConnections()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private upgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const {log, metrics, registry} = this.options
+    const source = request.socket.remoteAddress ?? 'unknown'
+    const path = (request.url ?? '').split('?')[0]
+    if (path !== connectPath) {
+      refuse(socket, 404, 'Not Found')
+      return
+    }
+    const blockedMs = this.limiter.blockedFor(source)
+    if (blockedMs > 0) {
+      metrics.authFailure('agent', 'rate_limited')
+      refuse(socket, 429, 'Too Many Requests', {'Retry-After': String(Math.ceil(blockedMs / 1000))})
+      return
+    }
+    const name = headerValue(request, clusterHeader)
+    const presented = /^Bearer (.+)$/.exec(headerValue(request, 'authorization') ?? '')?.[1] ?? ''
+    const cluster = name === undefined ? undefined : registry.get(name)
+    const matches = tokensEqual(presented, cluster?.token ?? placeholderToken)
+    if (cluster === undefined || !matches || presented === '') {
+      this.limiter.recordFailure(source)
+      metrics.authFailure('agent', 'bad_credentials')
+      // The name is what the client claimed; it is logged (sanitised) to help find a misconfigured agent.
+      log.warn('rejected an agent: unknown cluster or wrong token', {source, cluster: sanitize(name)})
+      refuse(socket, 401, 'Unauthorized')
+      return
+    }
+    this.limiter.recordSuccess(source)
+    this.webSockets.handleUpgrade(request, socket, head, (webSocket) => {
+      const session = new TunnelSession(webSocketTransport(webSocket), {
+        role: 'proxy',
+        ...(this.options.pingIntervalMs !== undefined && {pingIntervalMs: this.options.pingIntervalMs}),
+        ...(this.options.goAwayGraceMs !== undefined && {goAwayGraceMs: this.options.goAwayGraceMs}),
+      })
+      this.options.pool.add(cluster.name, session)
+      log.info('agent connected', {
+        cluster: cluster.name,
+        source,
+        sessions: this.options.pool.count(cluster.name),
+      })
+      session.once('close', (reason) => {
+        log.info('agent disconnected', {
+          cluster: cluster.name,
+          source,
+          reason: reason?.message ?? 'graceful',
+          sessions: this.options.pool.count(cluster.name),
+        })
+      })
+    })
+  }
+}
+
+function headerValue(request: http.IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+function sanitize(value: string | undefined): string {
+  return (value ?? '').replace(/[^a-z0-9.-]/gi, '?').slice(0, 64)
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket; nothing in it echoes the request. */
+export function refuse(
+  socket: Duplex,
+  status: number,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
+  const body = `${text.toLowerCase()}\n`
+  const lines = [
+    `HTTP/1.1 ${status} ${text}`,
+    'Connection: close',
+    'Content-Type: text/plain',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([key, value]) => `${key}: ${value}`),
+  ]
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`)
+}

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict'
+import {EventEmitter} from 'node:events'
+import {PassThrough} from 'node:stream'
+
+import {KsctlError} from '../../../src/errors.js'
+import {parseAllowFlags, RequestHeadRewriter} from '../../../src/tower/agent-dial.js'
+import {routeByPath} from '../../../src/tower/front-ends.js'
+import {NoSessionError, SessionPool} from '../../../src/tower/session-pool.js'
+import {TunnelError, type TunnelSession, type TunnelStream} from '../../../src/tunnel/index.js'
+
+class FakeSession extends EventEmitter {
+  closed = false
+  opened = 0
+  constructor(
+    private readonly active: number,
+    private readonly failWith?: TunnelError,
+  ) {
+    super()
+  }
+  get stats() {
+    return {streamsActive: this.active}
+  }
+  openStream(): Promise<TunnelStream> {
+    this.opened++
+    if (this.failWith !== undefined) return Promise.reject(this.failWith)
+    return Promise.resolve(new PassThrough() as unknown as TunnelStream)
+  }
+}
+
+const asSession = (fake: FakeSession): TunnelSession => fake as unknown as TunnelSession
+
+describe('tower session pool', () => {
+  it('opens on the live session with the fewest open streams', async () => {
+    const pool = new SessionPool({changed: () => undefined})
+    const busy = new FakeSession(5)
+    const idle = new FakeSession(1)
+    const dead = new FakeSession(0)
+    dead.closed = true
+    for (const session of [busy, idle, dead]) pool.add('m', asSession(session))
+    await pool.openStream('m', 'kubernetes')
+    assert.deepEqual([busy.opened, idle.opened, dead.opened], [0, 1, 0])
+  })
+
+  it('falls over to the next session when one is going away, and reports no session when none is left', async () => {
+    const pool = new SessionPool({changed: () => undefined})
+    const leaving = new FakeSession(0, new TunnelError('TUNNEL_ERR_GOING_AWAY', 'session is going away'))
+    const next = new FakeSession(3)
+    pool.add('m', asSession(leaving))
+    pool.add('m', asSession(next))
+    await pool.openStream('m', 'kubernetes')
+    assert.deepEqual([leaving.opened, next.opened], [1, 1])
+    await assert.rejects(pool.openStream('other', 'kubernetes'), NoSessionError)
+  })
+
+  it('forgets a session when it closes and reports the count', () => {
+    const counts: number[] = []
+    const pool = new SessionPool({changed: (_cluster, sessions) => counts.push(sessions)})
+    const session = new FakeSession(0)
+    pool.add('m', asSession(session))
+    session.emit('close')
+    assert.deepEqual(counts, [1, 0])
+    assert.equal(pool.count('m'), 0)
+  })
+})
+
+describe('tower agent destinations', () => {
+  it('parses --allow NAME=host:port and refuses bad or reserved names', () => {
+    assert.deepEqual(
+      parseAllowFlags(['echo=127.0.0.1:9000', 'web=example.com']),
+      new Map([
+        ['echo', {host: '127.0.0.1', port: 9000}],
+        ['web', {host: 'example.com', port: 80}],
+      ]),
+    )
+    for (const bad of ['Echo=1.2.3.4:1', 'kubernetes=1.2.3.4:1', '=1.2.3.4:1', 'x=1.2.3.4:99999']) {
+      assert.throws(() => parseAllowFlags([bad]), KsctlError, bad)
+    }
+  })
+
+  it('replaces the Authorization of the first request head with its own, and passes the rest untouched', async () => {
+    const rewriter = new RequestHeadRewriter('Bearer member-sa-token')
+    const out: Buffer[] = []
+    rewriter.on('data', (chunk: Buffer) => out.push(chunk))
+    rewriter.write('GET /api HTTP/1.1\r\nHost: x\r\nauthorization: Bearer client-token\r\n')
+    rewriter.write('Accept: */*\r\n\r\nbody Authorization: kept\r\n\r\n')
+    rewriter.end('more')
+    await new Promise((resolve) => rewriter.once('end', resolve))
+    assert.equal(
+      Buffer.concat(out).toString(),
+      'GET /api HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nAuthorization: Bearer member-sa-token\r\n\r\nbody Authorization: kept\r\n\r\nmore',
+    )
+  })
+
+  it('routes /clusters/NAME/… by path and strips the prefix', () => {
+    assert.deepEqual(routeByPath('/clusters/member1/api/v1/namespaces?watch=1'), {
+      cluster: 'member1',
+      path: '/api/v1/namespaces?watch=1',
+    })
+    assert.deepEqual(routeByPath('/clusters/member1'), {cluster: 'member1', path: '/'})
+    assert.deepEqual(routeByPath('/clusters/member1?x=1'), {cluster: 'member1', path: '/?x=1'})
+    assert.equal(routeByPath('/api/v1'), undefined)
+    assert.equal(routeByPath('/clusters/UPPER/api'), undefined)
+    assert.equal(routeByPath('/clusters/member1x../api'), undefined)
+  })
+})

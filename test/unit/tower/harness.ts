@@ -1,0 +1,209 @@
+import {mkdtemp, writeFile} from 'node:fs/promises'
+import http from 'node:http'
+import https from 'node:https'
+import type {AddressInfo} from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+import {Logger} from '../../../src/log.js'
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  type CertificateAndKey,
+} from '../../../src/pki/certificates.js'
+import {TowerAgent, normalizeProxyUrl} from '../../../src/tower/agent.js'
+import {buildDestinations, type CredentialSource} from '../../../src/tower/agent-dial.js'
+import {FileClusterRegistry} from '../../../src/tower/file-registry.js'
+import {TowerMetrics} from '../../../src/tower/metrics.js'
+import {TowerProxy} from '../../../src/tower/proxy.js'
+
+export const clusterToken = 'member-token-0123456789abcdef'
+
+/** Everything a test's processes logged, to assert that no secret appears. */
+export class CapturedLog {
+  readonly lines: string[] = []
+  logger(level: 'info' | 'debug' = 'debug'): Logger {
+    return new Logger(level, 'json', {write: (line) => this.lines.push(line)})
+  }
+  get text(): string {
+    return this.lines.join('')
+  }
+}
+
+let proxyCa: Promise<CertificateAndKey> | undefined
+export function testProxyCa(): Promise<CertificateAndKey> {
+  proxyCa ??= createCertificateAuthority({commonName: 'test-proxy-ca', validityDays: 2})
+  return proxyCa
+}
+
+export async function clientCredentials(
+  ca: CertificateAndKey,
+  options: {notAfter?: Date; notBefore?: Date} = {},
+) {
+  const client = await issueCertificate(ca, {
+    commonName: 'ksctl-admin',
+    usage: 'client',
+    validityDays: 1,
+    ...options,
+  })
+  return {ca: ca.certPem, cert: client.certPem, key: client.keyPem}
+}
+
+export async function tempDir(): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), 'ksctl-tower-test-'))
+}
+
+/** An upstream on 127.0.0.1: /echo returns method, path and headers; /big/N streams N bytes; /slow holds. */
+export async function startUpstream(
+  tls?: CertificateAndKey,
+): Promise<{server: http.Server; port: number; close(): Promise<void>}> {
+  const handler: http.RequestListener = (request, response) => {
+    const url = new URL(request.url ?? '/', 'http://x')
+    if (url.pathname.startsWith('/big/')) {
+      const total = Number(url.pathname.slice(5))
+      response.writeHead(200, {'content-type': 'application/octet-stream', 'content-length': total})
+      const chunk = Buffer.alloc(64 * 1024, 120)
+      let sent = 0
+      const pump = (): void => {
+        while (sent < total) {
+          const size = Math.min(chunk.length, total - sent)
+          sent += size
+          if (!response.write(chunk.subarray(0, size))) {
+            response.once('drain', pump)
+            return
+          }
+        }
+        response.end()
+      }
+      pump()
+      return
+    }
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => {
+      const body = JSON.stringify({
+        method: request.method,
+        path: request.url,
+        headers: request.headers,
+        bodyBytes: Buffer.concat(chunks).length,
+      })
+      response.writeHead(200, {'content-type': 'application/json'})
+      response.end(body)
+    })
+  }
+  const server =
+    tls === undefined
+      ? http.createServer(handler)
+      : https.createServer({cert: tls.certPem, key: tls.keyPem}, handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+export interface ProxyHarness {
+  proxy: TowerProxy
+  registry: FileClusterRegistry
+  clustersFile: string
+  ca: CertificateAndKey
+}
+
+export async function startProxy(
+  log: CapturedLog,
+  clusters: {name: string; token: string; kubernetesPort?: number; kubespherePort?: number}[] = [
+    {name: 'member', token: clusterToken},
+  ],
+): Promise<ProxyHarness> {
+  const dir = await tempDir()
+  const clustersFile = path.join(dir, 'clusters.yaml')
+  await writeFile(clustersFile, JSON.stringify(clusters))
+  const registry = await FileClusterRegistry.open(clustersFile)
+  const ca = await testProxyCa()
+  const proxy = new TowerProxy({
+    registry,
+    ca,
+    listen: '127.0.0.1:0',
+    agentTls: undefined,
+    frontEnd: '127.0.0.1:0',
+    metricsAddress: '127.0.0.1:0',
+    log: log.logger(),
+    goAwayGraceMs: 2000,
+  })
+  await proxy.start()
+  return {proxy, registry, clustersFile, ca}
+}
+
+/** An agent whose kubernetes destination is a plain-HTTP upstream reached over TCP, for speed and simplicity. */
+export function startAgent(
+  log: CapturedLog,
+  proxyPort: number,
+  options: {
+    name?: string
+    token?: string
+    kubernetes?: CredentialSource
+    allowed?: Map<string, {host: string; port: number}>
+    maxRetryIntervalMs?: number
+  } = {},
+): TowerAgent {
+  const agent = new TowerAgent({
+    name: options.name ?? 'member',
+    token: () => Promise.resolve(options.token ?? clusterToken),
+    proxyUrl: normalizeProxyUrl(`http://127.0.0.1:${proxyPort}`),
+    keepaliveMs: 1000,
+    maxRetry: 0,
+    maxRetryIntervalMs: options.maxRetryIntervalMs ?? 300,
+    initialRetryMs: 50,
+    destinations: buildDestinations({
+      kubernetes: options.kubernetes ?? (() => Promise.reject(new Error('no kubernetes in this test'))),
+      kubesphere: undefined,
+      allowed: options.allowed ?? new Map<string, {host: string; port: number}>(),
+    }),
+    log: log.logger(),
+    metrics: new TowerMetrics(),
+    goAwayGraceMs: 2000,
+  })
+  void agent.start().catch(() => undefined)
+  return agent
+}
+
+export async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+export interface Response {
+  status: number
+  body: string
+}
+
+/** One HTTPS request to a front end, without connection reuse. */
+export function frontEndRequest(
+  url: string,
+  credentials: {ca: string; cert?: string; key?: string},
+  options: {method?: string; headers?: Record<string, string>; body?: string} = {},
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      url,
+      {method: options.method ?? 'GET', agent: false, headers: options.headers, ...credentials},
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('end', () =>
+          resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString()}),
+        )
+        response.on('error', reject)
+      },
+    )
+    request.on('error', reject)
+    request.end(options.body)
+  })
+}

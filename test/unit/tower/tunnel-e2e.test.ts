@@ -1,0 +1,254 @@
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import https from 'node:https'
+import {writeFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import {createCertificateAuthority} from '../../../src/pki/certificates.js'
+import {FailureLimiter} from '../../../src/tower/auth.js'
+import {serviceAccountCredentials} from '../../../src/tower/agent-dial.js'
+import {TowerMetrics} from '../../../src/tower/metrics.js'
+import {AgentListener} from '../../../src/tower/proxy-server.js'
+import type {TowerAgent} from '../../../src/tower/agent.js'
+import {WireErrorCode} from '../../../src/tunnel/index.js'
+import {loopbackPki} from '../../helpers/test-pki.js'
+import {freePort} from '../../testbed/http.js'
+import {
+  CapturedLog,
+  clientCredentials,
+  clusterToken,
+  frontEndRequest,
+  startAgent,
+  startProxy,
+  startUpstream,
+  tempDir,
+  until,
+  type ProxyHarness,
+} from './harness.js'
+
+interface Echo {
+  method: string
+  path: string
+  headers: Record<string, string>
+  bodyBytes: number
+}
+
+const saToken = 'member-service-account-token-v1'
+
+/** A TLS "kube-apiserver" and an agent whose kubernetes destination is it, with a service-account directory. */
+async function memberSetup(log: CapturedLog, harness: ProxyHarness) {
+  const pki = await loopbackPki('tower-member')
+  const upstream = await startUpstream(pki.server)
+  const saDir = await tempDir()
+  await writeFile(path.join(saDir, 'token'), saToken)
+  await writeFile(path.join(saDir, 'ca.crt'), pki.ca.certPem)
+  const kubernetes = serviceAccountCredentials(`127.0.0.1:${upstream.port}`, saDir)
+  const agents: TowerAgent[] = []
+  const newAgent = (): TowerAgent => {
+    const agent = startAgent(log, harness.proxy.agentPort, {kubernetes})
+    agents.push(agent)
+    return agent
+  }
+  return {upstream, saDir, newAgent, agents}
+}
+
+async function scrape(port: number | undefined): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+  return response.text()
+}
+
+describe('tower proxy and agent, in process', function () {
+  this.timeout(30_000)
+  let log: CapturedLog
+  let harness: ProxyHarness
+  let member: Awaited<ReturnType<typeof memberSetup>>
+  let credentials: Awaited<ReturnType<typeof clientCredentials>>
+
+  beforeEach(async () => {
+    log = new CapturedLog()
+    harness = await startProxy(log, [{name: 'member', token: clusterToken, kubernetesPort: await freePort()}])
+    member = await memberSetup(log, harness)
+    credentials = await clientCredentials(harness.ca)
+  })
+
+  afterEach(async () => {
+    await Promise.all(member.agents.map((agent) => agent.stop()))
+    await harness.proxy.stop()
+    await member.upstream.close()
+    for (const secret of [clusterToken, saToken, 'client-secret-token']) {
+      assert.ok(!log.text.includes(secret), `a log line holds ${secret}`)
+    }
+  })
+
+  const url = (suffix: string): string =>
+    `https://127.0.0.1:${harness.proxy.frontEndPort}/clusters/member${suffix}`
+
+  it('routes by path, strips the client Authorization and adds the member credential, re-read every request', async () => {
+    member.newAgent()
+    await until(() => member.agents.every((agent) => agent.ready))
+    const first = await frontEndRequest(url('/api/v1/namespaces?limit=1'), credentials, {
+      method: 'POST',
+      headers: {authorization: 'Bearer client-secret-token'},
+      body: 'x'.repeat(300_000),
+    })
+    assert.equal(first.status, 200)
+    const echo = JSON.parse(first.body) as Echo
+    assert.equal(echo.path, '/api/v1/namespaces?limit=1')
+    assert.equal(echo.headers.authorization, `Bearer ${saToken}`)
+    assert.equal(echo.bodyBytes, 300_000)
+    await writeFile(path.join(member.saDir, 'token'), `${saToken}-rotated`)
+    const second = JSON.parse((await frontEndRequest(url('/api'), credentials)).body) as Echo
+    assert.equal(second.headers.authorization, `Bearer ${saToken}-rotated`)
+    const unknown = await frontEndRequest(
+      `https://127.0.0.1:${harness.proxy.frontEndPort}/clusters/nope/api`,
+      credentials,
+    )
+    assert.equal(unknown.status, 404)
+  })
+
+  it('serves the Tower-compatible per-cluster HTTPS port too', async () => {
+    member.newAgent()
+    await until(() => member.agents[0]?.ready === true)
+    const port = harness.proxy.clusterPorts('member').kubernetes
+    assert.ok(port !== undefined && port > 0)
+    const response = await frontEndRequest(`https://127.0.0.1:${port}/version`, credentials)
+    assert.equal((JSON.parse(response.body) as Echo).path, '/version')
+  })
+
+  it('answers a client without a good certificate with 401, and counts each kind', async () => {
+    member.newAgent()
+    const otherCa = await createCertificateAuthority({commonName: 'other', validityDays: 1})
+    const expired = await clientCredentials(harness.ca, {
+      notBefore: new Date(Date.now() - 3 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    })
+    const foreign = await clientCredentials(otherCa)
+    for (const creds of [{ca: credentials.ca}, {...foreign, ca: credentials.ca}, expired]) {
+      const response = await frontEndRequest(url('/api'), creds)
+      assert.equal(response.status, 401)
+    }
+    const metrics = await scrape(harness.proxy.metricsPort)
+    for (const reason of [
+      'no_client_certificate',
+      'untrusted_client_certificate',
+      'expired_client_certificate',
+    ]) {
+      assert.match(
+        metrics,
+        new RegExp(`ksctl_tower_auth_failures_total\\{endpoint="front_end",reason="${reason}"\\} 1`),
+      )
+    }
+  })
+
+  it('refuses a wrong token and an unknown cluster alike with 401, then rate-limits the source with 429', async () => {
+    const limited = new CapturedLog()
+    const metrics = new TowerMetrics()
+    const listener = await AgentListener.start({
+      address: {host: '127.0.0.1', port: 0},
+      tls: undefined,
+      registry: harness.registry,
+      pool: harness.proxy.pool,
+      log: limited.logger(),
+      metrics,
+      limiter: new FailureLimiter({maxFailures: 3}),
+    })
+    const attempt = (name: string, token: string) =>
+      new Promise<{status: number; body: string}>((resolve, reject) => {
+        const request = http.request(`http://127.0.0.1:${listener.port}/connect`, {
+          headers: {
+            connection: 'Upgrade',
+            upgrade: 'websocket',
+            'x-ksctl-cluster': name,
+            authorization: `Bearer ${token}`,
+          },
+        })
+        request.on('response', (response) => {
+          const chunks: Buffer[] = []
+          response.on('data', (chunk: Buffer) => chunks.push(chunk))
+          response.on('end', () =>
+            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString()}),
+          )
+        })
+        request.on('error', reject)
+        request.end()
+      })
+    const wrongToken = await attempt('member', `${clusterToken}x`)
+    const unknownCluster = await attempt('nope', clusterToken)
+    assert.deepEqual(wrongToken, {status: 401, body: 'unauthorized\n'})
+    assert.deepEqual(unknownCluster, wrongToken)
+    await attempt('member', 'x')
+    assert.equal((await attempt('member', clusterToken)).status, 429)
+    assert.match(
+      await metrics.render(),
+      /ksctl_tower_auth_failures_total\{endpoint="agent",reason="bad_credentials"\} 3/,
+    )
+    assert.match(await metrics.render(), /reason="rate_limited"\} 1/)
+    await listener.close()
+    assert.ok(!limited.text.includes(clusterToken))
+  })
+
+  it('refuses a destination the agent does not allow', async () => {
+    member.newAgent()
+    await until(() => member.agents[0]?.ready === true)
+    await assert.rejects(harness.proxy.pool.openStream('member', 'metrics'), (error: {wireCode?: number}) => {
+      assert.equal(error.wireCode, WireErrorCode.DestinationNotAllowed)
+      return true
+    })
+  })
+
+  it('lets a fast reader finish while a slow reader on the same agent is blocked', async () => {
+    member.newAgent()
+    await until(() => member.agents[0]?.ready === true)
+    const slow = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      https.get(url('/big/67108864'), {agent: false, ...credentials}, resolve).on('error', reject)
+    })
+    slow.pause()
+    const started = performance.now()
+    for (let i = 0; i < 5; i++) assert.equal((await frontEndRequest(url('/api'), credentials)).status, 200)
+    assert.ok(performance.now() - started < 5000)
+    slow.destroy()
+  })
+
+  it('spreads streams over two agents; losing one fails only its streams', async () => {
+    const [a, b] = [member.newAgent(), member.newAgent()]
+    await until(() => a.ready && b.ready && harness.proxy.pool.count('member') === 2)
+    const hold = () =>
+      new Promise<http.IncomingMessage>((resolve, reject) => {
+        https.get(url('/big/67108864'), {agent: false, ...credentials}, resolve).on('error', reject)
+      })
+    const held = [await hold(), await hold()]
+    for (const response of held) response.pause()
+    const perSession = harness.proxy.pool.candidates('member').map((session) => session.stats.streamsActive)
+    assert.deepEqual(perSession, [1, 1])
+    const outcomes = held.map(
+      (response) =>
+        new Promise<string>((resolve) => {
+          response.on('error', () => resolve('broken'))
+          response.on('close', () => resolve(response.complete ? 'complete' : 'broken'))
+        }),
+    )
+    await a.stop()
+    // One held response breaks (its agent left); the other is still streaming and can be read to the end.
+    for (const response of held) response.resume()
+    const results = await Promise.all(outcomes)
+    assert.deepEqual(results.sort(), ['broken', 'complete'])
+    for (let i = 0; i < 3; i++) assert.equal((await frontEndRequest(url('/api'), credentials)).status, 200)
+  })
+
+  it('fails requests fast with 502 while no agent is connected, and resumes by itself', async () => {
+    const agent = member.newAgent()
+    await until(() => agent.ready)
+    await agent.stop()
+    const started = performance.now()
+    const during = await frontEndRequest(url('/api'), credentials)
+    assert.equal(during.status, 502)
+    assert.match(during.body, /no agent of cluster member is connected/)
+    assert.ok(performance.now() - started < 1000)
+    const again = member.newAgent()
+    await until(() => again.ready)
+    assert.equal((await frontEndRequest(url('/api'), credentials)).status, 200)
+    const metrics = await scrape(harness.proxy.metricsPort)
+    assert.match(metrics, /ksctl_tower_sessions\{cluster="member"\} 1/)
+    assert.match(metrics, /ksctl_tower_stream_bytes_total\{cluster="member",direction="from_agent"\} \d+/)
+  })
+})
