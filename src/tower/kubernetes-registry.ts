@@ -42,6 +42,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   private readonly listeners: (() => void)[] = []
   private readonly manifests: ManifestObjects
   private timer: NodeJS.Timeout | undefined
+  private closed = false
   private pass: Promise<void> = Promise.resolve()
   /** Status writes per cluster, one after the other, so a disconnect never overtakes its connect. */
   private readonly writes = new Map<string, Promise<void>>()
@@ -57,6 +58,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   async start(): Promise<void> {
     await this.reconcile()
     const again = () => {
+      if (this.closed) return
       this.timer = setTimeout(() => {
         this.pass = this.reconcile().catch((error: unknown) => {
           this.options.log.warn(
@@ -91,6 +93,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   }
 
   async close(): Promise<void> {
+    this.closed = true
     clearTimeout(this.timer)
     this.timer = undefined
     await this.pass

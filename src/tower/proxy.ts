@@ -132,8 +132,10 @@ export class TowerProxy {
     if (this.stopping) return
     this.stopping = true
     this.frontEnds?.stopAccepting()
-    await this.agentListener?.close()
+    // The listener counts the agents' upgraded sockets as its connections: it closes once their sessions end.
+    const listenerClosed = this.agentListener?.close()
     await this.pool.goAwayAll()
+    await listenerClosed
     this.frontEnds?.closeAll()
     await this.ops?.close()
     await this.options.registry.close()

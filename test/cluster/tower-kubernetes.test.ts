@@ -96,27 +96,18 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     return {child, output: () => output}
   }
 
-  it('initializes the Cluster, marks the agent available, serves kubectl with the issued kubeconfig, and notices a killed agent', async () => {
+  it('initializes the Cluster, serves kubectl with the issued kubeconfig, fails fast through agent and proxy outages and recovers by itself', async () => {
     const kubeconfig = testBed().kubeconfigPath
     const [listenPort, frontEndPort] = [await freePort(), await freePort()]
     await resetCluster(kubeconfig, 'host', 'ks41-host', {
       proxyPublishAddress: `https://127.0.0.1:${String(listenPort)}`,
     })
     await resetCluster(kubeconfig, 'member', 'plain')
-    const proxy = start([
-      'tower',
-      'proxy',
-      '--kubeconfig',
-      kubeconfig,
-      '--context',
-      'host',
-      '--listen',
-      `127.0.0.1:${String(listenPort)}`,
-      '--front-end',
-      `127.0.0.1:${String(frontEndPort)}`,
-      '--resync',
-      '300ms',
-    ])
+    const proxyArgs = [
+      ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', 'host', '--resync', '300ms'],
+      ...['--listen', `127.0.0.1:${String(listenPort)}`, '--front-end', `127.0.0.1:${String(frontEndPort)}`],
+    ]
+    let proxy = start(proxyArgs)
     await until(() => proxy.output().includes('tower proxy started'), 'the proxy', proxy.output)
 
     const dir = await mkdtemp(path.join(os.tmpdir(), 'ksctl-tower-k8s-'))
@@ -143,67 +134,91 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     assert.match(token, /^[0-9a-f]{64}$/)
     const ca = await host.findSecret('kubesphere-system', 'ksctl-tower-ca')
     await writeFile(path.join(dir, 'ca.crt'), ca?.data['tls.crt'] ?? '')
-    const agent = start([
-      'tower',
-      'agent',
-      '--name',
-      'member1',
-      '--token',
-      token,
-      '--proxy-server',
-      `https://127.0.0.1:${String(listenPort)}`,
-      '--proxy-ca',
-      path.join(dir, 'ca.crt'),
-      '--kubeconfig',
-      kubeconfig,
-      '--context',
-      'member',
-      '--keepalive',
-      '1s',
-    ])
-
-    let cluster: KubeSphereCluster | undefined
-    await until(
-      async () => {
-        cluster = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
-        return (
-          conditionOf(cluster, 'AgentAvailable')?.status === 'True' &&
-          (cluster?.spec?.connection?.kubeconfig ?? '') !== ''
-        )
-      },
-      'AgentAvailable and the issued kubeconfig',
-      agent.output,
-    )
+    const startAgent = () =>
+      start([
+        ...['tower', 'agent', '--name', 'member1', '--token', token, '--keepalive', '1s'],
+        ...[
+          '--proxy-server',
+          `https://127.0.0.1:${String(listenPort)}`,
+          '--proxy-ca',
+          path.join(dir, 'ca.crt'),
+        ],
+        ...['--kubeconfig', kubeconfig, '--context', 'member', '--max-retry-interval', '2s'],
+      ])
+    const agentAvailable = (status: 'True' | 'False', output: () => string) =>
+      until(
+        async () => {
+          const current = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
+          return conditionOf(current, 'AgentAvailable')?.status === status
+        },
+        `AgentAvailable ${status}`,
+        output,
+      )
+    let agent = startAgent()
+    await agentAvailable('True', agent.output)
+    const cluster = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
     const issued = path.join(dir, 'issued-kubeconfig')
     await writeFile(issued, Buffer.from(cluster?.spec?.connection?.kubeconfig ?? '', 'base64'))
     const port = (cluster?.spec?.connection as {kubernetesAPIServerPort: number}).kubernetesAPIServerPort
     // The issued server is the mc-NAME ClusterIP, which only kube-proxy could route; the per-cluster port is the same listener.
-    const namespaces = await execa(
-      '/usr/bin/kubectl',
-      [
-        '--kubeconfig',
-        issued,
-        '--server',
-        `https://127.0.0.1:${String(port)}`,
-        'get',
-        'namespace',
-        'kube-system',
-        '-o',
-        'name',
-      ],
-      {reject: false},
-    )
-    assert.equal(namespaces.stdout, 'namespace/kube-system', namespaces.stderr)
+    const kubectlGet = async () => {
+      const started = Date.now()
+      const outcome = await execa(
+        '/usr/bin/kubectl',
+        [
+          ...[
+            '--kubeconfig',
+            issued,
+            '--server',
+            `https://127.0.0.1:${String(port)}`,
+            '--request-timeout',
+            '20s',
+          ],
+          'get',
+          'namespace',
+          'kube-system',
+          '-o',
+          'name',
+        ],
+        {reject: false, stdin: 'ignore'},
+      )
+      return {
+        ok: outcome.stdout === 'namespace/kube-system',
+        stderr: outcome.stderr,
+        ms: Date.now() - started,
+      }
+    }
+    assert.equal((await kubectlGet()).ok, true)
 
     agent.child.kill('SIGKILL')
-    await until(
-      async () => {
-        const current = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
-        return conditionOf(current, 'AgentAvailable')?.status === 'False'
-      },
-      'AgentAvailable to turn False',
-      proxy.output,
+    await agentAvailable('False', proxy.output)
+    const duringAgentOutage = await kubectlGet()
+    assert.equal(duringAgentOutage.ok, false)
+    assert.ok(
+      duringAgentOutage.ms < 5000,
+      `a request without an agent failed after ${String(duringAgentOutage.ms)} ms`,
     )
+
+    agent = startAgent()
+    await agentAvailable('True', agent.output)
+    assert.equal((await kubectlGet()).ok, true)
+
+    proxy.child.kill('SIGTERM')
+    assert.equal((await proxy.child).exitCode, 0)
+    const duringProxyOutage = await kubectlGet()
+    assert.equal(duringProxyOutage.ok, false)
+    assert.ok(
+      duringProxyOutage.ms < 5000,
+      `a request without the proxy failed after ${String(duringProxyOutage.ms)} ms`,
+    )
+    proxy = start(proxyArgs)
+    await until(
+      async () => (await kubectlGet()).ok,
+      'service to resume after the proxy restarted',
+      agent.output,
+    )
+    await agentAvailable('True', proxy.output)
+
     for (const output of [proxy.output(), agent.output()])
       assert.ok(!output.includes(token), 'no token in the logs')
     proxy.child.kill('SIGTERM')
