@@ -198,12 +198,15 @@ async function dialTls(credentials: KubernetesCredentials, signal: AbortSignal):
     host: credentials.address.host,
     port: credentials.address.port,
   })
+  // Interactive request/response traffic: small writes go out at once rather than waiting for Nagle's algorithm.
+  socket.setNoDelay(true)
   await connected(socket, 'secureConnect', signal)
   return socket
 }
 
 async function dialTcp(address: ListenAddress, signal: AbortSignal): Promise<net.Socket> {
   const socket = net.connect({host: address.host, port: address.port})
+  socket.setNoDelay(true)
   await connected(socket, 'connect', signal)
   return socket
 }

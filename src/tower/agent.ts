@@ -252,6 +252,7 @@ export class TowerAgent {
         // With a pin alone the pin is the proxy's identity; with a CA (or neither) the chain must verify too.
         rejectUnauthorized: proxyPin === undefined || proxyCa !== undefined,
       })
+      socket.setNoDelay(true)
       socket.cork()
       socket.setTimeout(handshakeTimeoutMs, () => socket.destroy(new Error('tls handshake timed out')))
       socket.once('secureConnect', () => {
