@@ -53,8 +53,12 @@ export const MAX_STREAM_ID = 0xffffffff
  */
 export const DATA_FRAME_BYTES = 64 * 1024
 
-/** Default concurrent stream limit of a session (each side enforces its own). */
-export const MAX_CONCURRENT_STREAMS = 256
+/**
+ * Default concurrent stream limit of a session (each side enforces its own). Host clients hold a stream per
+ * watch, and thousands of watches through one agent are normal for a busy console, so it is high; what an
+ * idle watch costs is its buffers, not its window.
+ */
+export const MAX_CONCURRENT_STREAMS = 16_384
 
 /** Both sides send a PING this often. */
 export const PING_INTERVAL_MS = 10_000
