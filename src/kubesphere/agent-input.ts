@@ -6,6 +6,7 @@ import {redactor} from '../redact.js'
 import {DEFAULT_AGENT_IMAGES, type AgentResources} from './agent-manifest.js'
 import type {AgentSettings, AgentSettingsOverrides} from './agent-settings.js'
 import type {Edition} from './detect.js'
+import {isProxyClusterName, MAX_PROXY_CLUSTER_NAME_LENGTH} from './names.js'
 
 /** The flags of `ksctl agent render` as given: text, which this module validates. */
 export interface AgentRenderFlags {
@@ -38,12 +39,6 @@ export interface AgentRenderRequest {
   warnings: string[]
 }
 
-/**
- * Tower creates Service `mc-<name>` for a proxy cluster, so the name must be an RFC 1035 label that still
- * fits 63 characters with the prefix (shared/reference/kubesphere.md §4.5).
- */
-const clusterNamePattern = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
-const MAX_CLUSTER_NAME_LENGTH = 60
 const proxyAddressPattern =
   /^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/
 /** What the tower proxy generates: 32 random bytes, hex-encoded. */
@@ -116,10 +111,10 @@ function optional<T>(value: string | undefined, check: (value: string) => T): T 
 }
 
 function checkClusterName(name: string): string {
-  if (clusterNamePattern.test(name) && name.length <= MAX_CLUSTER_NAME_LENGTH) return name
+  if (isProxyClusterName(name)) return name
   throw invalidInput(
     `invalid cluster name ${JSON.stringify(name)} (NAME): use lowercase letters, digits and '-', starting and ` +
-      `ending with a letter or digit, at most ${MAX_CLUSTER_NAME_LENGTH} characters (the tower proxy creates ` +
+      `ending with a letter or digit, at most ${MAX_PROXY_CLUSTER_NAME_LENGTH} characters (the tower proxy creates ` +
       'Service mc-NAME for it)',
     ['e.g. ksctl agent render member1'],
   )

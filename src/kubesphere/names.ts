@@ -18,8 +18,12 @@ export function validateHostClusterName(name: string, flag = '--name'): string {
 }
 
 /** A member joined through the proxy: lowercase letters, digits and `-`, at most 60 characters. */
+export function isProxyClusterName(name: string): boolean {
+  return name.length <= MAX_PROXY_CLUSTER_NAME_LENGTH && PROXY_CLUSTER_NAME.test(name)
+}
+
 export function validateProxyClusterName(name: string, what = 'cluster name'): string {
-  if (name.length > MAX_PROXY_CLUSTER_NAME_LENGTH || !PROXY_CLUSTER_NAME.test(name)) {
+  if (!isProxyClusterName(name)) {
     throw invalidInput(
       `${what} "${name}" is not valid for a proxy-connected cluster: use lowercase letters, digits and "-", ` +
         `starting and ending with a letter or digit, at most ${MAX_PROXY_CLUSTER_NAME_LENGTH} characters ` +
