@@ -5,6 +5,7 @@ import type {Duplex} from 'node:stream'
 import type {TLSSocket} from 'node:tls'
 
 import type {Logger} from '../log.js'
+import {isValidDestination} from '../tunnel/index.js'
 import {kubernetesDestination, kubesphereDestination} from './agent-dial.js'
 import {failResponse, type ForwardTarget, type Forwarder} from './http-forward.js'
 import type {AuthFailureReason, TowerMetrics} from './metrics.js'
@@ -33,12 +34,30 @@ interface ClusterListeners {
 }
 
 const clustersPrefix = /^\/clusters\/([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\/[^?]*)?(\?.*)?$/
+/** No Kubernetes API path starts with `/destinations/`, so the kubernetes destination keeps every path. */
+const destinationPrefix = /^\/destinations\/([a-z0-9][a-z0-9._-]*)(\/[^?]*)?(\?.*)?$/
 
-/** `/clusters/NAME/rest?query` → cluster NAME, path `/rest?query` (`/` when nothing follows the name). */
-export function routeByPath(url: string): {cluster: string; path: string} | undefined {
+export interface PathRoute {
+  cluster: string
+  destination: string
+  path: string
+}
+
+/**
+ * `/clusters/NAME/rest?query` → cluster NAME's kube-apiserver, path `/rest?query` (`/` when nothing follows
+ * the name); `/clusters/NAME/destinations/DEST/rest` → the agent's destination DEST (kubesphere, or an
+ * `--allow` name), path `/rest`.
+ */
+export function routeByPath(url: string): PathRoute | undefined {
   const match = clustersPrefix.exec(url)
   if (match === null) return undefined
-  return {cluster: match[1] ?? '', path: `${match[3] ?? '/'}${match[4] ?? ''}`}
+  const cluster = match[1] ?? ''
+  const path = `${match[3] ?? '/'}${match[4] ?? ''}`
+  const other = destinationPrefix.exec(path)
+  if (other === null || !isValidDestination(other[1] ?? '')) {
+    return {cluster, destination: kubernetesDestination, path}
+  }
+  return {cluster, destination: other[1] ?? '', path: `${other[2] ?? '/'}${other[3] ?? ''}`}
 }
 
 /** Why a TLS client did not authenticate, or undefined when its certificate chains to the proxy CA. */
@@ -66,7 +85,9 @@ export class FrontEnds {
     const server = this.httpsServer((request) => {
       const route = routeByPath(request.url ?? '/')
       if (route === undefined || this.options.registry.get(route.cluster) === undefined) return undefined
-      return {...route, destination: kubernetesDestination, stripAuthorization: true}
+      // Only the kubernetes destination gets the member's credential from the agent; any other authenticates
+      // its own users (as ks-apiserver does with its JWT), so the client's Authorization is its credential.
+      return {...route, stripAuthorization: route.destination === kubernetesDestination}
     })
     await listen(server, address)
     this.pathRouted = server

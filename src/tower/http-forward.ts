@@ -2,7 +2,13 @@ import http from 'node:http'
 import type {Duplex} from 'node:stream'
 
 import type {Logger} from '../log.js'
-import {TunnelError, type TunnelStream} from '../tunnel/index.js'
+import {
+  isKnownErrorCode,
+  OpenRefusedError,
+  TunnelError,
+  WireErrorCode,
+  type TunnelStream,
+} from '../tunnel/index.js'
 import type {TowerMetrics} from './metrics.js'
 import {splice} from './net.js'
 import {NoSessionError, type SessionPool} from './session-pool.js'
@@ -76,7 +82,8 @@ export class Forwarder {
         request.pipe(upstream)
       },
       (error: unknown) => {
-        if (!response.destroyed) failResponse(response, 502, openFailureMessage(target, error), target)
+        const failure = openFailure(target, error)
+        if (!response.destroyed) failResponse(response, failure.status, failure.message, target)
       },
     )
   }
@@ -113,9 +120,10 @@ export class Forwarder {
       },
       (error: unknown) => {
         if (socket.destroyed) return
-        const body = openFailureMessage(target, error) + '\n'
+        const failure = openFailure(target, error)
+        const body = failure.message + '\n'
         socket.end(
-          `HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          `HTTP/1.1 ${failure.status} ${http.STATUS_CODES[failure.status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
         )
       },
     )
@@ -187,12 +195,28 @@ function headerLines(rawHeaders: string[]): string {
   return text
 }
 
-function openFailureMessage(target: ForwardTarget, error: unknown): string {
-  if (error instanceof NoSessionError) return `no agent of cluster ${target.cluster} is connected`
-  if (error instanceof TunnelError && error.code === 'TUNNEL_ERR_OPEN_REFUSED') {
-    return `the agent of cluster ${target.cluster} refused ${target.destination}: ${error.message}`
+/** 403 when the agent does not serve the destination (a setting to change), 502 when it cannot now. */
+function openFailure(target: ForwardTarget, error: unknown): {status: number; message: string} {
+  const {cluster, destination} = target
+  if (error instanceof NoSessionError)
+    return {status: 502, message: `no agent of cluster ${cluster} is connected`}
+  if (
+    error instanceof OpenRefusedError &&
+    isKnownErrorCode(error.wireCode) &&
+    error.wireCode === WireErrorCode.DestinationNotAllowed
+  ) {
+    return {
+      status: 403,
+      message: `the agent of cluster ${cluster} does not allow destination ${destination}: start it with --allow ${destination}=HOST:PORT`,
+    }
   }
-  return `cannot reach cluster ${target.cluster}`
+  if (error instanceof TunnelError && error.code === 'TUNNEL_ERR_OPEN_REFUSED') {
+    return {
+      status: 502,
+      message: `the agent of cluster ${cluster} cannot reach ${destination}: ${error.message}`,
+    }
+  }
+  return {status: 502, message: `cannot reach cluster ${cluster}`}
 }
 
 /**
@@ -226,6 +250,7 @@ export function failResponse(
 
 function reasonFor(status: number): string {
   if (status === 401) return 'Unauthorized'
+  if (status === 403) return 'Forbidden'
   if (status === 404) return 'NotFound'
   return 'ServiceUnavailable'
 }

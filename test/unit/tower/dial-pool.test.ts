@@ -91,13 +91,28 @@ describe('tower agent destinations', () => {
     )
   })
 
-  it('routes /clusters/NAME/… by path and strips the prefix', () => {
-    assert.deepEqual(routeByPath('/clusters/member1/api/v1/namespaces?watch=1'), {
+  it('routes /clusters/NAME/… by path to kube-apiserver and /clusters/NAME/destinations/DEST/… to DEST', () => {
+    const kubernetes = (cluster: string, path: string) => ({cluster, destination: 'kubernetes', path})
+    assert.deepEqual(
+      routeByPath('/clusters/member1/api/v1/namespaces?watch=1'),
+      kubernetes('member1', '/api/v1/namespaces?watch=1'),
+    )
+    assert.deepEqual(routeByPath('/clusters/member1'), kubernetes('member1', '/'))
+    assert.deepEqual(routeByPath('/clusters/member1?x=1'), kubernetes('member1', '/?x=1'))
+    assert.deepEqual(routeByPath('/clusters/member1/destinations/prometheus/api/v1/query?q=up'), {
       cluster: 'member1',
-      path: '/api/v1/namespaces?watch=1',
+      destination: 'prometheus',
+      path: '/api/v1/query?q=up',
     })
-    assert.deepEqual(routeByPath('/clusters/member1'), {cluster: 'member1', path: '/'})
-    assert.deepEqual(routeByPath('/clusters/member1?x=1'), {cluster: 'member1', path: '/?x=1'})
+    assert.deepEqual(routeByPath('/clusters/member1/destinations/kubesphere'), {
+      cluster: 'member1',
+      destination: 'kubesphere',
+      path: '/',
+    })
+    assert.deepEqual(
+      routeByPath('/clusters/member1/destinations/Bad_Name/x'),
+      kubernetes('member1', '/destinations/Bad_Name/x'),
+    )
     assert.equal(routeByPath('/api/v1'), undefined)
     assert.equal(routeByPath('/clusters/UPPER/api'), undefined)
     assert.equal(routeByPath('/clusters/member1x../api'), undefined)

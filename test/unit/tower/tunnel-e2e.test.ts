@@ -2,7 +2,11 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import https from 'node:https'
 import {writeFile} from 'node:fs/promises'
+import type {AddressInfo} from 'node:net'
+import {once} from 'node:events'
 import path from 'node:path'
+
+import {WebSocket, WebSocketServer} from 'ws'
 
 import {createCertificateAuthority} from '../../../src/pki/certificates.js'
 import {FailureLimiter} from '../../../src/tower/auth.js'
@@ -194,6 +198,63 @@ describe('tower proxy and agent, in process', function () {
       assert.equal(error.wireCode, WireErrorCode.DestinationNotAllowed)
       return true
     })
+  })
+
+  it('reaches an --allow destination by path, websocket included, and answers 403 for one not allowed', async () => {
+    const seen: {path: string | undefined; authorization: string | undefined}[] = []
+    const echo = new WebSocketServer({host: '127.0.0.1', port: 0})
+    echo.on('connection', (socket, request) => {
+      seen.push({path: request.url, authorization: request.headers.authorization})
+      socket.on('message', (data: Buffer) => socket.send(`echo: ${data.toString()}`))
+    })
+    await once(echo, 'listening')
+    const echoPort = (echo.address() as AddressInfo).port
+    const upstream = await startUpstream()
+    try {
+      const allowed = new Map([
+        ['wsecho', {host: '127.0.0.1', port: echoPort}],
+        ['dashboard', {host: '127.0.0.1', port: upstream.port}],
+      ])
+      const agent = startAgent(log, harness.proxy.agentPort, {allowed})
+      member.agents.push(agent)
+      await until(() => agent.ready)
+
+      const plain = await frontEndRequest(url('/destinations/dashboard/ui/index?tab=1'), credentials, {
+        headers: {authorization: 'Bearer dashboard-user'},
+      })
+      assert.equal(plain.status, 200)
+      const reply = JSON.parse(plain.body) as Echo
+      assert.equal(reply.path, '/ui/index?tab=1')
+      assert.equal(
+        reply.headers.authorization,
+        'Bearer dashboard-user',
+        'not kubernetes: the client credential stays',
+      )
+
+      const socket = new WebSocket(url('/destinations/wsecho/chat').replace(/^https/, 'wss'), {
+        ...credentials,
+        headers: {authorization: 'Bearer dashboard-user'},
+      })
+      await once(socket, 'open')
+      const answer = once(socket, 'message')
+      socket.send('hello through the tunnel')
+      assert.equal(String((await answer)[0]), 'echo: hello through the tunnel')
+      socket.close()
+      await once(socket, 'close')
+      assert.deepEqual(seen, [{path: '/chat', authorization: 'Bearer dashboard-user'}])
+
+      const refused = await frontEndRequest(url('/destinations/metrics/'), credentials)
+      assert.equal(refused.status, 403)
+      assert.match(
+        refused.body,
+        /does not allow destination metrics: start it with --allow metrics=HOST:PORT/,
+      )
+      const noCertificate = await frontEndRequest(url('/destinations/dashboard/'), {ca: credentials.ca})
+      assert.equal(noCertificate.status, 401)
+    } finally {
+      echo.close()
+      await upstream.close()
+    }
   })
 
   it('lets a fast reader finish while a slow reader on the same agent is blocked', async () => {
