@@ -7,6 +7,7 @@ import {DEFAULT_AGENT_IMAGES, type AgentResources} from './agent-manifest.js'
 import type {AgentSettings, AgentSettingsOverrides} from './agent-settings.js'
 import type {Edition} from './detect.js'
 import {isProxyClusterName, MAX_PROXY_CLUSTER_NAME_LENGTH} from './names.js'
+import {parseProxyAddress} from './proxy-address.js'
 
 /** The flags of `ksctl agent render` as given: text, which this module validates. */
 export interface AgentRenderFlags {
@@ -39,8 +40,6 @@ export interface AgentRenderRequest {
   warnings: string[]
 }
 
-const proxyAddressPattern =
-  /^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/
 /** What the tower proxy generates: 32 random bytes, hex-encoded. */
 const towerTokenPattern = /^[0-9a-f]{64}$/
 
@@ -121,13 +120,8 @@ function checkClusterName(name: string): string {
 }
 
 function checkProxyAddress(value: string): string {
-  const port = Number(proxyAddressPattern.exec(value)?.[3] ?? 0)
-  if (port >= 1 && port <= 65535) return value
-  throw invalidInput(
-    `--proxy-address ${JSON.stringify(value)} is not an http(s)://host:port address (with the port, ` +
-      'and nothing after it)',
-    [`e.g. --proxy-address ${exampleAddress}`],
-  )
+  parseProxyAddress(value, '--proxy-address')
+  return value.replace(/\/$/, '')
 }
 
 function checkToken(value: string, warnings: string[]): string {

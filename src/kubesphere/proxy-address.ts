@@ -49,7 +49,9 @@ export function parseProxyAddress(text: string, flag = 'ADDRESS'): URL {
       `use http(s)://host:port, e.g. http://203.0.113.10:30721`,
     ])
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.port === '' || url.hostname === '') {
+  // The URL drops a default port (https://host:443 has port ''), so an explicit one is read from the text.
+  const explicitPort = url.port !== '' || /:\d{1,5}\/?$/.test(text)
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !explicitPort || url.hostname === '') {
     throw invalidInput(`${flag} "${text}" must be http(s)://host:port with an explicit port`, [
       'e.g. http://203.0.113.10:30721 (a node address and the tower NodePort) or http://lb.example.com:8080',
     ])

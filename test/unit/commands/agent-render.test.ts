@@ -330,17 +330,17 @@ describe('ksctl agent render', () => {
       [
         'an address without a scheme',
         ['member1', '--proxy-address', '192.0.2.10:8080'],
-        /^--proxy-address "192\.0\.2\.10:8080" is not an http\(s\):\/\/host:port address/,
+        /^--proxy-address "192\.0\.2\.10:8080" is not a URL/,
       ],
       [
         'an address without a port',
         ['member1', ...token, '--proxy-address', 'http://192.0.2.10'],
-        /^--proxy-address "http:\/\/192\.0\.2\.10" is not/,
+        /^--proxy-address "http:\/\/192\.0\.2\.10" must be http\(s\):\/\/host:port with an explicit port/,
       ],
       [
         'an address with a path',
         ['member1', '--proxy-address', 'http://192.0.2.10:8080/connect'],
-        /^--proxy-address .* is not/,
+        /^--proxy-address .* must not have a path, query or credentials/,
       ],
       ['zero replicas', ['member1', '--replicas', '0'], /^--replicas "0" must be a whole number, at least 1/],
       ['replicas in words', ['member1', '--replicas', 'two'], /^--replicas "two" must be a whole number/],
@@ -381,7 +381,7 @@ describe('ksctl agent render', () => {
         assert.equal(error.code, 'INVALID_INPUT')
         assert.match(error.message, message)
         assert.ok(
-          error.suggestions.some((suggestion) => /e\.g\.|leave out|copy it/.test(suggestion)),
+          error.suggestions.some((suggestion) => /e\.g\.|^use |leave out|copy it/.test(suggestion)),
           error.suggestions.join('\n'),
         )
         assert.ok(noRequests())
