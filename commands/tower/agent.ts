@@ -8,6 +8,7 @@ import {invalidInput, usageError} from '../../src/errors.js'
 import {log} from '../../src/log.js'
 import {redactor} from '../../src/redact.js'
 import {normalizeProxyUrl, TowerAgent} from '../../src/tower/agent.js'
+import {egressProxyFor} from '../../src/tower/egress-proxy.js'
 import {
   buildDestinations,
   defaultServiceAccountDir,
@@ -27,6 +28,8 @@ It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca 
 only for http:// addresses, with a warning), and dials only its own destinations: kubernetes (with the
 member's credentials, which never leave the member), kubesphere, and the --allow names. It reconnects
 for ever with backoff (unless --max-retry); SIGHUP retries now; SIGTERM drains open streams, then exits.
+It honours HTTPS_PROXY (for wss://), HTTP_PROXY (for ws://), ALL_PROXY and NO_PROXY: through an http://
+proxy it tunnels with CONNECT and still verifies the tower proxy itself before sending its token.
 Long-running: there is no --json result.`
 
   // A long-running process has no result document; its logs (--log-format json) are the machine interface.
@@ -67,16 +70,20 @@ Long-running: there is no --json result.`
       description: 'kubeconfig context whose credentials reach the member (with --kubeconfig)',
     }),
     allow: Flags.string({
-      description: 'another destination the proxy may open, NAME=host:port (repeatable)',
+      description:
+        'another destination, NAME=host:port (repeatable); host clients reach it at /clusters/CLUSTER/destinations/NAME/',
       multiple: true,
       default: [],
     }),
     'max-retry': Flags.integer({
-      description: 'give up after this many failed attempts in a row (0: never)',
+      description: 'give up when the first attempt and this many retries failed in a row (0: retry for ever)',
       default: 0,
       min: 0,
     }),
-    'max-retry-interval': Flags.string({description: 'longest wait between attempts', default: '2m'}),
+    'max-retry-interval': Flags.string({
+      description: 'longest wait between attempts, a Retry-After from the proxy included',
+      default: '2m',
+    }),
     'grace-period': Flags.string({
       description: 'on SIGTERM, how long open streams may finish',
       default: '30s',
@@ -91,6 +98,7 @@ Long-running: there is no --json result.`
     redactor.register(flags.token)
     const token = tokenSource(flags.token, flags['token-file'])
     const proxyUrl = normalizeProxyUrl(flags['proxy-server'])
+    const egressProxy = egressProxyFor(proxyUrl)
     if (
       proxyUrl.protocol === 'ws:' &&
       (flags['proxy-ca'] !== undefined || flags['proxy-pin'] !== undefined)
@@ -101,7 +109,10 @@ Long-running: there is no --json result.`
     if (pin !== undefined && !/^sha256:[0-9a-f]{64}$/.test(pin)) {
       throw invalidInput('--proxy-pin must be sha256: followed by 64 lowercase hex digits')
     }
+    const agentLog = log.child({component: 'agent', cluster: flags.name})
     const destinations = buildDestinations({
+      cluster: flags.name,
+      log: agentLog,
       kubernetes:
         flags.kubeconfig === undefined
           ? serviceAccountCredentials(flags['kubernetes-service'], flags['service-account-dir'])
@@ -110,13 +121,13 @@ Long-running: there is no --json result.`
       allowed: parseAllowFlags(flags.allow),
     })
     const metrics = new TowerMetrics()
-    const agentLog = log.child({component: 'agent', cluster: flags.name})
     const agent = new TowerAgent({
       name: flags.name,
       token,
       proxyUrl,
       ...(flags['proxy-ca'] !== undefined && {proxyCa: await readFile(flags['proxy-ca'], 'utf8')}),
       ...(pin !== undefined && {proxyPin: pin}),
+      ...(egressProxy !== undefined && {egressProxy}),
       keepaliveMs: parseDuration(flags.keepalive, '--keepalive'),
       maxRetry: flags['max-retry'],
       maxRetryIntervalMs: parseDuration(flags['max-retry-interval'], '--max-retry-interval'),

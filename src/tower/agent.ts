@@ -10,6 +10,7 @@ import type {Logger} from '../log.js'
 import {SUBPROTOCOL, TunnelSession, webSocketOptions, webSocketTransport} from '../tunnel/index.js'
 import {serveOpen, type Destination} from './agent-dial.js'
 import {Backoff} from './backoff.js'
+import {openConnectTunnel, proxyAddress} from './http-connect.js'
 import type {TowerMetrics} from './metrics.js'
 import {clusterHeader, connectPath} from './proxy-server.js'
 
@@ -23,14 +24,22 @@ export interface AgentOptions {
   proxyCa?: string
   /** `sha256:<hex>` of the proxy certificate's public key (SPKI). */
   proxyPin?: string
+  /** An `http://` proxy to reach the proxy through (CONNECT), as `egressProxyFor` reads it from the environment. */
+  egressProxy?: URL
   keepaliveMs: number
-  /** Consecutive failed attempts before giving up; 0: never. */
+  /**
+   * Retries after a failed attempt before giving up, as Tower's `--max-retry`: the first attempt and this many
+   * retries failing in a row end the agent. A session that opened ends a run of failures. 0: retry for ever.
+   */
   maxRetry: number
+  /** The longest wait between attempts, a proxy's Retry-After included. */
   maxRetryIntervalMs: number
   destinations: Map<string, Destination>
   log: Logger
   metrics: TowerMetrics
   initialRetryMs?: number
+  /** A session that lasted this long was a good connection: the next wait is the initial one again (10 s). */
+  goodConnectionMs?: number
   random?: () => number
   goAwayGraceMs?: number
   handshakeTimeoutMs?: number
@@ -42,7 +51,7 @@ type AttemptOutcome =
   | {kind: 'failed'; reason: string}
 
 /** A session that lasted this long was a good connection: the next failure starts the backoff again. */
-const goodConnectionMs = 10_000
+const defaultGoodConnectionMs = 10_000
 
 /**
  * Tower's proxy address, normalised as Tower does: http→ws, https→wss, the default port made explicit, and
@@ -82,8 +91,11 @@ export class TowerAgent {
   private readonly backoff: Backoff
   private session: TunnelSession | undefined
   private connecting: WebSocket | undefined
+  private tunnelling: AbortController | undefined
   private stopping = false
   private wake: (() => void) | undefined
+  /** SIGHUP came while an attempt was under way: if it fails, retry without a wait. */
+  private retryRequested = false
   private loop: Promise<void> | undefined
 
   constructor(private readonly options: AgentOptions) {
@@ -94,6 +106,11 @@ export class TowerAgent {
     })
     if (options.proxyUrl.protocol === 'ws:') {
       options.log.warn('connecting to the proxy over plain ws://: the tunnel and its token are not encrypted')
+    }
+    if (options.egressProxy !== undefined) {
+      options.log.info('connecting to the proxy through an HTTP proxy', {
+        httpProxy: proxyAddress(options.egressProxy),
+      })
     }
   }
 
@@ -108,15 +125,21 @@ export class TowerAgent {
     return this.session !== undefined && !this.session.closed
   }
 
-  /** SIGHUP: skip the rest of the current wait and connect now. */
+  /**
+   * SIGHUP: connect now. A backoff wait ends at once. An attempt under way is not cut short (it is the retry
+   * asked for, and ends within the handshake timeout); if it fails, the next one starts without a wait. A live
+   * session is left alone.
+   */
   retryNow(): void {
-    this.wake?.()
+    if (this.wake !== undefined) this.wake()
+    else if (!this.ready) this.retryRequested = true
   }
 
   /** SIGTERM: no new streams (GO_AWAY), open ones finish within the grace period, then the loop ends. */
   async stop(): Promise<void> {
     this.stopping = true
     this.wake?.()
+    this.tunnelling?.abort()
     this.connecting?.terminate()
     await this.session?.goAway()
     await this.loop?.catch(() => undefined)
@@ -128,20 +151,34 @@ export class TowerAgent {
   }
 
   private async run(): Promise<void> {
-    const {log, metrics, maxRetry} = this.options
+    const {log, metrics, maxRetry, maxRetryIntervalMs} = this.options
     let first = true
+    // Attempts that failed in a row, for --max-retry. A session that opened ends the run however short it was
+    // (the attempt did not fail), while the backoff keeps growing after short sessions (see delayAfter).
+    let failures = 0
     while (!this.stopping) {
       if (!first) metrics.reconnects.inc()
       first = false
       const outcome = await this.attempt()
       if (this.stopRequested()) return
-      const delayMs = this.delayAfter(outcome)
-      if (maxRetry > 0 && this.backoff.attempts > maxRetry) {
-        throw new KsctlError(`gave up after ${maxRetry} failed connection attempts (--max-retry)`, {
-          code: 'UNREACHABLE',
-          suggestions: ['check --proxy-server, the proxy, and the network between them'],
-        })
+      failures = outcome.kind === 'ended' ? 0 : failures + 1
+      // No wait is longer than --max-retry-interval, not even one Retry-After asks for: the operator set that
+      // bound on how long a member stays cut off once the proxy is back, while Retry-After comes from whatever
+      // answers the address (a load balancer or ingress in front of the proxy, a misconfigured proxy) and
+      // could park the agent for hours. Below the bound it is obeyed (our proxy sends its rate-limit block).
+      const backoffMs = Math.min(this.delayAfter(outcome), maxRetryIntervalMs)
+      if (maxRetry > 0 && failures > maxRetry) {
+        throw new KsctlError(
+          `gave up after ${failures} failed connection attempts in a row (the first and --max-retry ${maxRetry} retries)`,
+          {
+            code: 'UNREACHABLE',
+            suggestions: ['check --proxy-server, the proxy, and the network between them'],
+          },
+        )
       }
+      // A SIGHUP during an attempt that failed asked for a retry now; one during a session is void.
+      const delayMs = this.retryRequested && outcome.kind !== 'ended' ? 0 : backoffMs
+      this.retryRequested = false
       log.info('reconnecting to the proxy', {inMs: delayMs, attempt: this.backoff.attempts})
       await this.sleep(delayMs)
     }
@@ -151,7 +188,8 @@ export class TowerAgent {
     const {log} = this.options
     switch (outcome.kind) {
       case 'ended':
-        if (outcome.lastedMs >= goodConnectionMs) this.backoff.reset()
+        if (outcome.lastedMs >= (this.options.goodConnectionMs ?? defaultGoodConnectionMs))
+          this.backoff.reset()
         log.warn('session with the proxy ended', {reason: outcome.reason ?? 'graceful'})
         return this.backoff.next()
       case 'rejected':
@@ -169,17 +207,16 @@ export class TowerAgent {
     }
   }
 
+  /** Waits `ms`, or until `retryNow()`/`stop()` wake it; `wake` is set only while a wait is under way. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer)
+        this.wake = undefined
         resolve()
       }
-      this.wake = () => {
-        this.wake = undefined
-        done()
-      }
+      const timer = setTimeout(done, ms)
+      this.wake = done
     })
   }
 
@@ -187,13 +224,23 @@ export class TowerAgent {
     const {options} = this
     const token = await options.token().catch(() => undefined)
     if (token === undefined) return {kind: 'failed', reason: 'cannot read the token file'}
+    let tunnel: net.Socket | undefined
+    try {
+      tunnel = await this.tunnel()
+    } catch (error) {
+      return {kind: 'failed', reason: error instanceof Error ? error.message : String(error)}
+    }
+    if (this.stopRequested()) {
+      tunnel?.destroy()
+      return {kind: 'failed', reason: 'stopping'}
+    }
     return new Promise((resolve) => {
       const socket = new WebSocket(options.proxyUrl, SUBPROTOCOL, {
         ...webSocketOptions,
         headers: {authorization: `Bearer ${token}`, [clusterHeader]: options.name},
         handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
         followRedirects: false,
-        ...(options.proxyUrl.protocol === 'wss:' && {createConnection: this.secureConnector()}),
+        ...this.connector(tunnel),
       })
       this.connecting = socket
       const transport = webSocketTransport(socket)
@@ -232,18 +279,47 @@ export class TowerAgent {
     })
   }
 
+  /** The CONNECT tunnel through the egress proxy; undefined when the agent dials the proxy directly. */
+  private async tunnel(): Promise<net.Socket | undefined> {
+    const {egressProxy, proxyUrl, handshakeTimeoutMs = 15_000} = this.options
+    // A stop() that came while the token was read had no tunnel to abort: do not open one now.
+    if (egressProxy === undefined || this.stopRequested()) return undefined
+    // normalizeProxyUrl made the port explicit, but URL drops a scheme's default port again.
+    const port = proxyUrl.port || (proxyUrl.protocol === 'wss:' ? '443' : '80')
+    this.tunnelling = new AbortController()
+    try {
+      return await openConnectTunnel({
+        proxy: egressProxy,
+        target: `${proxyUrl.hostname}:${port}`,
+        timeoutMs: handshakeTimeoutMs,
+        signal: this.tunnelling.signal,
+      })
+    } finally {
+      this.tunnelling = undefined
+    }
+  }
+
+  /** ws's createConnection: our verified TLS for wss://, over the tunnel if any; for ws:// the tunnel itself. */
+  private connector(tunnel: net.Socket | undefined): {createConnection?: typeof net.createConnection} {
+    if (this.options.proxyUrl.protocol === 'wss:') return {createConnection: this.secureConnector(tunnel)}
+    return tunnel === undefined ? {} : {createConnection: () => tunnel}
+  }
+
   /**
    * Connects TLS ourselves and checks the proxy (CA and/or pin) before the WebSocket client may write: the
    * socket stays corked until the check passed, so the upgrade request, and the token in it, is only ever
    * written to a verified proxy.
    */
-  private secureConnector(): typeof net.createConnection {
+  private secureConnector(tunnel: net.Socket | undefined): typeof net.createConnection {
     const {proxyCa, proxyPin, handshakeTimeoutMs = 15_000} = this.options
     // Typed as net.createConnection for ws; the WebSocket client only ever calls it with an options object.
     return (options: net.NetConnectOpts | number | string): net.Socket => {
       if (typeof options !== 'object') throw new TypeError('expected connection options')
       const host = 'host' in options && typeof options.host === 'string' ? options.host : 'localhost'
       const socket = tls.connect({
+        // Over a tunnel, host still names the peer the certificate must match: without it Node would check
+        // the name the tunnel's socket dialled (the HTTP proxy's) or localhost.
+        ...(tunnel !== undefined && {socket: tunnel}),
         host,
         port: 'port' in options ? options.port : 443,
         servername: net.isIP(host) === 0 ? host : undefined,

@@ -53,12 +53,26 @@ export async function tempDir(): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), 'ksctl-tower-test-'))
 }
 
-/** An upstream on 127.0.0.1: /echo returns method, path and headers; /big/N streams N bytes; /slow holds. */
+/**
+ * An upstream on 127.0.0.1: /echo (any other path) returns method, path and headers; /big/N streams N bytes;
+ * /slow/MS sends its headers and a first line at once and the last line MS milliseconds later (a long
+ * response in flight).
+ */
 export async function startUpstream(
   tls?: CertificateAndKey,
 ): Promise<{server: http.Server; port: number; close(): Promise<void>}> {
   const handler: http.RequestListener = (request, response) => {
     const url = new URL(request.url ?? '/', 'http://x')
+    if (url.pathname.startsWith('/slow/')) {
+      const ms = Number(url.pathname.slice(6))
+      const body = slowBody(ms)
+      const firstLine = body.indexOf('\n') + 1
+      response.writeHead(200, {'content-type': 'text/plain', 'content-length': body.length})
+      response.write(body.slice(0, firstLine))
+      const timer = setTimeout(() => response.end(body.slice(firstLine)), ms)
+      response.once('close', () => clearTimeout(timer))
+      return
+    }
     if (url.pathname.startsWith('/big/')) {
       const total = Number(url.pathname.slice(5))
       response.writeHead(200, {'content-type': 'application/octet-stream', 'content-length': total})
@@ -106,6 +120,11 @@ export async function startUpstream(
   }
 }
 
+/** The whole body `/slow/MS` sends, to tell a complete response from a cut one. */
+export function slowBody(ms: number): string {
+  return `first\nlast after ${ms} ms\n`
+}
+
 export interface ProxyHarness {
   proxy: TowerProxy
   registry: FileClusterRegistry
@@ -118,6 +137,7 @@ export async function startProxy(
   clusters: {name: string; token: string; kubernetesPort?: number; kubespherePort?: number}[] = [
     {name: 'member', token: clusterToken},
   ],
+  options: {listen?: string; goAwayGraceMs?: number} = {},
 ): Promise<ProxyHarness> {
   const dir = await tempDir()
   const clustersFile = path.join(dir, 'clusters.yaml')
@@ -127,12 +147,12 @@ export async function startProxy(
   const proxy = new TowerProxy({
     registry,
     ca,
-    listen: '127.0.0.1:0',
+    listen: options.listen ?? '127.0.0.1:0',
     agentTls: undefined,
     frontEnd: '127.0.0.1:0',
     metricsAddress: '127.0.0.1:0',
     log: log.logger(),
-    goAwayGraceMs: 2000,
+    goAwayGraceMs: options.goAwayGraceMs ?? 2000,
   })
   await proxy.start()
   return {proxy, registry, clustersFile, ca}
@@ -159,6 +179,8 @@ export function startAgent(
     maxRetryIntervalMs: options.maxRetryIntervalMs ?? 300,
     initialRetryMs: 50,
     destinations: buildDestinations({
+      cluster: options.name ?? 'member',
+      log: log.logger(),
       kubernetes: options.kubernetes ?? (() => Promise.reject(new Error('no kubernetes in this test'))),
       kubesphere: undefined,
       allowed: options.allowed ?? new Map<string, {host: string; port: number}>(),
