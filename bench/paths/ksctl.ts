@@ -268,6 +268,8 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
         maxRetry: 0,
         maxRetryIntervalMs: 5_000,
         destinations: buildDestinations({
+          cluster: name,
+          log: log.child({component: 'bench-agent', cluster: name}),
           kubernetes: kubeconfigCredentials(kubeconfig, undefined),
           kubesphere: undefined,
           allowed: new Map(),

@@ -1,4 +1,4 @@
-import {smallRequestLoad, startBulkDownload} from './load.js'
+import {smallRequestLoad, startBulkDownload, warmUp} from './load.js'
 import {Samples, withRunningPath, type Scenario} from './scenario.js'
 
 /** The small-request load on the lowest concurrency while one bulk download runs on the same tunnel. */
@@ -9,6 +9,7 @@ export const headOfLineScenario: Scenario = {
     withRunningPath(path, upstream, async (running) => {
       const samples = new Samples()
       const connections = Math.min(...settings.concurrencies)
+      await warmUp(running.endpoint, connections)
       for (let repetition = 0; repetition < settings.repetitions; repetition++) {
         // Sized to outlast the load on any path; it is cut off as soon as the load is done.
         const bulk = startBulkDownload(

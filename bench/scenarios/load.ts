@@ -54,6 +54,16 @@ export async function smallRequestLoad(
   }
 }
 
+const warmUpSeconds = 2
+
+/**
+ * Every path starts fresh processes: a discarded first run lets JIT compilation and connection pools settle,
+ * so that the figures are of the path and not of its first second.
+ */
+export async function warmUp(endpoint: Endpoint, connections: number): Promise<void> {
+  await smallRequestLoad(endpoint, connections, warmUpSeconds)
+}
+
 function curlArguments(endpoint: Endpoint, bytes: number, maxSeconds: number): string[] {
   return [
     '-sS',

@@ -1,4 +1,4 @@
-import {smallRequestLoad} from './load.js'
+import {smallRequestLoad, warmUp} from './load.js'
 import {Samples, withRunningPath, type Scenario} from './scenario.js'
 
 export const smallRequestsScenario: Scenario = {
@@ -7,6 +7,7 @@ export const smallRequestsScenario: Scenario = {
   run: (path, upstream, settings) =>
     withRunningPath(path, upstream, async (running) => {
       const samples = new Samples()
+      await warmUp(running.endpoint, Math.max(...settings.concurrencies))
       for (const connections of settings.concurrencies) {
         for (let repetition = 0; repetition < settings.repetitions; repetition++) {
           const result = await smallRequestLoad(running.endpoint, connections, settings.smallRequestSeconds)

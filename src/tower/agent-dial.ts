@@ -2,30 +2,35 @@ import {readFile} from 'node:fs/promises'
 import https from 'node:https'
 import net from 'node:net'
 import {join} from 'node:path'
-import {Duplex, Transform, type TransformCallback} from 'node:stream'
-import tls from 'node:tls'
+import type {Duplex} from 'node:stream'
+import type tls from 'node:tls'
 
 import {KubeConfig} from '@kubernetes/client-node'
 
 import {invalidInput} from '../errors.js'
 import type {Logger} from '../log.js'
 import {redactor} from '../redact.js'
-import {isValidDestination, WireErrorCode, type OpenRequest} from '../tunnel/index.js'
+import {isValidDestination, WireErrorCode, type OpenRequest, type TunnelStream} from '../tunnel/index.js'
 import type {TowerMetrics} from './metrics.js'
-import {parseHostPort, splice, type ListenAddress} from './net.js'
+import {MemberApiRelay} from './member-apiserver.js'
+import {describeError, parseHostPort, splice, type ListenAddress} from './net.js'
 
 export const kubernetesDestination = 'kubernetes'
 export const kubesphereDestination = 'kubesphere'
 export const defaultServiceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount'
 const dialTimeoutMs = 10_000
-/** The largest request head the agent rewrites; kube-apiserver's own limit is far smaller in practice. */
-const maxRequestHeadBytes = 64 * 1024
 
-/** What the agent knows how to reach: a connection factory per destination name. */
-export interface Destination {
-  /** Connects and returns a socket ready for the request bytes the proxy sends on the stream. */
-  dial(signal: AbortSignal): Promise<Duplex>
-}
+/**
+ * What the agent knows how to reach, per destination name: either a byte pipe to a connection it dials for
+ * each stream, or a server that takes the stream itself (kubernetes: HTTP-aware, to add the member's
+ * credential to every request).
+ */
+export type Destination =
+  | {
+      /** Connects and returns a socket ready for the bytes the proxy sends on the stream. */
+      dial(signal: AbortSignal): Promise<Duplex>
+    }
+  | {serve(stream: Duplex): void}
 
 /** TLS settings and the credential for the member's kube-apiserver, gathered afresh for every stream. */
 export interface KubernetesCredentials {
@@ -96,7 +101,11 @@ export function kubeconfigCredentials(path: string, context: string | undefined)
 }
 
 export interface DestinationSettings {
+  cluster: string
+  log: Logger
   kubernetes: CredentialSource
+  /** How long member credentials are reused before they are read again. */
+  credentialsTtlMs?: number
   /** ks-apiserver, plain HTTP as in Tower; undefined: not served. */
   kubesphere: ListenAddress | undefined
   /** Extra names from `--allow NAME=host:port`, plain TCP. */
@@ -118,19 +127,16 @@ export function parseAllowFlags(values: string[]): Map<string, ListenAddress> {
   return allowed
 }
 
-/** The allow-list: the only names the agent dials. Anything else is refused with DESTINATION_NOT_ALLOWED. */
+/** The allow-list: the only names the agent serves. Anything else is refused with DESTINATION_NOT_ALLOWED. */
 export function buildDestinations(settings: DestinationSettings): Map<string, Destination> {
   const destinations = new Map<string, Destination>()
-  destinations.set(kubernetesDestination, {
-    dial: async (signal) => {
-      const credentials = await settings.kubernetes()
-      const socket = await dialTls(credentials, signal)
-      const rewriter = new RequestHeadRewriter(credentials.authorization)
-      rewriter.pipe(socket)
-      rewriter.once('error', (error) => socket.destroy(error))
-      return Duplex.from({readable: socket, writable: rewriter})
-    },
-  })
+  const kubernetes = new MemberApiRelay(
+    settings.kubernetes,
+    settings.cluster,
+    settings.log,
+    settings.credentialsTtlMs,
+  )
+  destinations.set(kubernetesDestination, {serve: (stream) => kubernetes.serve(stream)})
   if (settings.kubesphere !== undefined) {
     const address = settings.kubesphere
     destinations.set(kubesphereDestination, {dial: (signal) => dialTcp(address, signal)})
@@ -160,48 +166,32 @@ export function serveOpen(request: OpenRequest, {cluster, destinations, log, met
     return
   }
   const started = performance.now()
+  const accept = (): TunnelStream => {
+    metrics.streamOpenSeconds.observe({cluster, outcome: 'accepted'}, (performance.now() - started) / 1000)
+    const stream = request.accept()
+    stream.on('data', (chunk: Buffer) =>
+      metrics.streamBytes.inc({cluster, direction: 'to_agent'}, chunk.length),
+    )
+    stream.once('close', () =>
+      metrics.streamBytes.inc({cluster, direction: 'from_agent'}, stream.stats.bytesSent),
+    )
+    return stream
+  }
+  if ('serve' in destination) {
+    destination.serve(accept())
+    return
+  }
   destination.dial(request.signal).then(
     (upstream) => {
-      if (request.signal.aborted) {
-        upstream.destroy()
-        return
-      }
-      metrics.streamOpenSeconds.observe({cluster, outcome: 'accepted'}, (performance.now() - started) / 1000)
-      const stream = request.accept()
-      stream.on('data', (chunk: Buffer) =>
-        metrics.streamBytes.inc({cluster, direction: 'to_agent'}, chunk.length),
-      )
-      upstream.on('data', (chunk: Buffer) =>
-        metrics.streamBytes.inc({cluster, direction: 'from_agent'}, chunk.length),
-      )
-      splice(stream, upstream)
+      if (request.signal.aborted) upstream.destroy()
+      else splice(accept(), upstream)
     },
     (error: unknown) => {
       metrics.streamOpenSeconds.observe({cluster, outcome: 'failed'}, (performance.now() - started) / 1000)
-      log.warn('cannot reach destination', {
-        destination: request.destination,
-        reason: describeDialError(error),
-      })
+      log.warn('cannot reach destination', {destination: request.destination, reason: describeError(error)})
       request.reject(WireErrorCode.DialFailed)
     },
   )
-}
-
-function describeDialError(error: unknown): string {
-  if (error instanceof Error) return 'code' in error ? String(error.code) : error.message
-  return String(error)
-}
-
-async function dialTls(credentials: KubernetesCredentials, signal: AbortSignal): Promise<tls.TLSSocket> {
-  const socket = tls.connect({
-    ...credentials.tls,
-    host: credentials.address.host,
-    port: credentials.address.port,
-  })
-  // Interactive request/response traffic: small writes go out at once rather than waiting for Nagle's algorithm.
-  socket.setNoDelay(true)
-  await connected(socket, 'secureConnect', signal)
-  return socket
 }
 
 async function dialTcp(address: ListenAddress, signal: AbortSignal): Promise<net.Socket> {
@@ -233,46 +223,4 @@ function connected(socket: net.Socket, event: string, signal: AbortSignal): Prom
       resolve()
     })
   })
-}
-
-/**
- * Rewrites the first request head of the stream: drops any Authorization the proxy side sent and adds the
- * agent's own, then passes every later byte through untouched (bodies, upgraded protocols). The proxy sends
- * one request per stream, so the first head is the only one; the member's credential never leaves the member.
- */
-export class RequestHeadRewriter extends Transform {
-  private head: Buffer | undefined = Buffer.alloc(0)
-
-  constructor(private readonly authorization: string | undefined) {
-    super()
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.head === undefined) {
-      callback(null, chunk)
-      return
-    }
-    const buffered = Buffer.concat([this.head, chunk])
-    const end = buffered.indexOf('\r\n\r\n')
-    if (end === -1) {
-      if (buffered.length > maxRequestHeadBytes) {
-        callback(new Error('request head too large'))
-        return
-      }
-      this.head = buffered
-      callback()
-      return
-    }
-    this.head = undefined
-    const lines = buffered.subarray(0, end).toString('latin1').split('\r\n')
-    const kept = lines.filter((line, index) => index === 0 || !/^authorization\s*:/i.test(line))
-    if (this.authorization !== undefined) kept.push(`Authorization: ${this.authorization}`)
-    this.push(Buffer.from(kept.join('\r\n') + '\r\n\r\n', 'latin1'))
-    callback(null, buffered.subarray(end + 4))
-  }
-
-  override _flush(callback: TransformCallback): void {
-    // The stream ended inside a head: pass the partial head on as is; the server rejects it.
-    callback(null, this.head)
-  }
 }

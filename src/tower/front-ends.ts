@@ -7,10 +7,10 @@ import type {TLSSocket} from 'node:tls'
 import type {Logger} from '../log.js'
 import {isValidDestination} from '../tunnel/index.js'
 import {kubernetesDestination, kubesphereDestination} from './agent-dial.js'
-import {failResponse, type ForwardTarget, type Forwarder} from './http-forward.js'
+import type {ForwardTarget, Forwarder} from './http-forward.js'
 import type {AuthFailureReason, TowerMetrics} from './metrics.js'
 import {listen, type ListenAddress} from './net.js'
-import {refuse} from './proxy-server.js'
+import {failResponse, refuse} from './reverse-proxy.js'
 import type {ClusterRegistry, RegisteredCluster} from './registry.js'
 
 export interface FrontEndOptions {
@@ -229,12 +229,12 @@ export class FrontEnds {
     })
     server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       if (!authenticate(request)) {
-        refuse(socket, 401, 'Unauthorized')
+        refuse(socket, 401)
         return
       }
       const target = route(request)
       if (target === undefined) {
-        refuse(socket, 404, 'Not Found')
+        refuse(socket, 404)
         return
       }
       forwarder.forwardUpgrade(request, socket, head, target)

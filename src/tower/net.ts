@@ -61,3 +61,9 @@ export function splice(a: Duplex, b: Duplex): void {
     if (!b.readableEnded || !b.writableFinished) destroyBoth()
   })
 }
+
+/** An error's code (ECONNREFUSED) when it has one, else its message: what a log line or a 502 may show. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return 'code' in error ? String(error.code) : error.message
+  return String(error)
+}

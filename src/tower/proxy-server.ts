@@ -10,6 +10,7 @@ import {selectSubprotocol, TunnelSession, webSocketOptions, webSocketTransport} 
 import {FailureLimiter, tokensEqual} from './auth.js'
 import type {TowerMetrics} from './metrics.js'
 import {listen, type ListenAddress} from './net.js'
+import {refuse} from './reverse-proxy.js'
 import type {ClusterRegistry} from './registry.js'
 import type {SessionPool} from './session-pool.js'
 
@@ -87,13 +88,13 @@ export class AgentListener {
     const source = request.socket.remoteAddress ?? 'unknown'
     const path = (request.url ?? '').split('?')[0]
     if (path !== connectPath) {
-      refuse(socket, 404, 'Not Found')
+      refuse(socket, 404)
       return
     }
     const blockedMs = this.limiter.blockedFor(source)
     if (blockedMs > 0) {
       metrics.authFailure('agent', 'rate_limited')
-      refuse(socket, 429, 'Too Many Requests', {'Retry-After': String(Math.ceil(blockedMs / 1000))})
+      refuse(socket, 429, undefined, {'Retry-After': String(Math.ceil(blockedMs / 1000))})
       return
     }
     const name = headerValue(request, clusterHeader)
@@ -105,7 +106,7 @@ export class AgentListener {
       metrics.authFailure('agent', 'bad_credentials')
       // The name is what the client claimed; it is logged (sanitised) to help find a misconfigured agent.
       log.warn('rejected an agent: unknown cluster or wrong token', {source, cluster: sanitize(name)})
-      refuse(socket, 401, 'Unauthorized')
+      refuse(socket, 401)
       return
     }
     this.limiter.recordSuccess(source)
@@ -140,22 +141,4 @@ function headerValue(request: http.IncomingMessage, name: string): string | unde
 
 function sanitize(value: string | undefined): string {
   return (value ?? '').replace(/[^a-z0-9.-]/gi, '?').slice(0, 64)
-}
-
-/** Answers an upgrade request with a plain HTTP error and closes the socket; nothing in it echoes the request. */
-export function refuse(
-  socket: Duplex,
-  status: number,
-  text: string,
-  headers: Record<string, string> = {},
-): void {
-  const body = `${text.toLowerCase()}\n`
-  const lines = [
-    `HTTP/1.1 ${status} ${text}`,
-    'Connection: close',
-    'Content-Type: text/plain',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(headers).map(([key, value]) => `${key}: ${value}`),
-  ]
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`)
 }

@@ -176,6 +176,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     if (!this.sentGoAway) {
       this.sentGoAway = true
       this.sendGoAway(WireErrorCode.NoError)
+      this.tellStreamsDraining()
       if (this.streams.size === 0) {
         this.finish(undefined, CloseCode.Normal, 'go away')
       } else {
@@ -345,6 +346,12 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     this.receivedGoAway = true
     const code = frame.errorCode
     this.peerWentAwayGracefully = isKnownErrorCode(code) && code === WireErrorCode.NoError
+    this.tellStreamsDraining()
+  }
+
+  /** Streams kept for reuse (an idle keep-alive connection) should close now rather than at the grace limit. */
+  private tellStreamsDraining(): void {
+    for (const stream of [...this.streams.values()]) stream.sessionDraining()
   }
 
   private forget(stream: TunnelStream): void {

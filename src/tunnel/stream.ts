@@ -77,6 +77,7 @@ export class TunnelStream extends Duplex {
   private gatheredBytes = 0
   private bytesConsumed = 0
   private bytesSent = 0
+  private isDraining = false
 
   constructor(
     private readonly host: StreamHost,
@@ -177,6 +178,20 @@ export class TunnelStream extends Duplex {
   refuse(wireCode: number): void {
     this.sendReset(wireCode)
     this.destroy()
+  }
+
+  /**
+   * The session admits no new stream and ends once the open ones are done (GO_AWAY, either way): a user that
+   * keeps streams for reuse stops doing so. Emits 'draining' once.
+   */
+  get draining(): boolean {
+    return this.isDraining
+  }
+
+  sessionDraining(): void {
+    if (this.isDraining) return
+    this.isDraining = true
+    this.emit('draining')
   }
 
   /** The session is gone: nothing can be sent any more. */

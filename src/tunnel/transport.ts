@@ -1,3 +1,5 @@
+import type {Writable} from 'node:stream'
+
 import WebSocket from 'ws'
 
 import {CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES, SUBPROTOCOL} from './constants.js'
@@ -41,6 +43,7 @@ class WebSocketTransport implements Transport {
   private readonly early: {message: Buffer; isBinary: boolean}[] = []
   private closedWith: {code: number; reason: string} | undefined
   private terminateTimer: NodeJS.Timeout | undefined
+  private corked = false
   /** Sends made while the client is still connecting; ws would throw on them. */
   private readonly unsent: {message: Uint8Array; callback: SendCallback}[] = []
 
@@ -71,8 +74,28 @@ class WebSocketTransport implements Transport {
   }
 
   send(message: Uint8Array, callback: SendCallback): void {
-    if (this.socket.readyState === WebSocket.CONNECTING) this.unsent.push({message, callback})
-    else this.socket.send(message, {binary: true}, callback)
+    if (this.socket.readyState === WebSocket.CONNECTING) {
+      this.unsent.push({message, callback})
+      return
+    }
+    this.corkUntilNextTick()
+    this.socket.send(message, {binary: true}, callback)
+  }
+
+  /**
+   * Frames sent in one tick leave in one write. A request is several small frames each way (head, data, FIN,
+   * window updates), and a system call per frame cost more than everything else the tunnel does per request.
+   * ws keeps its socket in `_socket`, not part of its typed API; without one nothing is batched.
+   */
+  private corkUntilNextTick(): void {
+    const raw = (this.socket as unknown as {_socket?: Writable | null})._socket
+    if (this.corked || raw === undefined || raw === null) return
+    this.corked = true
+    raw.cork()
+    process.nextTick(() => {
+      this.corked = false
+      raw.uncork()
+    })
   }
 
   close(code: number, reason: string): void {

@@ -10,6 +10,7 @@ import {WebSocket, WebSocketServer} from 'ws'
 
 import {createCertificateAuthority} from '../../../src/pki/certificates.js'
 import {FailureLimiter} from '../../../src/tower/auth.js'
+import {credentialsTtlMs} from '../../../src/tower/member-apiserver.js'
 import {serviceAccountCredentials} from '../../../src/tower/agent-dial.js'
 import {TowerMetrics} from '../../../src/tower/metrics.js'
 import {AgentListener} from '../../../src/tower/proxy-server.js'
@@ -87,7 +88,7 @@ describe('tower proxy and agent, in process', function () {
   const url = (suffix: string): string =>
     `https://127.0.0.1:${harness.proxy.frontEndPort}/clusters/member${suffix}`
 
-  it('routes by path, strips the client Authorization and adds the member credential, re-read every request', async () => {
+  it('routes by path, strips the client Authorization and adds the member credential, re-read within a second', async () => {
     member.newAgent()
     await until(() => member.agents.every((agent) => agent.ready))
     const first = await frontEndRequest(url('/api/v1/namespaces?limit=1'), credentials, {
@@ -101,6 +102,8 @@ describe('tower proxy and agent, in process', function () {
     assert.equal(echo.headers.authorization, `Bearer ${saToken}`)
     assert.equal(echo.bodyBytes, 300_000)
     await writeFile(path.join(member.saDir, 'token'), `${saToken}-rotated`)
+    // The agent reuses what it read for a second: a rotated token is in use within that.
+    await new Promise((resolve) => setTimeout(resolve, credentialsTtlMs + 100))
     const second = JSON.parse((await frontEndRequest(url('/api'), credentials)).body) as Echo
     assert.equal(second.headers.authorization, `Bearer ${saToken}-rotated`)
     const unknown = await frontEndRequest(
@@ -117,6 +120,21 @@ describe('tower proxy and agent, in process', function () {
     assert.ok(port !== undefined && port > 0)
     const response = await frontEndRequest(`https://127.0.0.1:${port}/version`, credentials)
     assert.equal((JSON.parse(response.body) as Echo).path, '/version')
+  })
+
+  it('carries one request after another on a kept stream, and releases it at once when the agent stops', async () => {
+    const agent = member.newAgent()
+    await until(() => agent.ready)
+    for (let i = 0; i < 3; i++) assert.equal((await frontEndRequest(url('/api'), credentials)).status, 200)
+    assert.match(
+      await scrape(harness.proxy.metricsPort),
+      /ksctl_tower_stream_open_seconds_count\{cluster="member",outcome="accepted"\} 1\n/,
+    )
+    assert.equal(harness.proxy.pool.streamsOpen('member'), 1)
+    const stopping = performance.now()
+    await agent.stop()
+    // The grace period is 2 s: an idle kept stream must not hold the agent's shutdown that long.
+    assert.ok(performance.now() - stopping < 1000, `stop took ${performance.now() - stopping} ms`)
   })
 
   it('answers a client without a good certificate with 401, and counts each kind', async () => {

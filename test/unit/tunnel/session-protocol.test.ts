@@ -158,7 +158,9 @@ for (const kind of linkKinds) {
       stream.on('data', (chunk: Buffer) => chunks.push(chunk))
       await new Promise((resolve) => stream.once('end', resolve))
       assert.ok(Buffer.concat(chunks).equals(sent))
-      assert.ok(chunks.length <= 4, `${chunks.length} buffers for 20000 one-byte frames`)
+      // How often Node asks for more (which releases a partly filled block) depends on how the frames were
+      // batched on the socket; the point is a handful of blocks, not a buffer per frame.
+      assert.ok(chunks.length <= 8, `${chunks.length} buffers for 20000 one-byte frames`)
     })
 
     it('ends the session on a frame of another version', async () => {

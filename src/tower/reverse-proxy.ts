@@ -1,0 +1,193 @@
+import http from 'node:http'
+import type {Duplex} from 'node:stream'
+
+import {splice} from './net.js'
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are not forwarded. */
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+])
+
+/** Flat [name, value, …] headers without the hop-by-hop ones (and without Authorization when asked). */
+export function withoutHopByHop(rawHeaders: string[], stripAuthorization: boolean): string[] {
+  const kept: string[] = []
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index] ?? ''
+    const lower = name.toLowerCase()
+    if (hopByHop.has(lower) || (stripAuthorization && lower === 'authorization')) continue
+    kept.push(name, rawHeaders[index + 1] ?? '')
+  }
+  return kept
+}
+
+/**
+ * Where and how a relayed request goes: Node's request options (an agent that owns the connections, the
+ * path), the request headers to send, and what to answer when the upstream fails before its response began.
+ */
+export interface Relay {
+  options: http.RequestOptions
+  stripAuthorization: boolean
+  /** Added after the client's headers, e.g. the member's own Authorization. */
+  extraHeaders?: string[]
+  fail(error: Error): void
+}
+
+/**
+ * Relays one HTTP request and its response, both streamed with backpressure. Node parses both sides, so
+ * keep-alive, chunked bodies and long-lived responses (watch, logs -f) need no parser of ours. A client that
+ * goes away before the response ended aborts the upstream request.
+ */
+export function relayRequest(
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  relay: Relay,
+): void {
+  const upstream = http.request({
+    ...relay.options,
+    method: request.method,
+    headers: requestHeaders(request, relay),
+  })
+  response.once('close', () => {
+    if (!response.writableFinished) upstream.destroy()
+  })
+  upstream.on('response', (upstreamResponse) => {
+    response.writeHead(
+      upstreamResponse.statusCode ?? 502,
+      upstreamResponse.statusMessage,
+      withoutHopByHop(upstreamResponse.rawHeaders, false),
+    )
+    // The head leaves with the first body bytes, in one write; a response with none yet (a watch waiting
+    // for its first event) sends its head at once, or the client would wait for it.
+    let bodyStarted = false
+    upstreamResponse.once('data', () => (bodyStarted = true))
+    setImmediate(() => {
+      if (!bodyStarted && !response.writableEnded && !response.destroyed) response.flushHeaders()
+    })
+    upstreamResponse.pipe(response)
+    upstreamResponse.once('error', () => response.destroy())
+    upstreamResponse.once('close', () => {
+      if (!upstreamResponse.complete) response.destroy()
+    })
+  })
+  upstream.on('error', (error) => {
+    if (response.headersSent) response.destroy()
+    else if (!response.destroyed) relay.fail(error)
+  })
+  request.pipe(upstream)
+}
+
+/**
+ * Relays an HTTP/1.1 Upgrade (websocket, SPDY for exec and port-forward): the request head goes upstream,
+ * the 101 answer back, then raw bytes both ways. An upstream that declines answers with a response, which
+ * is relayed as is before the connection closes.
+ */
+export function relayUpgrade(
+  request: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  relay: Relay,
+): void {
+  socket.on('error', () => socket.destroy())
+  const headers = requestHeaders(request, relay)
+  headers.push('Connection', 'Upgrade', 'Upgrade', request.headers.upgrade ?? '')
+  const upstream = http.request({...relay.options, method: request.method, headers})
+  socket.once('close', () => upstream.destroy())
+  upstream.on('upgrade', (upstreamResponse, upstreamSocket, upstreamHead) => {
+    socket.write(statusLine(upstreamResponse) + headerLines(upstreamResponse.rawHeaders) + '\r\n')
+    if (upstreamHead.length > 0) socket.write(upstreamHead)
+    if (head.length > 0) upstreamSocket.write(head)
+    splice(socket, upstreamSocket)
+  })
+  upstream.on('response', (upstreamResponse) => {
+    socket.write(
+      statusLine(upstreamResponse) +
+        headerLines(withoutHopByHop(upstreamResponse.rawHeaders, false)) +
+        'Connection: close\r\n\r\n',
+    )
+    upstreamResponse.pipe(socket)
+  })
+  upstream.on('error', (error) => {
+    if (!socket.destroyed) relay.fail(error)
+  })
+  upstream.end()
+}
+
+/**
+ * A plain-text error answer on a connection that is not (or not yet) an HTTP exchange of Node's server, such
+ * as an upgrade request, then the connection closes.
+ */
+export function refuse(
+  socket: Duplex,
+  status: number,
+  message = (http.STATUS_CODES[status] ?? 'error').toLowerCase(),
+  headers: Record<string, string> = {},
+): void {
+  const body = `${message}\n`
+  const lines = [
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: text/plain',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([key, value]) => `${key}: ${value}`),
+  ]
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`)
+}
+
+function requestHeaders(request: http.IncomingMessage, relay: Relay): string[] {
+  const headers = withoutHopByHop(request.rawHeaders, relay.stripAuthorization)
+  if (relay.extraHeaders !== undefined) headers.push(...relay.extraHeaders)
+  return headers
+}
+
+function statusLine(response: http.IncomingMessage): string {
+  return `HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}\r\n`
+}
+
+function headerLines(rawHeaders: string[]): string {
+  let text = ''
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2)
+    text += `${rawHeaders[index]}: ${rawHeaders[index + 1]}\r\n`
+  return text
+}
+
+/**
+ * An error answer. For the kubernetes destination it is a Kubernetes Status, so kubectl prints the message
+ * instead of a decoding error.
+ */
+export function failResponse(
+  response: http.ServerResponse,
+  status: number,
+  message: string,
+  target?: {destination: string},
+): void {
+  const kubernetes = target === undefined || target.destination === 'kubernetes'
+  const body = kubernetes
+    ? JSON.stringify({
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message,
+        reason: reasonFor(status),
+        code: status,
+      }) + '\n'
+    : message + '\n'
+  response.writeHead(status, {
+    'content-type': kubernetes ? 'application/json' : 'text/plain',
+    'content-length': Buffer.byteLength(body),
+  })
+  response.end(body)
+}
+
+function reasonFor(status: number): string {
+  if (status === 401) return 'Unauthorized'
+  if (status === 403) return 'Forbidden'
+  if (status === 404) return 'NotFound'
+  return 'ServiceUnavailable'
+}

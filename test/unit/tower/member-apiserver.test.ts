@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict'
+import {once} from 'node:events'
+import https from 'node:https'
+import net from 'node:net'
+
+import {WebSocket, WebSocketServer} from 'ws'
+
+import type {KubernetesCredentials} from '../../../src/tower/agent-dial.js'
+import {cachedCredentials, MemberApiRelay} from '../../../src/tower/member-apiserver.js'
+import {loopbackPki} from '../../helpers/test-pki.js'
+import {CapturedLog, startUpstream} from './harness.js'
+
+interface Echo {
+  path: string
+  headers: Record<string, string>
+  bodyBytes: number
+}
+
+/** Serves every accepted TCP connection as if it were a tunnel stream, and returns raw responses. */
+async function relayOnLoopback(relay: MemberApiRelay) {
+  const server = net.createServer((socket) => relay.serve(socket))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as net.AddressInfo).port
+  return {
+    port,
+    async exchange(raw: string): Promise<string> {
+      const socket = net.connect(port, '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+      socket.write(raw)
+      await once(socket, 'close')
+      return Buffer.concat(chunks).toString()
+    },
+    close: () => server.close(),
+  }
+}
+
+function echoes(raw: string): Echo[] {
+  return [...raw.matchAll(/\{"method":.*?"bodyBytes":\d+\}/g)].map((match) => JSON.parse(match[0]) as Echo)
+}
+
+describe('tower agent: the member kube-apiserver relay', () => {
+  it('puts the member credential on every request of a kept-alive stream, never the client’s', async () => {
+    const pki = await loopbackPki('member-relay')
+    const upstream = await startUpstream(pki.server)
+    let token = 'member-token-1'
+    const credentials = (): Promise<KubernetesCredentials> =>
+      Promise.resolve({
+        address: {host: '127.0.0.1', port: upstream.port},
+        tls: {ca: pki.ca.certPem},
+        authorization: `Bearer ${token}`,
+      })
+    const log = new CapturedLog()
+    const relay = await relayOnLoopback(new MemberApiRelay(credentials, 'member', log.logger(), 0))
+    try {
+      const body = 'Authorization: Bearer in-a-body-is-data'
+      const answer = await relay.exchange(
+        'GET /api HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer client-token\r\n\r\n' +
+          `POST /api/v1/namespaces HTTP/1.1\r\nHost: proxy\r\nauthorization: Bearer client-token\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+          'GET /version HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n',
+      )
+      const seen = echoes(answer)
+      assert.deepEqual(
+        seen.map((echo) => [echo.path, echo.headers.authorization, echo.bodyBytes]),
+        [
+          ['/api', 'Bearer member-token-1', 0],
+          ['/api/v1/namespaces', 'Bearer member-token-1', body.length],
+          ['/version', 'Bearer member-token-1', 0],
+        ],
+      )
+      token = 'member-token-2'
+      const rotated = echoes(
+        await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+      )
+      assert.equal(rotated[0]?.headers.authorization, 'Bearer member-token-2')
+    } finally {
+      relay.close()
+      await upstream.close()
+    }
+  })
+
+  it('relays an upgrade (as kubectl exec makes) with the member credential, then raw bytes both ways', async () => {
+    const pki = await loopbackPki('member-relay')
+    const upstream = https.createServer({cert: pki.server.certPem, key: pki.server.keyPem})
+    const sockets = new WebSocketServer({server: upstream})
+    const seen: (string | undefined)[] = []
+    sockets.on('connection', (socket, request) => {
+      seen.push(request.headers.authorization)
+      socket.on('message', (data: Buffer) => socket.send(`member: ${data.toString()}`))
+    })
+    upstream.listen(0, '127.0.0.1')
+    await once(upstream, 'listening')
+    const credentials = (): Promise<KubernetesCredentials> =>
+      Promise.resolve({
+        address: {host: '127.0.0.1', port: (upstream.address() as net.AddressInfo).port},
+        tls: {ca: pki.ca.certPem},
+        authorization: 'Bearer member-token-1',
+      })
+    const log = new CapturedLog()
+    const relay = await relayOnLoopback(new MemberApiRelay(credentials, 'member', log.logger(), 0))
+    try {
+      const client = new WebSocket(`ws://127.0.0.1:${relay.port}/api/v1/namespaces/default/pods/p/exec`, {
+        headers: {authorization: 'Bearer client-token'},
+      })
+      await once(client, 'open')
+      const answer = once(client, 'message')
+      client.send('ls')
+      assert.equal(String((await answer)[0]), 'member: ls')
+      client.close()
+      await once(client, 'close')
+      assert.deepEqual(seen, ['Bearer member-token-1'])
+    } finally {
+      relay.close()
+      sockets.close()
+      upstream.closeAllConnections()
+      upstream.close()
+    }
+  })
+
+  it('answers 502 with a Kubernetes Status naming the cluster and address when kube-apiserver is down', async () => {
+    const closed = net.createServer()
+    closed.listen(0, '127.0.0.1')
+    await once(closed, 'listening')
+    const port = (closed.address() as net.AddressInfo).port
+    closed.close()
+    const log = new CapturedLog()
+    const credentials = (): Promise<KubernetesCredentials> =>
+      Promise.resolve({address: {host: '127.0.0.1', port}, tls: {}, authorization: 'Bearer member-secret'})
+    const relay = await relayOnLoopback(new MemberApiRelay(credentials, 'member', log.logger(), 0))
+    try {
+      const answer = await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+      assert.match(answer, /^HTTP\/1\.1 502 /)
+      const status = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as {
+        kind: string
+        message: string
+      }
+      assert.equal(status.kind, 'Status')
+      assert.equal(
+        status.message,
+        `the agent of cluster member cannot reach kube-apiserver at 127.0.0.1:${port}: ECONNREFUSED`,
+      )
+      assert.match(log.text, /cannot reach the member kube-apiserver/)
+      assert.ok(!log.text.includes('member-secret'))
+    } finally {
+      relay.close()
+    }
+  })
+
+  it('reads credentials once per interval, and again at once after a failed read', async () => {
+    let reads = 0
+    let failNext = true
+    const cached = cachedCredentials(() => {
+      reads++
+      if (failNext) {
+        failNext = false
+        return Promise.reject(new Error('token file missing'))
+      }
+      return Promise.resolve({address: {host: 'h', port: 1}, tls: {}, authorization: `Bearer ${reads}`})
+    }, 60_000)
+    await assert.rejects(cached(), /token file missing/)
+    const [a, b] = await Promise.all([cached(), cached()])
+    assert.equal(a.authorization, 'Bearer 2')
+    assert.equal(a, b)
+    assert.equal((await cached()).authorization, 'Bearer 2')
+    assert.equal(reads, 2)
+  })
+})
