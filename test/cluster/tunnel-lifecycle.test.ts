@@ -5,52 +5,18 @@ import type {Socket} from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-import {execa, type ResultPromise} from 'execa'
-
 import {ExitCode} from '../../src/errors.js'
+import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {freePort} from '../testbed/http.js'
 import {slowBody, startUpstream} from '../unit/tower/harness.js'
 
 // The agent and proxy as processes, for what only a process shows: signals, exit codes, stderr. They need no
 // API server (the member's destination is a local HTTP server reached as the kubesphere destination).
 
-const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
 const token = 'cluster-test-lifecycle-token-0123456789'
 
-interface Running {
-  process: ResultPromise
-  output: () => string
-  /** The JSON log lines with message `msg`. */
-  logged: (msg: string) => Record<string, unknown>[]
-}
-
-function start(args: string[]): Running {
-  const child = execa(process.execPath, [runJs, ...args, '--log-format', 'json'], {
-    reject: false,
-    env: {NO_COLOR: '1'},
-    stdin: 'ignore',
-    // A drain may take its grace period: execa's SIGKILL 5 s after kill() would hide how long it took.
-    forceKillAfterDelay: false,
-  })
-  let output = ''
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const logged = (msg: string): Record<string, unknown>[] =>
-    output
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .filter((record) => record.msg === msg)
-  return {process: child, output: () => output, logged}
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
+/** A drain may take its grace period: these processes are not SIGKILLed 5 s after kill(). */
+const start = (args: string[]): RunningKsctl => startKsctl(args, {drainsSlowly: true})
 
 /** GET of /slow/MS through the proxy; resolves once the headers arrived, `body` with all of it or 'broken'. */
 async function inFlight(port: number, ms: number): Promise<{body: Promise<string>}> {
@@ -86,9 +52,9 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
   let upstream: Awaited<ReturnType<typeof startUpstream>>
   let agentPort: number
   let kubespherePort: number
-  let agent: Running | undefined
-  let proxy: Running | undefined
-  const all: Running[] = []
+  let agent: RunningKsctl | undefined
+  let proxy: RunningKsctl | undefined
+  const all: RunningKsctl[] = []
 
   const agentArgs = (proxyPort: number, extra: string[]): string[] => [
     'tower',
@@ -104,7 +70,7 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
     ...extra,
   ]
 
-  function startProxy(): Running {
+  function startProxy(): RunningKsctl {
     const running = start([
       'tower',
       'proxy',

@@ -4,10 +4,11 @@ import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
 
-import {execa, type ResultPromise} from 'execa'
+import {execa} from 'execa'
 import WebSocket, {WebSocketServer} from 'ws'
 
 import {loadProxyCa, issueKubeconfig} from '../../src/tower/issue-kubeconfig.js'
+import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {freePort} from '../testbed/http.js'
 import {testBed} from './hooks.js'
 
@@ -15,42 +16,13 @@ const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
 const token = 'cluster-test-tunnel-token-0123456789'
 const kubectl = '/usr/bin/kubectl'
 
-interface Running {
-  process: ResultPromise
-  output: () => string
-}
-
-function start(args: string[]): Running {
-  const child = execa(process.execPath, [runJs, ...args, '--log-format', 'json'], {
-    reject: false,
-    env: {NO_COLOR: '1'},
-    stdin: 'ignore',
-  })
-  let output = ''
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  return {process: child, output: () => output}
-}
-
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
 describe('tower tunnel against the real member kube-apiserver', function () {
   this.timeout(180_000)
   let dir: string
-  let proxy: Running
-  let agent: Running
+  let proxy: RunningKsctl
+  let agent: RunningKsctl
   let echo: WebSocketServer
-  const others: Running[] = []
+  const others: RunningKsctl[] = []
   let frontEnd: number
   let agentPort: string
   let clusterPort: number
@@ -69,7 +41,7 @@ describe('tower tunnel against the real member kube-apiserver', function () {
     echo.on('connection', (socket) => socket.on('message', (data, binary) => socket.send(data, {binary})))
     await new Promise((resolve) => echo.once('listening', resolve))
     const echoPort = (echo.address() as {port: number}).port
-    proxy = start([
+    proxy = startKsctl([
       'tower',
       'proxy',
       '--clusters',
@@ -92,7 +64,7 @@ describe('tower tunnel against the real member kube-apiserver', function () {
     ) as {agents: string; frontEnd: number}
     frontEnd = started.frontEnd
     agentPort = /:(\d+)$/.exec(started.agents)?.[1] ?? ''
-    agent = start([
+    agent = startKsctl([
       'tower',
       'agent',
       '--name',
@@ -251,7 +223,7 @@ describe('tower tunnel against the real member kube-apiserver', function () {
   it('rejects a wrong token, a wrong cluster name and a wrong pin, and counts the rejections', async () => {
     await writeFile(path.join(dir, 'wrong-token'), `${token}-wrong`)
     const common = ['--proxy-server', `https://127.0.0.1:${agentPort}`, '--max-retry-interval', '1s']
-    const wrongToken = start([
+    const wrongToken = startKsctl([
       'tower',
       'agent',
       '--name',
@@ -262,7 +234,7 @@ describe('tower tunnel against the real member kube-apiserver', function () {
       path.join(dir, 'state', 'ca.crt'),
       ...common,
     ])
-    const wrongName = start([
+    const wrongName = startKsctl([
       'tower',
       'agent',
       '--name',
@@ -273,7 +245,7 @@ describe('tower tunnel against the real member kube-apiserver', function () {
       path.join(dir, 'state', 'ca.crt'),
       ...common,
     ])
-    const wrongPin = start([
+    const wrongPin = startKsctl([
       'tower',
       'agent',
       '--name',
