@@ -61,6 +61,15 @@ export class Forwarder {
     })
   }
 
+  /** Drops the kept streams and agents of clusters no longer registered (their sessions are closed too). */
+  forgetClustersExcept(registered: Set<string>): void {
+    for (const [key, agent] of this.agents) {
+      if (registered.has(key.slice(0, key.indexOf('/')))) continue
+      agent.destroy()
+      this.agents.delete(key)
+    }
+  }
+
   private agentFor(target: ForwardTarget): StreamAgent {
     const key = `${target.cluster}/${target.destination}`
     let agent = this.agents.get(key)

@@ -38,6 +38,7 @@ export class TowerProxy {
   readonly pool: SessionPool
   private agentListener: AgentListener | undefined
   private frontEnds: FrontEnds | undefined
+  private readonly forwarder: Forwarder
   private ops: OpsServer | undefined
   private stopping = false
   /** Tokens as of the last registry change, to tell which clusters' sessions must end. */
@@ -53,6 +54,7 @@ export class TowerProxy {
         else options.registry.agentConnected(cluster, {sessions})
       },
     })
+    this.forwarder = new Forwarder(this.pool, this.metrics, options.log)
     this.metrics.beforeRender(() => {
       for (const cluster of options.registry.list()) {
         this.metrics.streamsOpen.set({cluster: cluster.name}, this.pool.streamsOpen(cluster.name))
@@ -68,7 +70,7 @@ export class TowerProxy {
       parseListenAddress(options.frontEnd, '--front-end').host,
     ])
     this.frontEnds = new FrontEnds({
-      forwarder: new Forwarder(pool, metrics, log),
+      forwarder: this.forwarder,
       registry,
       log,
       metrics,
@@ -148,6 +150,7 @@ export class TowerProxy {
       if (this.knownTokens.get(cluster) !== tokens.get(cluster)) this.pool.closeCluster(cluster)
     }
     this.knownTokens = tokens
+    this.forwarder.forgetClustersExcept(new Set(tokens.keys()))
     void this.frontEnds?.sync()
   }
 }
