@@ -241,6 +241,7 @@ export class TowerAgent {
         handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
         followRedirects: false,
         ...this.connector(tunnel),
+        ...(options.proxyUrl.protocol === 'wss:' && {generateMask: unmaskedOverTls}),
       })
       this.connecting = socket
       const transport = webSocketTransport(socket)
@@ -343,6 +344,15 @@ export class TowerAgent {
       return socket
     }
   }
+}
+
+/**
+ * A zero WebSocket mask, which ws then skips, over TLS only. Masking (RFC 6455 §10.3) keeps a client's bytes
+ * from being read as HTTP by an intermediary that sees them; TLS already hides them from any intermediary.
+ * Copying and XOR-ing every byte the agent sends cost it a third of its time in bulk transfers.
+ */
+function unmaskedOverTls(mask: Buffer): void {
+  mask.fill(0)
 }
 
 function retryAfterMs(response: IncomingMessage): number | undefined {
