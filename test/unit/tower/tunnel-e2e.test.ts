@@ -275,6 +275,43 @@ describe('tower proxy and agent, in process', function () {
     }
   })
 
+  it('aborts the member request when the client goes away mid-request, and keeps serving', async () => {
+    const pki = await loopbackPki('tower-member')
+    let upstreamClosed = 0
+    const held = https.createServer(
+      {cert: pki.server.certPem, key: pki.server.keyPem},
+      (request, response) => {
+        if (request.url === '/hold') {
+          response.writeHead(200, {'content-type': 'application/json'})
+          response.write('{')
+          request.once('close', () => upstreamClosed++)
+          return
+        }
+        response.end('{}')
+      },
+    )
+    held.listen(0, '127.0.0.1')
+    await once(held, 'listening')
+    const address = {host: '127.0.0.1', port: (held.address() as AddressInfo).port}
+    const agent = startAgent(log, harness.proxy.agentPort, {
+      kubernetes: () => Promise.resolve({address, tls: {ca: pki.ca.certPem}, authorization: 'Bearer sa'}),
+    })
+    member.agents.push(agent)
+    try {
+      await until(() => agent.ready)
+      const client = https.get(url('/hold'), {...credentials, agent: false})
+      const [response] = (await once(client, 'response')) as [http.IncomingMessage]
+      assert.equal(response.statusCode, 200)
+      response.destroy()
+      client.destroy()
+      await until(() => upstreamClosed === 1)
+      assert.equal((await frontEndRequest(url('/after'), credentials)).status, 200)
+    } finally {
+      held.closeAllConnections()
+      held.close()
+    }
+  })
+
   it('lets a fast reader finish while a slow reader on the same agent is blocked', async () => {
     member.newAgent()
     await until(() => member.agents[0]?.ready === true)
