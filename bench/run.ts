@@ -7,7 +7,7 @@ import {parseArgs} from 'node:util'
 import {createCertificateAuthority, issueCertificate} from '../src/pki/certificates.js'
 import {chiselPath} from './paths/chisel.js'
 import {directPath} from './paths/direct.js'
-import {ksctlPlainPath, ksctlTlsPath} from './paths/ksctl.js'
+import {ksctlPlainPath, ksctlTlsKubernetesPath, ksctlTlsPath} from './paths/ksctl.js'
 import {opensshPath} from './paths/openssh.js'
 import type {BenchPath} from './paths/path.js'
 import {removeDirectory, temporaryDirectory} from './paths/tunnel-process.js'
@@ -21,7 +21,14 @@ import type {Scenario, Settings} from './scenarios/scenario.js'
 import {smallRequestsScenario} from './scenarios/small-requests.js'
 import {startUpstream, type UpstreamTlsFiles} from './upstream.js'
 
-const allPaths: BenchPath[] = [directPath, ksctlTlsPath, ksctlPlainPath, opensshPath, chiselPath]
+const allPaths: BenchPath[] = [
+  directPath,
+  ksctlTlsPath,
+  ksctlTlsKubernetesPath,
+  ksctlPlainPath,
+  opensshPath,
+  chiselPath,
+]
 const allScenarios: Scenario[] = [
   bulkScenario,
   smallRequestsScenario,

@@ -28,6 +28,12 @@ interface Variant {
   name: PathName
   /** TLS on the agent link and an HTTPS front end with client certificates; otherwise plain on both. */
   tls: boolean
+  /**
+   * With TLS, what the path-routed front end reaches: the agent's `kubesphere` destination (the bench's plain
+   * upstream, as the peers reach it), or its `kubernetes` destination (the upstream's TLS port with a member
+   * credential put into every request, as kube-apiserver is reached: one more TLS hop and an HTTP relay).
+   */
+  destination: 'kubesphere' | 'kubernetes'
 }
 
 async function towerRuntimeAvailability(): Promise<{available: true} | {available: false; reason: string}> {
@@ -170,7 +176,7 @@ async function startProxy(
     endpoint: (kubespherePort) =>
       kubespherePort === undefined
         ? {
-            baseUrl: `https://127.0.0.1:${frontEndPort}/clusters/${clusterName}`,
+            baseUrl: `https://127.0.0.1:${frontEndPort}/clusters/${clusterName}${variant.destination === 'kubesphere' ? '/destinations/kubesphere' : ''}`,
             tls: {caFile: caFiles.cert, certFile: client.cert, keyFile: client.key},
           }
         : {baseUrl: `http://127.0.0.1:${kubespherePort}`},
@@ -305,5 +311,10 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
   }
 }
 
-export const ksctlTlsPath = ksctlPath({name: 'ksctl-tls', tls: true})
-export const ksctlPlainPath = ksctlPath({name: 'ksctl-plain', tls: false})
+export const ksctlTlsPath = ksctlPath({name: 'ksctl-tls', tls: true, destination: 'kubesphere'})
+export const ksctlTlsKubernetesPath = ksctlPath({
+  name: 'ksctl-tls-kube',
+  tls: true,
+  destination: 'kubernetes',
+})
+export const ksctlPlainPath = ksctlPath({name: 'ksctl-plain', tls: false, destination: 'kubesphere'})

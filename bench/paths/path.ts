@@ -1,6 +1,6 @@
 import type {Upstream} from '../upstream.js'
 
-export type PathName = 'direct' | 'ksctl-tls' | 'ksctl-plain' | 'openssh' | 'chisel'
+export type PathName = 'direct' | 'ksctl-tls' | 'ksctl-tls-kube' | 'ksctl-plain' | 'openssh' | 'chisel'
 
 /** A client certificate for front ends that authenticate clients (ksctl's HTTPS front end). */
 export interface ClientTls {
