@@ -13,7 +13,7 @@ import {redactor} from '../redact.js'
 import {isValidDestination, WireErrorCode, type OpenRequest, type TunnelStream} from '../tunnel/index.js'
 import type {TowerMetrics} from './metrics.js'
 import {MemberApiRelay} from './member-apiserver.js'
-import {describeError, parseHostPort, splice, type ListenAddress} from './net.js'
+import {describeError, hostnameOf, parseHostPort, splice, type ListenAddress} from './net.js'
 
 export const kubernetesDestination = 'kubernetes'
 export const kubesphereDestination = 'kubesphere'
@@ -79,7 +79,7 @@ export function kubeconfigCredentials(path: string, context: string | undefined)
   if (cluster === null) throw invalidInput(`the current context of ${path} names no cluster`)
   const server = new URL(cluster.server)
   if (server.protocol !== 'https:') throw invalidInput(`the server of ${path} must be https://`)
-  const address = {host: server.hostname.replace(/^\[|\]$/g, ''), port: Number(server.port || '443')}
+  const address = {host: hostnameOf(server), port: Number(server.port || '443')}
   return async () => {
     const options: https.RequestOptions = {}
     await config.applyToHTTPSOptions(options)
@@ -169,12 +169,7 @@ export function serveOpen(request: OpenRequest, {cluster, destinations, log, met
   const accept = (): TunnelStream => {
     metrics.streamOpenSeconds.observe({cluster, outcome: 'accepted'}, (performance.now() - started) / 1000)
     const stream = request.accept()
-    stream.on('data', (chunk: Buffer) =>
-      metrics.streamBytes.inc({cluster, direction: 'to_agent'}, chunk.length),
-    )
-    stream.once('close', () =>
-      metrics.streamBytes.inc({cluster, direction: 'from_agent'}, stream.stats.bytesSent),
-    )
+    metrics.countStreamBytes(cluster, stream, 'to_agent')
     return stream
   }
   if ('serve' in destination) {

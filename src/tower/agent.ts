@@ -151,10 +151,10 @@ export class TowerAgent {
   }
 
   private async run(): Promise<void> {
-    const {log, metrics, maxRetry, maxRetryIntervalMs} = this.options
+    const {log, metrics, maxRetry} = this.options
     let first = true
-    // Attempts that failed in a row, for --max-retry. A session that opened ends the run however short it was
-    // (the attempt did not fail), while the backoff keeps growing after short sessions (see delayAfter).
+    // Attempts that failed in a row, for --max-retry. A session that opened resets the count however short it
+    // was (the attempt did not fail), while the backoff keeps growing after short sessions (see delayAfter).
     let failures = 0
     while (!this.stopping) {
       if (!first) metrics.reconnects.inc()
@@ -162,11 +162,7 @@ export class TowerAgent {
       const outcome = await this.attempt()
       if (this.stopRequested()) return
       failures = outcome.kind === 'ended' ? 0 : failures + 1
-      // No wait is longer than --max-retry-interval, not even one Retry-After asks for: the operator set that
-      // bound on how long a member stays cut off once the proxy is back, while Retry-After comes from whatever
-      // answers the address (a load balancer or ingress in front of the proxy, a misconfigured proxy) and
-      // could park the agent for hours. Below the bound it is obeyed (our proxy sends its rate-limit block).
-      const backoffMs = Math.min(this.delayAfter(outcome), maxRetryIntervalMs)
+      const backoffMs = this.delayAfter(outcome)
       if (maxRetry > 0 && failures > maxRetry) {
         throw new KsctlError(
           `gave up after ${failures} failed connection attempts in a row (the first and --max-retry ${maxRetry} retries)`,
@@ -200,7 +196,14 @@ export class TowerAgent {
           return this.backoff.longest()
         }
         log.warn('the proxy refused the connection', {status: outcome.status})
-        return Math.max(outcome.retryAfterMs ?? 0, this.backoff.next())
+        // No wait is longer than --max-retry-interval, not even one Retry-After asks for: the operator set that
+        // bound on how long a member stays cut off once the proxy is back, while Retry-After comes from whatever
+        // answers the address (a load balancer or ingress in front of the proxy, a misconfigured proxy) and
+        // could park the agent for hours. Below the bound it is obeyed (our proxy sends its rate-limit block).
+        return Math.min(
+          Math.max(outcome.retryAfterMs ?? 0, this.backoff.next()),
+          this.options.maxRetryIntervalMs,
+        )
       case 'failed':
         log.warn('cannot connect to the proxy', {reason: outcome.reason})
         return this.backoff.next()

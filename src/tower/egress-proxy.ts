@@ -4,6 +4,7 @@ import {getProxyForUrl} from 'proxy-from-env'
 
 import {invalidInput} from '../errors.js'
 import {redactor} from '../redact.js'
+import {hostnameOf} from './net.js'
 
 /**
  * The HTTP proxy the agent goes through to reach `proxyUrl`, read from the environment as curl and axios read
@@ -12,7 +13,7 @@ import {redactor} from '../redact.js'
  */
 export function egressProxyFor(proxyUrl: URL): URL | undefined {
   // As Go's ProxyFromEnvironment, which Tower's agent used: a proxy on this machine is never reached through one.
-  if (isLoopback(proxyUrl.hostname)) return undefined
+  if (isLoopback(hostnameOf(proxyUrl))) return undefined
   const scheme = proxyUrl.protocol === 'wss:' ? 'https' : 'http'
   // proxy-from-env picks the variable by the URL's scheme: given ws:// it would look for WS_PROXY.
   if (getProxyForUrl(`${scheme}://${proxyUrl.host}/`) === '') return undefined
@@ -46,7 +47,6 @@ export function egressProxyFor(proxyUrl: URL): URL | undefined {
   return proxy
 }
 
-function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '')
+function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'))
 }

@@ -1,6 +1,8 @@
 import http from 'node:http'
 import type net from 'node:net'
 
+import {hostnameOf} from './net.js'
+
 /** `host:port` of an HTTP proxy, for logs and messages: never its userinfo, which may hold a password. */
 export function proxyAddress(proxy: URL): string {
   return `${proxy.hostname}:${proxy.port || '80'}`
@@ -25,7 +27,7 @@ export function openConnectTunnel(options: ConnectTunnelOptions): Promise<net.So
   const address = proxyAddress(proxy)
   return new Promise((resolve, reject) => {
     const request = http.request({
-      host: proxy.hostname.replace(/^\[|\]$/g, ''),
+      host: hostnameOf(proxy),
       port: Number(proxy.port || '80'),
       method: 'CONNECT',
       path: target,

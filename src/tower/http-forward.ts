@@ -30,7 +30,8 @@ export interface ForwardTarget {
  * a stream of their own, which leaves the pool. Bodies and responses stream with backpressure both ways.
  */
 export class Forwarder {
-  private readonly agents = new Map<string, StreamAgent>()
+  /** cluster → destination → agent */
+  private readonly agents = new Map<string, Map<string, StreamAgent>>()
 
   constructor(
     private readonly pool: SessionPool,
@@ -63,19 +64,23 @@ export class Forwarder {
 
   /** Drops the kept streams and agents of clusters no longer registered (their sessions are closed too). */
   forgetClustersExcept(registered: Set<string>): void {
-    for (const [key, agent] of this.agents) {
-      if (registered.has(key.slice(0, key.indexOf('/')))) continue
-      agent.destroy()
-      this.agents.delete(key)
+    for (const [cluster, byDestination] of this.agents) {
+      if (registered.has(cluster)) continue
+      for (const agent of byDestination.values()) agent.destroy()
+      this.agents.delete(cluster)
     }
   }
 
   private agentFor(target: ForwardTarget): StreamAgent {
-    const key = `${target.cluster}/${target.destination}`
-    let agent = this.agents.get(key)
+    let byDestination = this.agents.get(target.cluster)
+    if (byDestination === undefined) {
+      byDestination = new Map()
+      this.agents.set(target.cluster, byDestination)
+    }
+    let agent = byDestination.get(target.destination)
     if (agent === undefined) {
       agent = new StreamAgent(() => this.open(target))
-      this.agents.set(key, agent)
+      byDestination.set(target.destination, agent)
     }
     return agent
   }
@@ -89,12 +94,7 @@ export class Forwarder {
         {...labels, outcome: 'accepted'},
         (performance.now() - started) / 1000,
       )
-      stream.on('data', (chunk: Buffer) =>
-        this.metrics.streamBytes.inc({...labels, direction: 'from_agent'}, chunk.length),
-      )
-      stream.once('close', () =>
-        this.metrics.streamBytes.inc({...labels, direction: 'to_agent'}, stream.stats.bytesSent),
-      )
+      this.metrics.countStreamBytes(target.cluster, stream, 'from_agent')
       return stream
     } catch (error) {
       this.metrics.streamOpenSeconds.observe(

@@ -1,5 +1,7 @@
 import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 
+import type {TunnelStream} from '../tunnel/index.js'
+
 /** Why an authentication failed; a fixed set, so labels never carry what a client sent. */
 export type AuthFailureReason =
   | 'bad_credentials'
@@ -74,6 +76,16 @@ export class TowerMetrics {
   /** Registers a function that updates gauges read from live state just before each scrape. */
   beforeRender(refresh: () => void): void {
     this.refreshers.push(refresh)
+  }
+
+  /**
+   * Counts a stream's payload bytes: what arrives as it is read, what was sent once the stream closed.
+   * `received` is the direction of what this side reads (from_agent on the proxy, to_agent on the agent).
+   */
+  countStreamBytes(cluster: string, stream: TunnelStream, received: 'to_agent' | 'from_agent'): void {
+    const sent = received === 'to_agent' ? 'from_agent' : 'to_agent'
+    stream.on('data', (chunk: Buffer) => this.streamBytes.inc({cluster, direction: received}, chunk.length))
+    stream.once('close', () => this.streamBytes.inc({cluster, direction: sent}, stream.stats.bytesSent))
   }
 
   authFailure(endpoint: AuthEndpoint, reason: AuthFailureReason): void {

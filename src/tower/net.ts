@@ -8,6 +8,11 @@ export interface ListenAddress {
   port: number
 }
 
+/** A URL's host as sockets take it: an IPv6 address without the brackets the URL writes around it. */
+export function hostnameOf(url: URL): string {
+  return url.hostname.replace(/^\[|\]$/g, '')
+}
+
 /** `host:port`, `:port` (all interfaces) or `[v6]:port`; port 0 picks a free port. */
 export function parseListenAddress(text: string, flag: string): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim())

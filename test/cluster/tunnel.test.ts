@@ -222,40 +222,24 @@ describe('tower tunnel against the real member kube-apiserver', function () {
 
   it('rejects a wrong token, a wrong cluster name and a wrong pin, and counts the rejections', async () => {
     await writeFile(path.join(dir, 'wrong-token'), `${token}-wrong`)
-    const common = ['--proxy-server', `https://127.0.0.1:${agentPort}`, '--max-retry-interval', '1s']
-    const wrongToken = startKsctl([
-      'tower',
-      'agent',
-      '--name',
-      'member',
-      '--token-file',
-      path.join(dir, 'wrong-token'),
-      '--proxy-ca',
-      path.join(dir, 'state', 'ca.crt'),
-      ...common,
-    ])
-    const wrongName = startKsctl([
-      'tower',
-      'agent',
-      '--name',
-      'nosuch',
-      '--token-file',
-      path.join(dir, 'token'),
-      '--proxy-ca',
-      path.join(dir, 'state', 'ca.crt'),
-      ...common,
-    ])
-    const wrongPin = startKsctl([
-      'tower',
-      'agent',
-      '--name',
-      'member',
-      '--token-file',
-      path.join(dir, 'token'),
-      '--proxy-pin',
-      `sha256:${'0'.repeat(64)}`,
-      ...common,
-    ])
+    const agentAs = (name: string, tokenFile: string, verify: string[]) =>
+      startKsctl([
+        'tower',
+        'agent',
+        '--name',
+        name,
+        '--token-file',
+        path.join(dir, tokenFile),
+        ...verify,
+        '--proxy-server',
+        `https://127.0.0.1:${agentPort}`,
+        '--max-retry-interval',
+        '1s',
+      ])
+    const caFile = ['--proxy-ca', path.join(dir, 'state', 'ca.crt')]
+    const wrongToken = agentAs('member', 'wrong-token', caFile)
+    const wrongName = agentAs('nosuch', 'token', caFile)
+    const wrongPin = agentAs('member', 'token', ['--proxy-pin', `sha256:${'0'.repeat(64)}`])
     others.push(wrongToken, wrongName, wrongPin)
     await until(() => wrongToken.output().includes('rejected this agent (401)'), 'the wrong token rejection')
     await until(() => wrongName.output().includes('rejected this agent (401)'), 'the wrong name rejection')
