@@ -1,16 +1,16 @@
 import http from 'node:http'
-import https from 'node:https'
-import type {AddressInfo, Server} from 'node:net'
+import http2 from 'node:http2'
 import type {Duplex} from 'node:stream'
 import type {TLSSocket} from 'node:tls'
 
 import type {Logger} from '../log.js'
 import {isValidDestination} from '../tunnel/index.js'
 import {kubernetesDestination, kubesphereDestination} from './agent-dial.js'
+import {PlainListener, SecureListener, type FrontEndListener} from './front-end-listener.js'
 import type {ForwardTarget, Forwarder} from './http-forward.js'
 import type {AuthFailureReason, TowerMetrics} from './metrics.js'
 import {listen, type ListenAddress} from './net.js'
-import {failResponse, refuse} from './reverse-proxy.js'
+import {failResponse, refuse, type FrontEndRequest, type FrontEndResponse} from './reverse-proxy.js'
 import type {ClusterRegistry, RegisteredCluster} from './registry.js'
 
 export interface FrontEndOptions {
@@ -26,11 +26,20 @@ export interface FrontEndOptions {
   host: string
 }
 
-type Route = (request: http.IncomingMessage) => ForwardTarget | undefined
+type Route = (request: FrontEndRequest) => ForwardTarget | undefined
+
+/**
+ * HTTP/2 settings of the HTTPS front ends. 1,000 streams on one connection is what Kubernetes' aggregated API
+ * servers allow the proxy in front of them, for the same reason: one client carrying many watches. A stream's
+ * window matches a tunnel stream's, so the front end buffers no more than the tunnel has in flight.
+ */
+const http2Settings = {maxConcurrentStreams: 1000, initialWindowSize: 256 * 1024}
+/** The connection-level receive window: request bodies of many streams share it. */
+const http2SessionWindowBytes = 8 * 1024 * 1024
 
 interface ClusterListeners {
-  kubernetes?: {port: number; server: Server}
-  kubesphere?: {port: number; server: Server}
+  kubernetes?: {port: number; listener: FrontEndListener}
+  kubesphere?: {port: number; listener: FrontEndListener}
 }
 
 const clustersPrefix = /^\/clusters\/([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\/[^?]*)?(\?.*)?$/
@@ -75,7 +84,7 @@ export function clientCertificateFailure(socket: TLSSocket): AuthFailureReason |
  * certificate from the proxy CA (401 otherwise) and drops the client's Authorization before forwarding.
  */
 export class FrontEnds {
-  private pathRouted: Server | undefined
+  private pathRouted: FrontEndListener | undefined
   private readonly perCluster = new Map<string, ClusterListeners>()
   private syncing: Promise<void> = Promise.resolve()
 
@@ -90,11 +99,11 @@ export class FrontEnds {
       return {...route, stripAuthorization: route.destination === kubernetesDestination}
     })
     await listen(server, address)
-    this.pathRouted = server
+    this.pathRouted = new SecureListener(server, http2SessionWindowBytes)
   }
 
   get pathRoutedPort(): number | undefined {
-    return (this.pathRouted?.address() as AddressInfo | null)?.port
+    return this.pathRouted?.port
   }
 
   /** Per-cluster ports currently open: {cluster: {kubernetes, kubesphere}}. */
@@ -115,29 +124,23 @@ export class FrontEnds {
     return this.syncing
   }
 
-  /** Stops accepting connections; idle keep-alive connections close now, the rest when their request ends. */
+  /** See {@link FrontEndListener.stopAccepting}. */
   stopAccepting(): void {
-    for (const server of this.servers()) {
-      server.close()
-      if (server instanceof http.Server) server.closeIdleConnections()
-    }
+    for (const listener of this.listeners()) listener.stopAccepting()
   }
 
   /** Closes every connection still open. */
   closeAll(): void {
-    for (const server of this.servers()) {
-      server.close()
-      if (server instanceof http.Server) server.closeAllConnections()
-    }
+    for (const listener of this.listeners()) listener.closeAll()
   }
 
-  private servers(): Server[] {
-    const servers: Server[] = this.pathRouted === undefined ? [] : [this.pathRouted]
-    for (const listeners of this.perCluster.values()) {
-      if (listeners.kubernetes !== undefined) servers.push(listeners.kubernetes.server)
-      if (listeners.kubesphere !== undefined) servers.push(listeners.kubesphere.server)
+  private listeners(): FrontEndListener[] {
+    const listeners = this.pathRouted === undefined ? [] : [this.pathRouted]
+    for (const ports of this.perCluster.values()) {
+      if (ports.kubernetes !== undefined) listeners.push(ports.kubernetes.listener)
+      if (ports.kubesphere !== undefined) listeners.push(ports.kubesphere.listener)
     }
-    return servers
+    return listeners
   }
 
   private async applyRegistry(): Promise<void> {
@@ -145,11 +148,11 @@ export class FrontEnds {
     for (const [name, listeners] of this.perCluster) {
       const cluster = wanted.get(name)
       if (listeners.kubernetes !== undefined && listeners.kubernetes.port !== cluster?.kubernetesPort) {
-        closeServer(listeners.kubernetes.server)
+        listeners.kubernetes.listener.closeAll()
         delete listeners.kubernetes
       }
       if (listeners.kubesphere !== undefined && listeners.kubesphere.port !== cluster?.kubespherePort) {
-        closeServer(listeners.kubesphere.server)
+        listeners.kubesphere.listener.closeAll()
         delete listeners.kubesphere
       }
       if (cluster === undefined) this.perCluster.delete(name)
@@ -169,7 +172,10 @@ export class FrontEnds {
         stripAuthorization: true,
       }))
       await listen(server, {host: this.options.host, port: cluster.kubernetesPort})
-      listeners.kubernetes = {port: cluster.kubernetesPort, server}
+      listeners.kubernetes = {
+        port: cluster.kubernetesPort,
+        listener: new SecureListener(server, http2SessionWindowBytes),
+      }
     }
     if (cluster.kubespherePort !== undefined && listeners.kubesphere === undefined) {
       // ks-apiserver authenticates its own users (the KubeSphere JWT in Authorization), as with Tower: the
@@ -187,21 +193,24 @@ export class FrontEnds {
         this.options.forwarder.forwardUpgrade(request, socket, head, route(request) as ForwardTarget)
       })
       await listen(server, {host: this.options.host, port: cluster.kubespherePort})
-      listeners.kubesphere = {port: cluster.kubespherePort, server}
+      listeners.kubesphere = {port: cluster.kubespherePort, listener: new PlainListener(server)}
     }
   }
 
-  private httpsServer(route: Route): https.Server {
+  private httpsServer(route: Route): http2.Http2SecureServer {
     const {forwarder, metrics, log} = this.options
-    const server = https.createServer({
+    const server = http2.createSecureServer({
       cert: this.options.serving.certPem,
       key: this.options.serving.keyPem,
       ca: this.options.caPem,
       requestCert: true,
       // Verified below, so that a client without a good certificate gets an HTTP 401 it can understand.
       rejectUnauthorized: false,
+      // Upgrades (websocket, SPDY for exec and port-forward) and clients without HTTP/2 stay on HTTP/1.1.
+      allowHTTP1: true,
+      settings: http2Settings,
     })
-    const authenticate = (request: http.IncomingMessage): boolean => {
+    const authenticate = (request: FrontEndRequest): boolean => {
       const failure = clientCertificateFailure(request.socket as TLSSocket)
       if (failure === undefined) return true
       metrics.authFailure('front_end', failure)
@@ -211,7 +220,7 @@ export class FrontEnds {
       })
       return false
     }
-    server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
+    server.on('request', (request: FrontEndRequest, response: FrontEndResponse) => {
       if (!authenticate(request)) {
         failResponse(
           response,
@@ -241,9 +250,4 @@ export class FrontEnds {
     })
     return server
   }
-}
-
-function closeServer(server: Server): void {
-  server.close()
-  if (server instanceof http.Server) server.closeAllConnections()
 }

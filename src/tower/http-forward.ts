@@ -10,7 +10,15 @@ import {
   type TunnelStream,
 } from '../tunnel/index.js'
 import type {TowerMetrics} from './metrics.js'
-import {failResponse, refuse, relayRequest, relayUpgrade} from './reverse-proxy.js'
+import {
+  failResponse,
+  refuse,
+  relayRequest,
+  relayUpgrade,
+  UnsendableHeadError,
+  type FrontEndRequest,
+  type FrontEndResponse,
+} from './reverse-proxy.js'
 import {NoSessionError, type SessionPool} from './session-pool.js'
 import {StreamAgent} from './stream-agent.js'
 
@@ -39,7 +47,7 @@ export class Forwarder {
     private readonly log: Logger,
   ) {}
 
-  forward(request: http.IncomingMessage, response: http.ServerResponse, target: ForwardTarget): void {
+  forward(request: FrontEndRequest, response: FrontEndResponse, target: ForwardTarget): void {
     relayRequest(request, response, {
       options: {agent: this.agentFor(target), path: target.path, setHost: false},
       stripAuthorization: target.stripAuthorization,
@@ -119,6 +127,12 @@ function forwardFailure(target: ForwardTarget, error: unknown): {status: number;
     return {
       status: 403,
       message: `the agent of cluster ${cluster} does not allow destination ${destination}: start it with --allow ${destination}=HOST:PORT`,
+    }
+  }
+  if (error instanceof UnsendableHeadError) {
+    return {
+      status: 502,
+      message: `cluster ${cluster} answered with a response head HTTP/2 cannot carry (${error.message}): retry the request over HTTP/1.1`,
     }
   }
   if (error instanceof TunnelError && error.code === 'TUNNEL_ERR_OPEN_REFUSED') {

@@ -1,4 +1,5 @@
 import http from 'node:http'
+import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
 import type {Duplex} from 'node:stream'
 
 import {splice} from './net.js'
@@ -14,17 +15,84 @@ const hopByHop = new Set([
   'upgrade',
 ])
 
-/** Flat [name, value, …] headers without the hop-by-hop ones (and without Authorization when asked). */
+/** A front end answers HTTP/1.1 and, where TLS offers it (ALPN), HTTP/2 as kube clients prefer. */
+export type FrontEndRequest = http.IncomingMessage | Http2ServerRequest
+export type FrontEndResponse = http.ServerResponse | Http2ServerResponse
+
+/**
+ * Flat [name, value, …] headers without the hop-by-hop ones (and without Authorization when asked). HTTP/2
+ * pseudo-headers go too: the HTTP/1.1 request line and Host carry what they say.
+ */
 export function withoutHopByHop(rawHeaders: string[], stripAuthorization: boolean): string[] {
   const kept: string[] = []
   for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
     const name = rawHeaders[index] ?? ''
     const lower = name.toLowerCase()
-    if (hopByHop.has(lower) || (stripAuthorization && lower === 'authorization')) continue
+    if (hopByHop.has(lower) || lower.startsWith(':')) continue
+    if (stripAuthorization && lower === 'authorization') continue
     kept.push(name, rawHeaders[index + 1] ?? '')
   }
   return kept
 }
+
+/**
+ * The headers of an HTTP/2 request as HTTP/1.1 needs them: Host from `:authority`, and the cookie fields
+ * HTTP/2 may split joined into one (RFC 9113 §8.2.3).
+ */
+function asHttp1Headers(request: Http2ServerRequest, headers: string[]): string[] {
+  const converted: string[] = []
+  const cookies: string[] = []
+  let hasHost = false
+  for (let index = 0; index + 1 < headers.length; index += 2) {
+    const name = headers[index] ?? ''
+    const value = headers[index + 1] ?? ''
+    const lower = name.toLowerCase()
+    if (lower === 'cookie') cookies.push(value)
+    else converted.push(name, value)
+    if (lower === 'host') hasHost = true
+  }
+  // Typed as always present, but a client may send Host instead of :authority.
+  const authority = request.authority as string | undefined
+  if (!hasHost && authority !== undefined) converted.unshift('host', authority)
+  if (cookies.length > 0) converted.push('cookie', cookies.join('; '))
+  return converted
+}
+
+function isHttp2(request: FrontEndRequest): request is Http2ServerRequest {
+  return request.httpVersionMajor === 2
+}
+
+function responseGone(response: FrontEndResponse): boolean {
+  return response instanceof http.ServerResponse ? response.destroyed : response.stream.destroyed
+}
+
+/**
+ * An HTTP/1.1 head leaves with the first body bytes, in one write; a response with none yet (a watch waiting
+ * for its first event) sends its head at once, or the client would wait for it. (HTTP/2 sends a head as its
+ * own frame at once.)
+ */
+function flushHeadUnlessBodyFollows(
+  response: http.ServerResponse,
+  upstreamResponse: http.IncomingMessage,
+): void {
+  let bodyStarted = false
+  upstreamResponse.once('data', () => (bodyStarted = true))
+  setImmediate(() => {
+    if (!bodyStarted && !response.writableEnded && !response.destroyed) response.flushHeaders()
+  })
+}
+
+function writeResponseHead(response: FrontEndResponse, upstreamResponse: http.IncomingMessage): void {
+  const status = upstreamResponse.statusCode ?? 502
+  const headers = withoutHopByHop(upstreamResponse.rawHeaders, false)
+  // HTTP/2 has no reason phrase.
+  if (response instanceof http.ServerResponse)
+    response.writeHead(status, upstreamResponse.statusMessage, headers)
+  else response.writeHead(status, headers)
+}
+
+/** HTTP/2 refuses some response heads HTTP/1.1 allows, such as a repeated Content-Type. */
+export class UnsendableHeadError extends Error {}
 
 /**
  * Where and how a relayed request goes: Node's request options (an agent that owns the connections, the
@@ -43,32 +111,29 @@ export interface Relay {
  * keep-alive, chunked bodies and long-lived responses (watch, logs -f) need no parser of ours. A client that
  * goes away before the response ended aborts the upstream request.
  */
-export function relayRequest(
-  request: http.IncomingMessage,
-  response: http.ServerResponse,
-  relay: Relay,
-): void {
+export function relayRequest(request: FrontEndRequest, response: FrontEndResponse, relay: Relay): void {
   const upstream = http.request({
     ...relay.options,
     method: request.method,
     headers: requestHeaders(request, relay),
   })
+  let headRefused = false
+  // Not `writableFinished`: an HTTP/2 response reports itself finished when its stream was reset.
+  let upstreamEnded = false
   response.once('close', () => {
-    if (!response.writableFinished) upstream.destroy()
+    if (!upstreamEnded) upstream.destroy()
   })
   upstream.on('response', (upstreamResponse) => {
-    response.writeHead(
-      upstreamResponse.statusCode ?? 502,
-      upstreamResponse.statusMessage,
-      withoutHopByHop(upstreamResponse.rawHeaders, false),
-    )
-    // The head leaves with the first body bytes, in one write; a response with none yet (a watch waiting
-    // for its first event) sends its head at once, or the client would wait for it.
-    let bodyStarted = false
-    upstreamResponse.once('data', () => (bodyStarted = true))
-    setImmediate(() => {
-      if (!bodyStarted && !response.writableEnded && !response.destroyed) response.flushHeaders()
-    })
+    upstreamResponse.once('end', () => (upstreamEnded = true))
+    try {
+      writeResponseHead(response, upstreamResponse)
+    } catch (error) {
+      headRefused = true
+      upstream.destroy()
+      relay.fail(new UnsendableHeadError(error instanceof Error ? error.message : String(error)))
+      return
+    }
+    if (response instanceof http.ServerResponse) flushHeadUnlessBodyFollows(response, upstreamResponse)
     upstreamResponse.pipe(response)
     upstreamResponse.once('error', () => response.destroy())
     upstreamResponse.once('close', () => {
@@ -76,8 +141,9 @@ export function relayRequest(
     })
   })
   upstream.on('error', (error) => {
+    if (headRefused) return
     if (response.headersSent) response.destroy()
-    else if (!response.destroyed) relay.fail(error)
+    else if (!responseGone(response)) relay.fail(error)
   })
   request.pipe(upstream)
 }
@@ -139,8 +205,9 @@ export function refuse(
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`)
 }
 
-function requestHeaders(request: http.IncomingMessage, relay: Relay): string[] {
-  const headers = withoutHopByHop(request.rawHeaders, relay.stripAuthorization)
+function requestHeaders(request: FrontEndRequest, relay: Relay): string[] {
+  const kept = withoutHopByHop(request.rawHeaders, relay.stripAuthorization)
+  const headers = isHttp2(request) ? asHttp1Headers(request, kept) : kept
   if (relay.extraHeaders !== undefined) headers.push(...relay.extraHeaders)
   return headers
 }
@@ -161,7 +228,7 @@ function headerLines(rawHeaders: string[]): string {
  * instead of a decoding error.
  */
 export function failResponse(
-  response: http.ServerResponse,
+  response: FrontEndResponse,
   status: number,
   message: string,
   target?: {destination: string},
@@ -178,10 +245,12 @@ export function failResponse(
         code: status,
       }) + '\n'
     : message + '\n'
-  response.writeHead(status, {
+  const headers = {
     'content-type': kubernetes ? 'application/json' : 'text/plain',
     'content-length': Buffer.byteLength(body),
-  })
+  }
+  if (response instanceof http.ServerResponse) response.writeHead(status, headers)
+  else response.writeHead(status, headers)
   response.end(body)
 }
 

@@ -12,10 +12,15 @@ import {
   type CertificateAndKey,
 } from '../../../src/pki/certificates.js'
 import {TowerAgent, normalizeProxyUrl} from '../../../src/tower/agent.js'
-import {buildDestinations, type CredentialSource} from '../../../src/tower/agent-dial.js'
+import {
+  buildDestinations,
+  serviceAccountCredentials,
+  type CredentialSource,
+} from '../../../src/tower/agent-dial.js'
 import {FileClusterRegistry} from '../../../src/tower/file-registry.js'
 import {TowerMetrics} from '../../../src/tower/metrics.js'
 import {TowerProxy} from '../../../src/tower/proxy.js'
+import {loopbackPki} from '../../helpers/test-pki.js'
 
 export const clusterToken = 'member-token-0123456789abcdef'
 
@@ -56,7 +61,8 @@ export async function tempDir(): Promise<string> {
 /**
  * An upstream on 127.0.0.1: /echo (any other path) returns method, path and headers; /big/N streams N bytes;
  * /slow/MS sends its headers and a first line at once and the last line MS milliseconds later (a long
- * response in flight).
+ * response in flight); /quiet/MS sends its headers alone and ends MS milliseconds later; /typed-twice
+ * answers with two Content-Type headers.
  */
 export async function startUpstream(
   tls?: CertificateAndKey,
@@ -71,6 +77,20 @@ export async function startUpstream(
       response.write(body.slice(0, firstLine))
       const timer = setTimeout(() => response.end(body.slice(firstLine)), ms)
       response.once('close', () => clearTimeout(timer))
+      return
+    }
+    if (url.pathname.startsWith('/quiet/')) {
+      // A watch before its first event: the head alone, then nothing for MS milliseconds.
+      response.writeHead(200, {'content-type': 'application/json'})
+      response.flushHeaders()
+      const timer = setTimeout(() => response.end('{}\n'), Number(url.pathname.slice(7)))
+      response.once('close', () => clearTimeout(timer))
+      return
+    }
+    if (url.pathname === '/typed-twice') {
+      // Allowed in HTTP/1.1 framing, refused by HTTP/2 (a single-value header repeated).
+      response.writeHead(200, ['Content-Type', 'text/plain', 'Content-Type', 'text/html'])
+      response.end('two types\n')
       return
     }
     if (url.pathname.startsWith('/big/')) {
@@ -228,4 +248,31 @@ export function frontEndRequest(
     request.on('error', reject)
     request.end(options.body)
   })
+}
+
+/** What the upstream's /echo answers. */
+export interface Echo {
+  method: string
+  path: string
+  headers: Record<string, string>
+  bodyBytes: number
+}
+
+export const saToken = 'member-service-account-token-v1'
+
+/** A TLS "kube-apiserver" and an agent whose kubernetes destination is it, with a service-account directory. */
+export async function memberSetup(log: CapturedLog, harness: ProxyHarness) {
+  const pki = await loopbackPki('tower-member')
+  const upstream = await startUpstream(pki.server)
+  const saDir = await tempDir()
+  await writeFile(path.join(saDir, 'token'), saToken)
+  await writeFile(path.join(saDir, 'ca.crt'), pki.ca.certPem)
+  const kubernetes = serviceAccountCredentials(`127.0.0.1:${upstream.port}`, saDir)
+  const agents: TowerAgent[] = []
+  const newAgent = (): TowerAgent => {
+    const agent = startAgent(log, harness.proxy.agentPort, {kubernetes})
+    agents.push(agent)
+    return agent
+  }
+  return {upstream, saDir, newAgent, agents}
 }

@@ -11,10 +11,8 @@ import {WebSocket, WebSocketServer} from 'ws'
 import {createCertificateAuthority} from '../../../src/pki/certificates.js'
 import {FailureLimiter} from '../../../src/tower/auth.js'
 import {credentialsTtlMs} from '../../../src/tower/member-apiserver.js'
-import {serviceAccountCredentials} from '../../../src/tower/agent-dial.js'
 import {TowerMetrics} from '../../../src/tower/metrics.js'
 import {AgentListener} from '../../../src/tower/proxy-server.js'
-import type {TowerAgent} from '../../../src/tower/agent.js'
 import {WireErrorCode} from '../../../src/tunnel/index.js'
 import {loopbackPki} from '../../helpers/test-pki.js'
 import {freePort} from '../../testbed/http.js'
@@ -23,39 +21,15 @@ import {
   clientCredentials,
   clusterToken,
   frontEndRequest,
+  memberSetup,
+  saToken,
   startAgent,
   startProxy,
   startUpstream,
-  tempDir,
   until,
+  type Echo,
   type ProxyHarness,
 } from './harness.js'
-
-interface Echo {
-  method: string
-  path: string
-  headers: Record<string, string>
-  bodyBytes: number
-}
-
-const saToken = 'member-service-account-token-v1'
-
-/** A TLS "kube-apiserver" and an agent whose kubernetes destination is it, with a service-account directory. */
-async function memberSetup(log: CapturedLog, harness: ProxyHarness) {
-  const pki = await loopbackPki('tower-member')
-  const upstream = await startUpstream(pki.server)
-  const saDir = await tempDir()
-  await writeFile(path.join(saDir, 'token'), saToken)
-  await writeFile(path.join(saDir, 'ca.crt'), pki.ca.certPem)
-  const kubernetes = serviceAccountCredentials(`127.0.0.1:${upstream.port}`, saDir)
-  const agents: TowerAgent[] = []
-  const newAgent = (): TowerAgent => {
-    const agent = startAgent(log, harness.proxy.agentPort, {kubernetes})
-    agents.push(agent)
-    return agent
-  }
-  return {upstream, saDir, newAgent, agents}
-}
 
 async function scrape(port: number | undefined): Promise<string> {
   const response = await fetch(`http://127.0.0.1:${port}/metrics`)
