@@ -1,13 +1,13 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base-command.js'
+import {ClusterCommand} from '../src/cli/cluster-command.js'
 import {hostContextFlag, memberContextFlag} from '../src/cli/flags.js'
 import {styleFor} from '../src/cli/style.js'
 import {ExitCode} from '../src/errors.js'
 import {diagnose, type DoctorReport, type Finding} from '../src/kubesphere/doctor.js'
 import {validateProxyClusterName} from '../src/kubesphere/names.js'
 
-export default class Doctor extends BaseCommand<typeof Doctor> {
+export default class Doctor extends ClusterCommand<typeof Doctor> {
   static override summary = 'Explain why a member cluster does not join, or confirm that it is healthy.'
   static override description = `Runs every check behind "Waiting for the cluster to join": the host's proxy address (and whether it
 accepts connections from here), the Cluster's connection type and joinFederation, the agent on the member

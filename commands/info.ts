@@ -1,10 +1,10 @@
-import {BaseCommand} from '../src/cli/base-command.js'
+import {ClusterCommand} from '../src/cli/cluster-command.js'
 import {contextFlag, outputFlag} from '../src/cli/flags.js'
 import {renderStructured} from '../src/cli/output.js'
 import {detectKubeSphere, type KubeSphereInfo} from '../src/kubesphere/detect.js'
 import {renderInfo} from '../src/kubesphere/info-view.js'
 
-export default class Info extends BaseCommand<typeof Info> {
+export default class Info extends ClusterCommand<typeof Info> {
   static override summary =
     'Show what KubeSphere runs behind a kubeconfig context, and its multi-cluster setup.'
   static override description = `Detects KubeSphere 3.x (ks-installer) or 4.x (ks-core), its version, the multi-cluster role

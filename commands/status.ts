@@ -1,10 +1,10 @@
-import {BaseCommand} from '../src/cli/base-command.js'
+import {ClusterCommand} from '../src/cli/cluster-command.js'
 import {contextFlag, outputFlag} from '../src/cli/flags.js'
 import {renderStructured} from '../src/cli/output.js'
 import {readHostStatus, type HostStatus} from '../src/kubesphere/status.js'
 import {renderHostStatus} from '../src/kubesphere/status-view.js'
 
-export default class Status extends BaseCommand<typeof Status> {
+export default class Status extends ClusterCommand<typeof Status> {
   static override summary = "Show a host's clusters: connection, agent, readiness and versions."
   static override description = `Lists the Cluster objects of a KubeSphere host, its own included (marked "(host)"): the
 connection type (direct or proxy), whether a proxy cluster's agent is connected, the Ready condition,

@@ -263,6 +263,7 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
   log.configure('warn')
   const metrics = new TowerMetrics()
   const proxyCa = variant.tls ? await readFile(setup.caFile, 'utf8') : undefined
+  const kubernetes = await kubeconfigCredentials(kubeconfig, undefined)
   const agents = names.map(
     (name) =>
       new TowerAgent({
@@ -276,7 +277,7 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
         destinations: buildDestinations({
           cluster: name,
           log: log.child({component: 'bench-agent', cluster: name}),
-          kubernetes: kubeconfigCredentials(kubeconfig, undefined),
+          kubernetes,
           kubesphere: undefined,
           allowed: new Map(),
         }),

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base-command.js'
+import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {parseAgentRenderRequest} from '../../src/kubesphere/agent-input.js'
 import {
   agentManifestYaml,
@@ -36,7 +36,7 @@ export interface AgentRenderResult {
 const resourceFlag = (what: string, example: string) =>
   Flags.string({description: `${what} of the agent container (KubeSphere: ${example})`, helpGroup: 'AGENT'})
 
-export default class AgentRender extends BaseCommand<typeof AgentRender> {
+export default class AgentRender extends ClusterCommand<typeof AgentRender> {
   static override summary =
     'Print the agent manifest a member cluster runs to connect to its host through the tower proxy.'
   // One line per paragraph: oclif wraps help text to the terminal itself.

@@ -1,11 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base-command.js'
+import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {contextFlag, dryRunFlag} from '../../src/cli/flags.js'
 import {hostInit, INSTALLER_LOGS_COMMAND, type HostInitResult} from '../../src/kubesphere/host-init.js'
 
-export default class HostInit extends BaseCommand<typeof HostInit> {
+export default class HostInit extends ClusterCommand<typeof HostInit> {
   static override summary =
     'Make a cluster the KubeSphere multi-cluster host (3.x), or check that it is one (4.x).'
   static override description = `KubeSphere 3.x: sets spec.multicluster.clusterRole to host (and hostClusterName with --name) in the

@@ -2,7 +2,7 @@ import {writeFileSync} from 'node:fs'
 
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base-command.js'
+import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {dryRunFlag, hostContextFlag, memberContextFlag} from '../../src/cli/flags.js'
 import {parseLabels} from '../../src/cli/labels.js'
@@ -14,7 +14,7 @@ import {log} from '../../src/log.js'
 
 export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 
-export default class MemberJoin extends BaseCommand<typeof MemberJoin> {
+export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
   static override summary = 'Join a member cluster to a host through the tower proxy (agent connection).'
   static override description = `Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is
 neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret

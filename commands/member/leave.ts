@@ -1,12 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base-command.js'
+import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {dryRunFlag, hostContextFlag, memberContextFlag, yesFlag} from '../../src/cli/flags.js'
 import {confirmOrFail} from '../../src/cli/prompts.js'
 import {memberLeave, type MemberLeaveResult} from '../../src/kubesphere/member-leave.js'
 import {renderMemberLeave} from '../../src/kubesphere/member-leave-view.js'
 
-export default class MemberLeave extends BaseCommand<typeof MemberLeave> {
+export default class MemberLeave extends ClusterCommand<typeof MemberLeave> {
   static override summary =
     'Remove a member cluster from its host: its agent, its Cluster, and its member role.'
   static override description = `Checks first that the host's Cluster NAME stands for the member (by the member's kube-system UID)

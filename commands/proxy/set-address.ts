@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base-command.js'
+import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {contextFlag, dryRunFlag} from '../../src/cli/flags.js'
 import {chooseOrFail} from '../../src/cli/prompts.js'
 import {log} from '../../src/log.js'
 import {setProxyAddress, type SetProxyAddressResult} from '../../src/kubesphere/proxy-address.js'
 
-export default class ProxySetAddress extends BaseCommand<typeof ProxySetAddress> {
+export default class ProxySetAddress extends ClusterCommand<typeof ProxySetAddress> {
   static override summary = 'Publish the address member agents dial to reach the tower proxy.'
   static override description = `Inspects Service kubesphere-system/tower. With a LoadBalancer address, that address is used and
 nothing needs setting. Otherwise (LoadBalancer pending, or a NodePort Service) give ADDRESS, or pick one

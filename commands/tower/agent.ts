@@ -116,7 +116,7 @@ Long-running: there is no --json result.`
       kubernetes:
         flags.kubeconfig === undefined
           ? serviceAccountCredentials(flags['kubernetes-service'], flags['service-account-dir'])
-          : kubeconfigCredentials(flags.kubeconfig, flags.context),
+          : await kubeconfigCredentials(flags.kubeconfig, flags.context),
       kubesphere: parseHostPort(flags['kubesphere-service'], 80, '--kubesphere-service'),
       allowed: parseAllowFlags(flags.allow),
     })

@@ -6,12 +6,9 @@ import {BaseCommand} from '../../src/cli/base-command.js'
 import {parseDuration} from '../../src/cli/duration.js'
 import {invalidInput, usageError} from '../../src/errors.js'
 import {log} from '../../src/log.js'
-import {ClusterClients} from '../../src/k8s/clients.js'
 import type {Logger} from '../../src/log.js'
 import type {CertificateAndKey} from '../../src/pki/certificates.js'
 import {FileClusterRegistry} from '../../src/tower/file-registry.js'
-import {KubernetesClusterRegistry} from '../../src/tower/kubernetes-registry.js'
-import {loadOrCreateProxyCa} from '../../src/tower/proxy-ca.js'
 import type {ClusterRegistry} from '../../src/tower/registry.js'
 import {loadProxyCa} from '../../src/tower/issue-kubeconfig.js'
 import {parseListenAddress} from '../../src/tower/net.js'
@@ -142,6 +139,12 @@ https://FRONT-END/clusters/NAME, or at the cluster's own ports, with a client ce
     proxyLog: Logger,
   ): Promise<{ca: CertificateAndKey; registry: ClusterRegistry}> {
     const {flags} = this
+    // Loaded here only: the Kubernetes client library costs ~85 MiB that standalone mode does without.
+    const [{ClusterClients}, {KubernetesClusterRegistry}, {loadOrCreateProxyCa}] = await Promise.all([
+      import('../../src/k8s/clients.js'),
+      import('../../src/tower/kubernetes-registry.js'),
+      import('../../src/tower/proxy-ca.js'),
+    ])
     const client = ClusterClients.load(
       {kubeconfig: flags.kubeconfig, inClusterFallback: true},
       this.timeoutMs,

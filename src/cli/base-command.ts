@@ -1,7 +1,6 @@
 import {Command, Errors, type Interfaces} from '@oclif/core'
 
 import {ExitCode, KsctlError} from '../errors.js'
-import {ClusterClients} from '../k8s/clients.js'
 import {log} from '../log.js'
 import {redact} from '../redact.js'
 import {parseDuration} from './duration.js'
@@ -26,8 +25,9 @@ export interface ErrorJson {
 }
 
 /**
- * The one base of every ksctl command: global flags, parsing, logging set-up, the Kubernetes clients of the
- * run, and the single place where errors become a message, a JSON document and an exit code.
+ * The one base of every ksctl command: global flags, parsing, logging set-up, and the single place where
+ * errors become a message, a JSON document and an exit code. Commands that talk to clusters extend
+ * {@link ClusterCommand}, which adds the run's Kubernetes clients.
  */
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
@@ -37,7 +37,6 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: BaseArgs<T>
   /** `--timeout`, in milliseconds. */
   protected timeoutMs = 0
-  private clientSet: ClusterClients | undefined
 
   override async init(): Promise<void> {
     await super.init()
@@ -52,12 +51,6 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
     log.configure(this.flags['log-level'], this.flags['log-format'])
     this.timeoutMs = parseDuration(this.flags.timeout, '--timeout')
-  }
-
-  /** The clients of this run, built from `--kubeconfig` (or KUBECONFIG) on first use. */
-  protected clients(): ClusterClients {
-    this.clientSet ??= ClusterClients.load({kubeconfig: this.flags.kubeconfig}, this.timeoutMs)
-    return this.clientSet
   }
 
   /** Writes a result to stdout unless `--json` is on (then the returned value is the output). */

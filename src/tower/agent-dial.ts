@@ -5,8 +5,6 @@ import {join} from 'node:path'
 import type {Duplex} from 'node:stream'
 import type tls from 'node:tls'
 
-import {KubeConfig} from '@kubernetes/client-node'
-
 import {invalidInput} from '../errors.js'
 import type {Logger} from '../log.js'
 import {redactor} from '../redact.js'
@@ -63,8 +61,15 @@ export function serviceAccountCredentials(service: string, directory: string): C
   }
 }
 
-/** From a kubeconfig (the member's admin credentials): its server, CA, and client certificate or token. */
-export function kubeconfigCredentials(path: string, context: string | undefined): CredentialSource {
+/**
+ * From a kubeconfig (the member's admin credentials): its server, CA, and client certificate or token. The
+ * Kubernetes client library (~85 MiB of memory) is loaded only for this; a service-account agent does without.
+ */
+export async function kubeconfigCredentials(
+  path: string,
+  context: string | undefined,
+): Promise<CredentialSource> {
+  const {KubeConfig} = await import('@kubernetes/client-node')
   const config = new KubeConfig()
   try {
     config.loadFromFile(path)

@@ -74,7 +74,10 @@ describe('tower proxy front ends over HTTP/2', function () {
   let credentials: Awaited<ReturnType<typeof clientCredentials>>
   const clients: Http2Client[] = []
 
-  const connect = (port = harness.proxy.frontEndPort ?? 0, asWho = credentials): Http2Client => {
+  const connect = (
+    port = harness.proxy.frontEndPort ?? 0,
+    asWho: {ca: string; cert?: string; key?: string} = credentials,
+  ): Http2Client => {
     const client = new Http2Client(port, asWho)
     clients.push(client)
     return client
