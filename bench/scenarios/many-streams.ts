@@ -1,6 +1,6 @@
-import type {IncomingMessage} from 'node:http'
+import type {Readable} from 'node:stream'
 
-import {get, unboundedAgent} from '../client.js'
+import {get, Http2Connections, offersHttp2, unboundedAgent} from '../client.js'
 import type {Endpoint, RunningPath, TunnelSide} from '../paths/path.js'
 import {treeRssBytes} from '../processes.js'
 import {mebibyte, Samples, withRunningPath, type Scenario} from './scenario.js'
@@ -15,7 +15,7 @@ class OpenStream {
   private text = ''
   private waiting: {marker: string; resolve: () => void} | undefined
 
-  constructor(readonly response: IncomingMessage) {
+  constructor(readonly response: Readable) {
     response.setEncoding('utf8')
     response.on('data', (chunk: string) => {
       this.text += chunk
@@ -44,15 +44,44 @@ class OpenStream {
   }
 }
 
-async function openStreams(endpoint: Endpoint, count: number, streams: OpenStream[]): Promise<void> {
+interface StreamingClient {
+  open(): Promise<{status: number; body: Readable}>
+  close(): void
+}
+
+/**
+ * A client for long-lived requests that behaves as a kube client: HTTP/2 where the endpoint offers it (many
+ * streams share a connection), else one HTTP/1.1 connection each.
+ */
+async function streamingClient(endpoint: Endpoint): Promise<StreamingClient> {
+  if (await offersHttp2(endpoint)) {
+    const connections = new Http2Connections(endpoint)
+    return {
+      open: async () => {
+        const {status, stream} = await connections.get('/stream', openTimeoutMs)
+        return {status, body: stream}
+      },
+      close: () => connections.close(),
+    }
+  }
   const agent = unboundedAgent(endpoint)
+  return {
+    open: async () => {
+      const response = await get(endpoint, '/stream', agent, openTimeoutMs)
+      return {status: response.statusCode ?? 0, body: response}
+    },
+    close: () => agent.destroy(),
+  }
+}
+
+async function openStreams(client: StreamingClient, count: number, streams: OpenStream[]): Promise<void> {
   while (streams.length < count) {
     const batch = Math.min(openBatch, count - streams.length)
     await Promise.all(
       Array.from({length: batch}, async () => {
-        const response = await get(endpoint, '/stream', agent, openTimeoutMs)
-        if (response.statusCode !== 200) throw new Error(`/stream answered ${response.statusCode}`)
-        const stream = new OpenStream(response)
+        const {status, body} = await client.open()
+        if (status !== 200) throw new Error(`/stream answered ${status}`)
+        const stream = new OpenStream(body)
         streams.push(stream)
         await stream.until('open\n', openTimeoutMs)
       }),
@@ -81,9 +110,10 @@ export const manyStreamsScenario: Scenario = {
       await withRunningPath(path, upstream, async (running) => {
         const idle = rssBySide(running)
         const streams: OpenStream[] = []
+        const client = await streamingClient(running.endpoint)
         try {
           const openedAt = performance.now()
-          await openStreams(running.endpoint, settings.streams, streams)
+          await openStreams(client, settings.streams, streams)
           samples.add(`open ${settings.streams} streams`, 's', (performance.now() - openedAt) / 1000)
           const loaded = rssBySide(running)
           for (const [side, bytes] of loaded) {
@@ -106,6 +136,7 @@ export const manyStreamsScenario: Scenario = {
           }
         } finally {
           for (const stream of streams) stream.response.destroy()
+          client.close()
         }
       })
     }
