@@ -3,7 +3,7 @@
  * availability check. When the runtime's flags change, this file is the one to edit.
  */
 import {existsSync} from 'node:fs'
-import {readFile, writeFile} from 'node:fs/promises'
+import {copyFile, mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -80,34 +80,15 @@ function tokenFor(name: string): string {
 }
 
 /**
- * The path-routed HTTPS front end forwards to each member's `kubernetes` destination, which the agent
- * reaches over TLS with a kubeconfig; so ksctl-tls sends its requests to the upstream's TLS port. The plain
- * variant uses the per-cluster kubesphere port, plain HTTP to the agent's `--kubesphere-service`.
+ * The agent's `kubernetes` destination (ksctl-tls-kube) reaches the upstream's TLS port as an in-cluster
+ * agent reaches kube-apiserver: with a service-account directory (token and ca.crt).
  */
-async function writeKubeconfig(directory: string, upstream: Upstream): Promise<string> {
-  const file = path.join(directory, 'upstream.kubeconfig')
-  await writeFile(
-    file,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: upstream',
-      '  cluster:',
-      `    server: https://127.0.0.1:${upstream.tlsPort}`,
-      `    certificate-authority: ${upstream.caFile}`,
-      'users:',
-      '- name: bench',
-      '  user:',
-      '    token: bench-upstream-token',
-      'contexts:',
-      '- name: upstream',
-      '  context: {cluster: upstream, user: bench}',
-      'current-context: upstream',
-      '',
-    ].join('\n'),
-  )
-  return file
+async function writeServiceAccount(directory: string, upstream: Upstream): Promise<string> {
+  const serviceAccount = path.join(directory, 'serviceaccount')
+  await mkdir(serviceAccount, {recursive: true})
+  await writeFile(path.join(serviceAccount, 'token'), 'bench-upstream-token')
+  await copyFile(upstream.caFile, path.join(serviceAccount, 'ca.crt'))
+  return serviceAccount
 }
 
 interface ProxySetup {
@@ -192,7 +173,7 @@ function ksctlPath(variant: Variant): BenchPath {
       const setup = await startProxy(variant, [
         {name: clusterName, ...(kubespherePort !== undefined && {kubespherePort})},
       ])
-      const kubeconfig = await writeKubeconfig(setup.directory, upstream)
+      const serviceAccount = await writeServiceAccount(setup.directory, upstream)
       const startAgent = (): ManagedProcess =>
         startProcess(`ksctl tower agent (${variant.name})`, process.execPath, [
           ksctl,
@@ -204,7 +185,11 @@ function ksctlPath(variant: Variant): BenchPath {
           tokenFor(clusterName),
           '--proxy-server',
           setup.agentLinkUrl,
-          ...(variant.tls ? ['--proxy-ca', setup.caFile, '--kubeconfig', kubeconfig] : []),
+          ...(variant.tls ? ['--proxy-ca', setup.caFile] : []),
+          '--kubernetes-service',
+          `127.0.0.1:${upstream.tlsPort}`,
+          '--service-account-dir',
+          serviceAccount,
           '--kubesphere-service',
           `127.0.0.1:${upstream.httpPort}`,
         ])
@@ -246,24 +231,28 @@ function ksctlPath(variant: Variant): BenchPath {
  * so that the rest of the bench works while the runtime is unfinished.
  */
 async function startAgentFleet(variant: Variant, upstream: Upstream, count: number): Promise<AgentFleet> {
-  const [{TowerAgent, normalizeProxyUrl}, {buildDestinations, kubeconfigCredentials}, {TowerMetrics}, {log}] =
-    await Promise.all([
-      import('../../src/tower/agent.js'),
-      import('../../src/tower/agent-dial.js'),
-      import('../../src/tower/metrics.js'),
-      import('../../src/log.js'),
-    ])
+  const [
+    {TowerAgent, normalizeProxyUrl},
+    {buildDestinations, serviceAccountCredentials},
+    {TowerMetrics},
+    {log},
+  ] = await Promise.all([
+    import('../../src/tower/agent.js'),
+    import('../../src/tower/agent-dial.js'),
+    import('../../src/tower/metrics.js'),
+    import('../../src/log.js'),
+  ])
   const names = Array.from({length: count}, (_, index) => `agent-${String(index).padStart(5, '0')}`)
   const setup = await startProxy(
     variant,
     names.map((name) => ({name})),
   )
-  const kubeconfig = await writeKubeconfig(setup.directory, upstream)
+  const serviceAccount = await writeServiceAccount(setup.directory, upstream)
   // A thousand agents logging their connection would flood the report.
   log.configure('warn')
   const metrics = new TowerMetrics()
   const proxyCa = variant.tls ? await readFile(setup.caFile, 'utf8') : undefined
-  const kubernetes = await kubeconfigCredentials(kubeconfig, undefined)
+  const kubernetes = serviceAccountCredentials(`127.0.0.1:${upstream.tlsPort}`, serviceAccount)
   const agents = names.map(
     (name) =>
       new TowerAgent({

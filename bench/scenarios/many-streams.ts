@@ -109,6 +109,7 @@ export const manyStreamsScenario: Scenario = {
     for (let repetition = 0; repetition < settings.repetitions; repetition++) {
       await withRunningPath(path, upstream, async (running) => {
         const idle = rssBySide(running)
+        for (const [side, bytes] of idle) samples.add(`${side}-side RSS idle`, 'MiB', bytes / mebibyte)
         const streams: OpenStream[] = []
         const client = await streamingClient(running.endpoint)
         try {
