@@ -4,6 +4,8 @@ import type {Duplex} from 'node:stream'
 
 import type {Logger} from '../log.js'
 import type {CredentialSource, KubernetesCredentials} from './agent-dial.js'
+import {relayRequestOverHttp2} from './http2-relay.js'
+import {Http2Sessions} from './http2-sessions.js'
 import {describeError} from './net.js'
 import {failResponse, refuse, relayRequest, relayUpgrade, type Relay} from './reverse-proxy.js'
 import {withSocketMethods} from './stream-agent.js'
@@ -15,12 +17,14 @@ export const credentialsTtlMs = 1000
  * The agent's kubernetes destination. Each tunnel stream is an HTTP/1.1 connection from the proxy, served by
  * Node's HTTP server (no listener: streams are handed to it), and every request on it, not only the first, is
  * relayed to the member's kube-apiserver with the member's own credential in place of any the request
- * carried. Upstream connections are kept alive and shared by all streams, so a request costs no TLS
- * handshake; the member's credential never leaves the member.
+ * carried; the member's credential never leaves the member. Requests ride HTTP/2 connections to
+ * kube-apiserver, shared by all streams (many watches on one connection, no TLS handshake per request);
+ * upgrades (exec, port-forward) and a server without HTTP/2 get kept-alive HTTP/1.1 connections.
  */
 export class MemberApiRelay {
   private readonly server: http.Server
   private readonly upstreamAgent = new https.Agent({keepAlive: true, scheduling: 'lifo'})
+  private readonly http2 = new Http2Sessions()
   private readonly credentials: CredentialSource
 
   constructor(
@@ -35,7 +39,22 @@ export class MemberApiRelay {
     this.server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
       void this.relay(
         request.url ?? '/',
-        (relay) => relayRequest(request, response, relay),
+        async (relay, credentials) => {
+          const reserved = await this.http2.reserve(credentials)
+          // The client may have gone while credentials were read or a connection opened.
+          if (response.destroyed) reserved?.release()
+          else if (reserved === undefined) relayRequest(request, response, relay)
+          else {
+            relayRequestOverHttp2(request, response, {
+              ...reserved,
+              authority: authorityOf(credentials),
+              path: request.url ?? '/',
+              stripAuthorization: relay.stripAuthorization,
+              extraHeaders: relay.extraHeaders ?? [],
+              fail: (error) => relay.fail(error),
+            })
+          }
+        },
         (message) => {
           failResponse(response, 502, message)
         },
@@ -60,7 +79,7 @@ export class MemberApiRelay {
 
   private async relay(
     path: string,
-    send: (relay: Relay) => void,
+    send: (relay: Relay, credentials: KubernetesCredentials) => void | Promise<void>,
     fail: (message: string) => void,
   ): Promise<void> {
     let credentials: KubernetesCredentials
@@ -72,7 +91,7 @@ export class MemberApiRelay {
       return
     }
     const {address} = credentials
-    send({
+    const relay: Relay = {
       options: {
         ...credentials.tls,
         agent: this.upstreamAgent,
@@ -92,8 +111,17 @@ export class MemberApiRelay {
           `the agent of cluster ${this.cluster} cannot reach kube-apiserver at ${address.host}:${address.port}: ${reason}`,
         )
       },
-    })
+    }
+    try {
+      await send(relay, credentials)
+    } catch (error) {
+      relay.fail(error instanceof Error ? error : new Error(String(error)))
+    }
   }
+}
+
+function authorityOf({address}: KubernetesCredentials): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
 }
 
 /** One read at a time, reused for `ttlMs`; a failed read is not kept. */

@@ -1,6 +1,6 @@
 import http from 'node:http'
 import type {Http2ServerRequest, Http2ServerResponse} from 'node:http2'
-import type {Duplex} from 'node:stream'
+import type {Duplex, Readable} from 'node:stream'
 
 import {splice} from './net.js'
 
@@ -71,10 +71,7 @@ function responseGone(response: FrontEndResponse): boolean {
  * for its first event) sends its head at once, or the client would wait for it. (HTTP/2 sends a head as its
  * own frame at once.)
  */
-function flushHeadUnlessBodyFollows(
-  response: http.ServerResponse,
-  upstreamResponse: http.IncomingMessage,
-): void {
+export function flushHeadUnlessBodyFollows(response: http.ServerResponse, upstreamResponse: Readable): void {
   let bodyStarted = false
   upstreamResponse.once('data', () => (bodyStarted = true))
   setImmediate(() => {

@@ -1,5 +1,6 @@
 import {mkdtemp, writeFile} from 'node:fs/promises'
 import http from 'node:http'
+import http2 from 'node:http2'
 import https from 'node:https'
 import type {AddressInfo} from 'node:net'
 import os from 'node:os'
@@ -67,68 +68,10 @@ export async function tempDir(): Promise<string> {
 export async function startUpstream(
   tls?: CertificateAndKey,
 ): Promise<{server: http.Server; port: number; close(): Promise<void>}> {
-  const handler: http.RequestListener = (request, response) => {
-    const url = new URL(request.url ?? '/', 'http://x')
-    if (url.pathname.startsWith('/slow/')) {
-      const ms = Number(url.pathname.slice(6))
-      const body = slowBody(ms)
-      const firstLine = body.indexOf('\n') + 1
-      response.writeHead(200, {'content-type': 'text/plain', 'content-length': body.length})
-      response.write(body.slice(0, firstLine))
-      const timer = setTimeout(() => response.end(body.slice(firstLine)), ms)
-      response.once('close', () => clearTimeout(timer))
-      return
-    }
-    if (url.pathname.startsWith('/quiet/')) {
-      // A watch before its first event: the head alone, then nothing for MS milliseconds.
-      response.writeHead(200, {'content-type': 'application/json'})
-      response.flushHeaders()
-      const timer = setTimeout(() => response.end('{}\n'), Number(url.pathname.slice(7)))
-      response.once('close', () => clearTimeout(timer))
-      return
-    }
-    if (url.pathname === '/typed-twice') {
-      // Allowed in HTTP/1.1 framing, refused by HTTP/2 (a single-value header repeated).
-      response.writeHead(200, ['Content-Type', 'text/plain', 'Content-Type', 'text/html'])
-      response.end('two types\n')
-      return
-    }
-    if (url.pathname.startsWith('/big/')) {
-      const total = Number(url.pathname.slice(5))
-      response.writeHead(200, {'content-type': 'application/octet-stream', 'content-length': total})
-      const chunk = Buffer.alloc(64 * 1024, 120)
-      let sent = 0
-      const pump = (): void => {
-        while (sent < total) {
-          const size = Math.min(chunk.length, total - sent)
-          sent += size
-          if (!response.write(chunk.subarray(0, size))) {
-            response.once('drain', pump)
-            return
-          }
-        }
-        response.end()
-      }
-      pump()
-      return
-    }
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      const body = JSON.stringify({
-        method: request.method,
-        path: request.url,
-        headers: request.headers,
-        bodyBytes: Buffer.concat(chunks).length,
-      })
-      response.writeHead(200, {'content-type': 'application/json'})
-      response.end(body)
-    })
-  }
   const server =
     tls === undefined
-      ? http.createServer(handler)
-      : https.createServer({cert: tls.certPem, key: tls.keyPem}, handler)
+      ? http.createServer(upstreamHandler)
+      : https.createServer({cert: tls.certPem, key: tls.keyPem}, upstreamHandler)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     server,
@@ -138,6 +81,102 @@ export async function startUpstream(
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
+}
+
+/**
+ * The same upstream as kube-apiserver serves: HTTP/2 (at most `maxConcurrentStreams` streams on a
+ * connection) and HTTP/1.1 for clients without it. Counts the connections and the streams open.
+ */
+export async function startHttp2Upstream(tls: CertificateAndKey, maxConcurrentStreams = 250) {
+  const server = http2.createSecureServer(
+    {cert: tls.certPem, key: tls.keyPem, allowHTTP1: true, settings: {maxConcurrentStreams}},
+    upstreamHandler as unknown as (
+      request: http2.Http2ServerRequest,
+      response: http2.Http2ServerResponse,
+    ) => void,
+  )
+  const sessions = new Set<http2.ServerHttp2Session>()
+  let sessionsSeen = 0
+  let streamsOpen = 0
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    sessionsSeen++
+    sessions.add(session)
+    session.once('close', () => sessions.delete(session))
+  })
+  server.on('stream', (stream: http2.ServerHttp2Stream) => {
+    streamsOpen++
+    stream.once('close', () => streamsOpen--)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    sessionsSeen: () => sessionsSeen,
+    streamsOpen: () => streamsOpen,
+    close: async () => {
+      for (const session of sessions) session.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+const upstreamHandler: http.RequestListener = (request, response) => {
+  const url = new URL(request.url ?? '/', 'http://x')
+  if (url.pathname.startsWith('/slow/')) {
+    const ms = Number(url.pathname.slice(6))
+    const body = slowBody(ms)
+    const firstLine = body.indexOf('\n') + 1
+    response.writeHead(200, {'content-type': 'text/plain', 'content-length': body.length})
+    response.write(body.slice(0, firstLine))
+    const timer = setTimeout(() => response.end(body.slice(firstLine)), ms)
+    response.once('close', () => clearTimeout(timer))
+    return
+  }
+  if (url.pathname.startsWith('/quiet/')) {
+    // A watch before its first event: the head alone, then nothing for MS milliseconds.
+    response.writeHead(200, {'content-type': 'application/json'})
+    response.flushHeaders()
+    const timer = setTimeout(() => response.end('{}\n'), Number(url.pathname.slice(7)))
+    response.once('close', () => clearTimeout(timer))
+    return
+  }
+  if (url.pathname === '/typed-twice') {
+    // Allowed in HTTP/1.1 framing, refused by HTTP/2 (a single-value header repeated).
+    response.writeHead(200, ['Content-Type', 'text/plain', 'Content-Type', 'text/html'])
+    response.end('two types\n')
+    return
+  }
+  if (url.pathname.startsWith('/big/')) {
+    const total = Number(url.pathname.slice(5))
+    response.writeHead(200, {'content-type': 'application/octet-stream', 'content-length': total})
+    const chunk = Buffer.alloc(64 * 1024, 120)
+    let sent = 0
+    const pump = (): void => {
+      while (sent < total) {
+        const size = Math.min(chunk.length, total - sent)
+        sent += size
+        if (!response.write(chunk.subarray(0, size))) {
+          response.once('drain', pump)
+          return
+        }
+      }
+      response.end()
+    }
+    pump()
+    return
+  }
+  const chunks: Buffer[] = []
+  request.on('data', (chunk: Buffer) => chunks.push(chunk))
+  request.on('end', () => {
+    const body = JSON.stringify({
+      method: request.method,
+      path: request.url,
+      headers: request.headers,
+      httpVersion: request.httpVersion,
+      bodyBytes: Buffer.concat(chunks).length,
+    })
+    response.writeHead(200, {'content-type': 'application/json'})
+    response.end(body)
+  })
 }
 
 /** The whole body `/slow/MS` sends, to tell a complete response from a cut one. */

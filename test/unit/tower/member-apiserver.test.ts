@@ -8,11 +8,12 @@ import {WebSocket, WebSocketServer} from 'ws'
 import type {KubernetesCredentials} from '../../../src/tower/agent-dial.js'
 import {cachedCredentials, MemberApiRelay} from '../../../src/tower/member-apiserver.js'
 import {loopbackPki} from '../../helpers/test-pki.js'
-import {CapturedLog, startUpstream} from './harness.js'
+import {CapturedLog, startHttp2Upstream, startUpstream, until} from './harness.js'
 
 interface Echo {
   path: string
   headers: Record<string, string>
+  httpVersion: string
   bodyBytes: number
 }
 
@@ -164,5 +165,100 @@ describe('tower agent: the member kube-apiserver relay', () => {
     assert.equal(a, b)
     assert.equal((await cached()).authorization, 'Bearer 2')
     assert.equal(reads, 2)
+  })
+
+  describe('to a kube-apiserver that speaks HTTP/2', () => {
+    const credentialsFor = (port: number, ca: string) => (): Promise<KubernetesCredentials> =>
+      Promise.resolve({
+        address: {host: '127.0.0.1', port},
+        tls: {ca},
+        authorization: 'Bearer member-token',
+      })
+
+    it('relays over HTTP/2: the member credential, the body whole, no Host or hop-by-hop header', async () => {
+      const pki = await loopbackPki('member-relay-h2')
+      const upstream = await startHttp2Upstream(pki.server)
+      const relay = await relayOnLoopback(
+        new MemberApiRelay(
+          credentialsFor(upstream.port, pki.ca.certPem),
+          'member',
+          new CapturedLog().logger(),
+          0,
+        ),
+      )
+      try {
+        const body = 'x'.repeat(200_000)
+        const [seen] = echoes(
+          await relay.exchange(
+            `POST /api/v1/namespaces?dryRun=All HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer client-token\r\n` +
+              `Keep-Alive: timeout=5\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+          ),
+        )
+        assert.equal(seen?.httpVersion, '2.0')
+        assert.equal(seen.path, '/api/v1/namespaces?dryRun=All')
+        assert.equal(seen.headers.authorization, 'Bearer member-token')
+        assert.equal(seen.headers[':authority'], `127.0.0.1:${upstream.port}`)
+        assert.equal(seen.headers.host, undefined)
+        assert.equal(seen.headers['keep-alive'], undefined)
+        assert.equal(seen.bodyBytes, body.length)
+      } finally {
+        relay.close()
+        await upstream.close()
+      }
+    })
+
+    it('shares connections: 120 concurrent long requests ride 3 connections of 50 streams', async () => {
+      const pki = await loopbackPki('member-relay-h2')
+      const upstream = await startHttp2Upstream(pki.server, 50)
+      const relay = await relayOnLoopback(
+        new MemberApiRelay(
+          credentialsFor(upstream.port, pki.ca.certPem),
+          'member',
+          new CapturedLog().logger(),
+          0,
+        ),
+      )
+      try {
+        const answers = await Promise.all(
+          Array.from({length: 120}, () =>
+            relay.exchange('GET /slow/300 HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+          ),
+        )
+        assert.ok(answers.every((answer) => answer.endsWith('last after 300 ms\n')))
+        assert.equal(upstream.sessionsSeen(), 3)
+      } finally {
+        relay.close()
+        await upstream.close()
+      }
+    })
+
+    it('cancels the kube-apiserver stream when the client goes away, and keeps the connection', async () => {
+      const pki = await loopbackPki('member-relay-h2')
+      const upstream = await startHttp2Upstream(pki.server)
+      const relay = await relayOnLoopback(
+        new MemberApiRelay(
+          credentialsFor(upstream.port, pki.ca.certPem),
+          'member',
+          new CapturedLog().logger(),
+          0,
+        ),
+      )
+      try {
+        const client = net.connect(relay.port, '127.0.0.1')
+        client.write('GET /slow/60000 HTTP/1.1\r\nHost: proxy\r\n\r\n')
+        await once(client, 'data')
+        assert.equal(upstream.streamsOpen(), 1)
+        client.destroy()
+        await until(() => upstream.streamsOpen() === 0)
+        const [after] = echoes(
+          await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+        )
+        assert.equal(after?.httpVersion, '2.0')
+        assert.equal(upstream.sessionsSeen(), 1)
+      } finally {
+        relay.close()
+        await upstream.close()
+      }
+    })
   })
 })

@@ -1,0 +1,88 @@
+import type http from 'node:http'
+import http2 from 'node:http2'
+
+import {flushHeadUnlessBodyFollows, withoutHopByHop} from './reverse-proxy.js'
+
+/** HTTP/2 forbids these in requests, beyond the hop-by-hop ones; Host becomes :authority. */
+const notInHttp2Requests = new Set(['host'])
+
+export interface Http2Relay {
+  session: http2.ClientHttp2Session
+  /** Gives the reserved stream back to the session's pool when the exchange is over. */
+  release(): void
+  /** `host:port` of the upstream, the request's :authority. */
+  authority: string
+  path: string
+  stripAuthorization: boolean
+  /** Added after the client's headers, e.g. the member's own Authorization. */
+  extraHeaders: string[]
+  fail(error: Error): void
+}
+
+/**
+ * Relays one HTTP/1.1 request as a stream of an HTTP/2 connection, and its response back as HTTP/1.1, both
+ * streamed with flow control. A client that goes away before the response ended cancels the stream
+ * (RST_STREAM), which kube-apiserver takes as the end of a watch; the connection stays for the others.
+ */
+export function relayRequestOverHttp2(
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  relay: Http2Relay,
+): void {
+  let stream: http2.ClientHttp2Stream
+  try {
+    stream = relay.session.request(http2RequestHeaders(request, relay))
+  } catch (error) {
+    relay.release()
+    relay.fail(error instanceof Error ? error : new Error(String(error)))
+    return
+  }
+  let ended = false
+  stream.once('close', () => {
+    relay.release()
+    if (!ended && response.headersSent) response.destroy()
+  })
+  response.once('close', () => {
+    if (!ended) stream.close(http2.constants.NGHTTP2_CANCEL)
+  })
+  stream.once('response', (headers) => {
+    response.writeHead(headers[':status'] ?? 502, http1ResponseHeaders(headers))
+    flushHeadUnlessBodyFollows(response, stream)
+    stream.once('end', () => (ended = true))
+    stream.pipe(response)
+  })
+  stream.on('error', (error: Error) => {
+    if (response.headersSent) response.destroy()
+    else if (!response.destroyed) relay.fail(error)
+  })
+  request.pipe(stream)
+}
+
+function http2RequestHeaders(request: http.IncomingMessage, relay: Http2Relay): http2.OutgoingHttpHeaders {
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': request.method ?? 'GET',
+    ':path': relay.path,
+    ':authority': relay.authority,
+    ':scheme': 'https',
+  }
+  const flat = [...withoutHopByHop(request.rawHeaders, relay.stripAuthorization), ...relay.extraHeaders]
+  for (let index = 0; index + 1 < flat.length; index += 2) {
+    const name = (flat[index] ?? '').toLowerCase()
+    if (notInHttp2Requests.has(name)) continue
+    const value = flat[index + 1] ?? ''
+    const previous = headers[name]
+    if (previous === undefined) headers[name] = value
+    else headers[name] = [...(Array.isArray(previous) ? previous : [String(previous)]), value]
+  }
+  return headers
+}
+
+/** Flat [name, value, …] for an HTTP/1.1 head: without the pseudo-headers, repeated fields kept apart. */
+function http1ResponseHeaders(headers: http2.IncomingHttpHeaders): string[] {
+  const flat: string[] = []
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith(':') || value === undefined) continue
+    for (const item of Array.isArray(value) ? value : [value]) flat.push(name, item)
+  }
+  return withoutHopByHop(flat, false)
+}
