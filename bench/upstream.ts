@@ -1,12 +1,12 @@
 import {readFileSync} from 'node:fs'
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
-import https from 'node:https'
+import http2 from 'node:http2'
 import type {AddressInfo} from 'node:net'
 import {fileURLToPath} from 'node:url'
 
 import {startProcess, type ManagedProcess} from './processes.js'
 
-/** The upstream every path forwards to: plain HTTP, plus the same handlers over TLS for ksctl-tls. */
+/** The upstream every path forwards to: plain HTTP, plus the same handlers over TLS for ksctl-tls-kube. */
 export interface Upstream {
   httpPort: number
   tlsPort: number
@@ -91,11 +91,18 @@ async function listen(server: http.Server): Promise<number> {
 
 async function serve(tls: Omit<UpstreamTlsFiles, 'caFile'>): Promise<void> {
   const httpPort = await listen(configure(http.createServer(handle)))
-  const tlsServer = https.createServer(
-    {cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile)},
-    handle,
+  // As kube-apiserver: HTTP/2 (Go's 250 streams on a connection), HTTP/1.1 for clients without it. The
+  // compatibility API gives the same handler what it uses of Node's HTTP/1.1 request and response.
+  const tlsServer = http2.createSecureServer(
+    {
+      cert: readFileSync(tls.certFile),
+      key: readFileSync(tls.keyFile),
+      allowHTTP1: true,
+      settings: {maxConcurrentStreams: 250},
+    },
+    handle as unknown as (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => void,
   )
-  const tlsPort = await listen(configure(tlsServer))
+  const tlsPort = await listen(configure(tlsServer as unknown as http.Server))
   process.stdout.write(`${JSON.stringify({httpPort, tlsPort})}\n`)
 }
 
