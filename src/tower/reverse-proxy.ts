@@ -103,12 +103,34 @@ export interface Relay {
   fail(error: Error): void
 }
 
+/** Methods that may be sent again (RFC 9110 §9.2.2), when they carry no body. */
+const idempotentReads = new Set(['GET', 'HEAD', 'OPTIONS'])
+
 /**
  * Relays one HTTP request and its response, both streamed with backpressure. Node parses both sides, so
  * keep-alive, chunked bodies and long-lived responses (watch, logs -f) need no parser of ours. A client that
- * goes away before the response ended aborts the upstream request.
+ * goes away before the response ended aborts the upstream request. A bodiless read whose kept connection was
+ * closed by the other end as it went out (the race Node's `http.Agent` documents) is sent again, once, on
+ * another connection.
  */
 export function relayRequest(request: FrontEndRequest, response: FrontEndResponse, relay: Relay): void {
+  const bodiless = isBodilessRead(request)
+  send(request, response, relay, {bodiless, mayRetry: bodiless})
+}
+
+function isBodilessRead(request: FrontEndRequest): boolean {
+  if (!idempotentReads.has(request.method ?? '')) return false
+  if (isHttp2(request)) return request.stream.endAfterHeaders
+  const length = request.headers['content-length']
+  return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')
+}
+
+function send(
+  request: FrontEndRequest,
+  response: FrontEndResponse,
+  relay: Relay,
+  attempt: {bodiless: boolean; mayRetry: boolean},
+): void {
   const upstream = http.request({
     ...relay.options,
     method: request.method,
@@ -140,9 +162,13 @@ export function relayRequest(request: FrontEndRequest, response: FrontEndRespons
   upstream.on('error', (error) => {
     if (headRefused) return
     if (response.headersSent) response.destroy()
-    else if (!responseGone(response)) relay.fail(error)
+    else if (responseGone(response)) return
+    else if (attempt.mayRetry && upstream.reusedSocket)
+      send(request, response, relay, {...attempt, mayRetry: false})
+    else relay.fail(error)
   })
-  request.pipe(upstream)
+  if (attempt.bodiless) upstream.end()
+  else request.pipe(upstream)
 }
 
 /**

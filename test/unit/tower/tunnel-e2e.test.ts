@@ -192,6 +192,42 @@ describe('tower proxy and agent, in process', function () {
     })
   })
 
+  it('sends a read again on a fresh stream when the destination closed the kept one under it, never a write', async () => {
+    // A destination that drops every connection at its second request, as a server closing an idle
+    // keep-alive connection does at the moment a request arrives.
+    const answered: string[] = []
+    const closing = http.createServer((request, response) => {
+      const socket = request.socket as typeof request.socket & {served?: number}
+      socket.served = (socket.served ?? 0) + 1
+      if (socket.served > 1) {
+        socket.destroy()
+        return
+      }
+      answered.push(`${request.method ?? ''} ${request.url ?? ''}`)
+      response.end('ok')
+    })
+    closing.listen(0, '127.0.0.1')
+    await once(closing, 'listening')
+    try {
+      const allowed = new Map([['app', {host: '127.0.0.1', port: (closing.address() as AddressInfo).port}]])
+      const agent = startAgent(log, harness.proxy.agentPort, {allowed})
+      member.agents.push(agent)
+      await until(() => agent.ready)
+      assert.equal((await frontEndRequest(url('/destinations/app/first'), credentials)).status, 200)
+      const read = await frontEndRequest(url('/destinations/app/second'), credentials)
+      assert.equal(read.status, 200)
+      const write = await frontEndRequest(url('/destinations/app/third'), credentials, {
+        method: 'POST',
+        body: 'x',
+      })
+      assert.equal(write.status, 502)
+      assert.deepEqual(answered, ['GET /first', 'GET /second'])
+    } finally {
+      closing.closeAllConnections()
+      closing.close()
+    }
+  })
+
   it('reaches an --allow destination by path, websocket included, and answers 403 for one not allowed', async () => {
     const seen: {path: string | undefined; authorization: string | undefined}[] = []
     const echo = new WebSocketServer({host: '127.0.0.1', port: 0})
