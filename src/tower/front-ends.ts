@@ -34,8 +34,11 @@ type Route = (request: FrontEndRequest) => ForwardTarget | undefined
  * window matches a tunnel stream's, so the front end buffers no more than the tunnel has in flight.
  */
 const http2Settings = {maxConcurrentStreams: 1000, initialWindowSize: 256 * 1024}
-/** The connection-level receive window: request bodies of many streams share it. */
-const http2SessionWindowBytes = 8 * 1024 * 1024
+/**
+ * The connection's receive window holds every stream's whole window, so that only a stream's own window
+ * stops it: a stalled upload never blocks the other requests on its connection.
+ */
+const http2SessionWindowBytes = http2Settings.maxConcurrentStreams * http2Settings.initialWindowSize
 
 interface ClusterListeners {
   kubernetes?: {port: number; listener: FrontEndListener}

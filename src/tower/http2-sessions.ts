@@ -8,6 +8,13 @@ import type {ListenAddress} from './net.js'
 const streamsBeforeSettings = 100
 /** A connection with no stream open for this long is closed. */
 const idleCloseMs = 60_000
+/**
+ * Receive windows, as Go's HTTP/2 transport sets them: each stream is flow-controlled on its own (a watch
+ * whose reader is slow holds back only itself), and the connection's window is never what stops a stream —
+ * with HTTP/2's 64 KiB default, one stalled download would block every request on its connection.
+ */
+const streamWindowBytes = 1024 * 1024
+const connectionWindowBytes = 1024 ** 3
 
 interface Connection {
   session: http2.ClientHttp2Session
@@ -71,7 +78,11 @@ export class Http2Sessions {
       return
     }
     const authority = `https://${target.address.host}:${target.address.port}`
-    const session = http2.connect(authority, {createConnection: () => socket})
+    const session = http2.connect(authority, {
+      createConnection: () => socket,
+      settings: {initialWindowSize: streamWindowBytes},
+    })
+    session.once('connect', () => session.setLocalWindowSize(connectionWindowBytes))
     const connection: Connection = {session, streams: 0, limit: streamsBeforeSettings}
     const open = this.connections.get(key) ?? []
     open.push(connection)

@@ -115,6 +115,10 @@ describe('tower proxy front ends over HTTP/2', function () {
     })
     assert.equal(response.status, 200)
     assert.equal(client.session.alpnProtocol, 'h2')
+    // Uploads are flow-controlled per stream: the connection's window holds every stream's.
+    assert.equal(client.session.remoteSettings.maxConcurrentStreams, 1000)
+    assert.equal(client.session.remoteSettings.initialWindowSize, 256 * 1024)
+    assert.ok((client.session.state.remoteWindowSize ?? 0) >= 1000 * 256 * 1024 - 600_000)
     const echo = JSON.parse(response.body) as Echo
     assert.equal(echo.method, 'POST')
     assert.equal(echo.path, '/api/v1/pods?watch=false')

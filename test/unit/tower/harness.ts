@@ -111,6 +111,7 @@ export async function startHttp2Upstream(tls: CertificateAndKey, maxConcurrentSt
   return {
     port: (server.address() as AddressInfo).port,
     sessionsSeen: () => sessionsSeen,
+    sessions: () => [...sessions],
     streamsOpen: () => streamsOpen,
     close: async () => {
       for (const session of sessions) session.destroy()

@@ -232,6 +232,29 @@ describe('tower agent: the member kube-apiserver relay', () => {
       }
     })
 
+    it('opens windows as Go’s transport does: 1 MiB a stream, and a connection window no stream uses up', async () => {
+      const pki = await loopbackPki('member-relay-h2')
+      const upstream = await startHttp2Upstream(pki.server)
+      const relay = await relayOnLoopback(
+        new MemberApiRelay(
+          credentialsFor(upstream.port, pki.ca.certPem),
+          'member',
+          new CapturedLog().logger(),
+          0,
+        ),
+      )
+      try {
+        await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+        const session = upstream.sessions()[0]
+        assert.equal(session?.remoteSettings.initialWindowSize, 1024 * 1024)
+        // With HTTP/2's default of 64 KiB shared by all streams, one download slows every request beside it.
+        assert.ok((session.state.remoteWindowSize ?? 0) > 1e9)
+      } finally {
+        relay.close()
+        await upstream.close()
+      }
+    })
+
     it('cancels the kube-apiserver stream when the client goes away, and keeps the connection', async () => {
       const pki = await loopbackPki('member-relay-h2')
       const upstream = await startHttp2Upstream(pki.server)
