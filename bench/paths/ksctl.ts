@@ -248,8 +248,8 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
     names.map((name) => ({name})),
   )
   const serviceAccount = await writeServiceAccount(setup.directory, upstream)
-  // A thousand agents logging their connection would flood the report.
-  log.configure('warn')
+  // A thousand agents logging their connection (and, over plain ws, a warning each) would flood the report.
+  log.configure('error')
   const metrics = new TowerMetrics()
   const proxyCa = variant.tls ? await readFile(setup.caFile, 'utf8') : undefined
   const kubernetes = serviceAccountCredentials(`127.0.0.1:${upstream.tlsPort}`, serviceAccount)
