@@ -16,7 +16,16 @@ export interface Http2Relay {
   stripAuthorization: boolean
   /** Added after the client's headers, e.g. the member's own Authorization. */
   extraHeaders: string[]
+  /** The request has no body, so it can be sent again as it is. */
+  bodiless: boolean
   fail(error: Error): void
+  /**
+   * Sends the request again on another stream. Called instead of `fail` when the server refused the stream
+   * without processing it (RST_STREAM REFUSED_STREAM, or a GOAWAY that came first, as kube-apiserver sends
+   * with --goaway-chance or when it shuts down), which RFC 9113 §8.7 says is safe to retry; absent when the
+   * request was already retried.
+   */
+  retry?: () => void
 }
 
 /**
@@ -29,12 +38,14 @@ export function relayRequestOverHttp2(
   response: http.ServerResponse,
   relay: Http2Relay,
 ): void {
+  const retry = relay.bodiless ? relay.retry : undefined
   let stream: http2.ClientHttp2Stream
   try {
     stream = relay.session.request(http2RequestHeaders(request, relay))
   } catch (error) {
     relay.release()
-    relay.fail(error instanceof Error ? error : new Error(String(error)))
+    if (retry !== undefined && isGoAway(error)) retry()
+    else relay.fail(error instanceof Error ? error : new Error(String(error)))
     return
   }
   let ended = false
@@ -53,9 +64,17 @@ export function relayRequestOverHttp2(
   })
   stream.on('error', (error: Error) => {
     if (response.headersSent) response.destroy()
-    else if (!response.destroyed) relay.fail(error)
+    else if (response.destroyed) return
+    else if (retry !== undefined && stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) retry()
+    else relay.fail(error)
   })
-  request.pipe(stream)
+  if (relay.bodiless) stream.end()
+  else request.pipe(stream)
+}
+
+function isGoAway(error: unknown): boolean {
+  const code = (error as {code?: unknown} | undefined)?.code
+  return code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_INVALID_SESSION'
 }
 
 function http2RequestHeaders(request: http.IncomingMessage, relay: Http2Relay): http2.OutgoingHttpHeaders {

@@ -68,6 +68,8 @@ export class Http2Sessions {
       port: target.address.port,
       ALPNProtocols: ['h2', 'http/1.1'],
     })
+    // Requests and their small answers share the connection: Nagle's delay would hold them back.
+    socket.setNoDelay(true)
     await new Promise<void>((resolve, reject) => {
       socket.once('secureConnect', resolve)
       socket.once('error', reject)

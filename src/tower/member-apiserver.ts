@@ -7,7 +7,7 @@ import type {CredentialSource, KubernetesCredentials} from './agent-dial.js'
 import {relayRequestOverHttp2} from './http2-relay.js'
 import {Http2Sessions} from './http2-sessions.js'
 import {describeError} from './net.js'
-import {failResponse, refuse, relayRequest, relayUpgrade, type Relay} from './reverse-proxy.js'
+import {failResponse, isBodiless, refuse, relayRequest, relayUpgrade, type Relay} from './reverse-proxy.js'
 import {withSocketMethods} from './stream-agent.js'
 
 /** How long fetched credentials are used before they are read again (a rotated token is seen within it). */
@@ -40,20 +40,27 @@ export class MemberApiRelay {
       void this.relay(
         request.url ?? '/',
         async (relay, credentials) => {
-          const reserved = await this.http2.reserve(credentials)
-          // The client may have gone while credentials were read or a connection opened.
-          if (response.destroyed) reserved?.release()
-          else if (reserved === undefined) relayRequest(request, response, relay)
-          else {
-            relayRequestOverHttp2(request, response, {
-              ...reserved,
-              authority: authorityOf(credentials),
-              path: request.url ?? '/',
-              stripAuthorization: relay.stripAuthorization,
-              extraHeaders: relay.extraHeaders ?? [],
-              fail: (error) => relay.fail(error),
-            })
+          const send = async (mayRetry: boolean): Promise<void> => {
+            const reserved = await this.http2.reserve(credentials)
+            // The client may have gone while credentials were read or a connection opened.
+            if (response.destroyed) reserved?.release()
+            else if (reserved === undefined) relayRequest(request, response, relay)
+            else {
+              relayRequestOverHttp2(request, response, {
+                ...reserved,
+                authority: authorityOf(credentials),
+                path: request.url ?? '/',
+                stripAuthorization: relay.stripAuthorization,
+                extraHeaders: relay.extraHeaders ?? [],
+                bodiless: isBodiless(request),
+                fail: (error) => relay.fail(error),
+                ...(mayRetry && {
+                  retry: () => void send(false).catch((error: unknown) => relay.fail(asError(error))),
+                }),
+              })
+            }
           }
+          await send(true)
         },
         (message) => {
           failResponse(response, 502, message)
@@ -115,9 +122,13 @@ export class MemberApiRelay {
     try {
       await send(relay, credentials)
     } catch (error) {
-      relay.fail(error instanceof Error ? error : new Error(String(error)))
+      relay.fail(asError(error))
     }
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
 }
 
 function authorityOf({address}: KubernetesCredentials): string {

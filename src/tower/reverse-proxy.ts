@@ -121,6 +121,11 @@ export function relayRequest(request: FrontEndRequest, response: FrontEndRespons
 function isBodilessRead(request: FrontEndRequest): boolean {
   if (!idempotentReads.has(request.method ?? '')) return false
   if (isHttp2(request)) return request.stream.endAfterHeaders
+  return isBodiless(request)
+}
+
+/** An HTTP/1.1 request that announces no body (neither a length above 0 nor chunks). */
+export function isBodiless(request: http.IncomingMessage): boolean {
   const length = request.headers['content-length']
   return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')
 }

@@ -103,6 +103,7 @@ export async function startHttp2Upstream(tls: CertificateAndKey, maxConcurrentSt
     sessions.add(session)
     session.once('close', () => sessions.delete(session))
   })
+  server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true))
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
     streamsOpen++
     stream.once('close', () => streamsOpen--)

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {once} from 'node:events'
+import http2 from 'node:http2'
 import https from 'node:https'
 import net from 'node:net'
 
@@ -252,6 +253,47 @@ describe('tower agent: the member kube-apiserver relay', () => {
       } finally {
         relay.close()
         await upstream.close()
+      }
+    })
+
+    it('sends a bodiless request again when kube-apiserver refuses its stream unprocessed, never one with a body', async () => {
+      const pki = await loopbackPki('member-relay-h2')
+      // Refuses the next stream it is asked to, as a server going away refuses streams past its GOAWAY.
+      let refuseNext = false
+      const streams: string[] = []
+      const server = http2.createSecureServer({cert: pki.server.certPem, key: pki.server.keyPem})
+      server.on('stream', (stream, headers) => {
+        streams.push(String(headers[':method']))
+        stream.on('error', () => undefined)
+        stream.resume()
+        if (refuseNext) {
+          refuseNext = false
+          stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
+          return
+        }
+        stream.respond({':status': 200})
+        stream.end('served\n')
+      })
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      const port = (server.address() as net.AddressInfo).port
+      const relay = await relayOnLoopback(
+        new MemberApiRelay(credentialsFor(port, pki.ca.certPem), 'member', new CapturedLog().logger(), 0),
+      )
+      try {
+        refuseNext = true
+        const read = await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+        assert.match(read, /^HTTP\/1\.1 200 /)
+        assert.match(read, /\r\nserved\n\r\n/)
+        refuseNext = true
+        const write = await relay.exchange(
+          'POST /api/v1/namespaces HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+        )
+        assert.match(write, /^HTTP\/1\.1 502 /)
+        assert.deepEqual(streams, ['GET', 'GET', 'POST'])
+      } finally {
+        relay.close()
+        server.close()
       }
     })
 
