@@ -124,6 +124,7 @@ async function main(): Promise<void> {
     }
   }
 
+  let failures = 0
   const directory = await temporaryDirectory('upstream')
   const upstream = await startUpstream(await upstreamCertificates(directory))
   try {
@@ -151,6 +152,7 @@ async function main(): Promise<void> {
             )
           }
         } catch (error) {
+          failures++
           console.error(`  failed: ${message(error)}`)
           report.note({scenario: scenario.name, path: candidate.name, kind: 'failed', reason: message(error)})
         }
@@ -165,6 +167,11 @@ async function main(): Promise<void> {
   await report.writeJson(resultsFile, {machine, quick: values.quick, paths: pathNames})
   console.log(report.table(scenarios, pathNames, machine))
   console.log(`\nrecords: ${path.relative(process.cwd(), resultsFile)}`)
+  // A measurement that failed is a broken path or harness, not a slow one: the run says so in its status.
+  if (failures > 0) {
+    console.error(`${failures} scenario runs failed (see the table)`)
+    process.exitCode = 1
+  }
 }
 
 await main()

@@ -1,7 +1,7 @@
 import {readFileSync} from 'node:fs'
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
 import http2 from 'node:http2'
-import type {AddressInfo} from 'node:net'
+import type {AddressInfo, Socket} from 'node:net'
 import {fileURLToPath} from 'node:url'
 
 import {startProcess, type ManagedProcess} from './processes.js'
@@ -102,6 +102,8 @@ async function serve(tls: Omit<UpstreamTlsFiles, 'caFile'>): Promise<void> {
     },
     handle as unknown as (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => void,
   )
+  // Go (kube-apiserver) turns Nagle's algorithm off on every connection; Node's HTTP/2 server does not.
+  tlsServer.on('connection', (socket: Socket) => socket.setNoDelay(true))
   const tlsPort = await listen(configure(tlsServer as unknown as http.Server))
   process.stdout.write(`${JSON.stringify({httpPort, tlsPort})}\n`)
 }
