@@ -176,9 +176,16 @@ describe('tower agent: the member kube-apiserver relay', () => {
         authorization: 'Bearer member-token',
       })
 
-    it('relays over HTTP/2: the member credential, the body whole, no Host or hop-by-hop header', async () => {
+    /** A relay to an HTTP/2 upstream allowing `maxStreams` streams a connection, both closed after `use`. */
+    async function withHttp2Member(
+      maxStreams: number,
+      use: (
+        upstream: Awaited<ReturnType<typeof startHttp2Upstream>>,
+        relay: Awaited<ReturnType<typeof relayOnLoopback>>,
+      ) => Promise<void>,
+    ): Promise<void> {
       const pki = await loopbackPki('member-relay-h2')
-      const upstream = await startHttp2Upstream(pki.server)
+      const upstream = await startHttp2Upstream(pki.server, maxStreams)
       const relay = await relayOnLoopback(
         new MemberApiRelay(
           credentialsFor(upstream.port, pki.ca.certPem),
@@ -188,6 +195,15 @@ describe('tower agent: the member kube-apiserver relay', () => {
         ),
       )
       try {
+        await use(upstream, relay)
+      } finally {
+        relay.close()
+        await upstream.close()
+      }
+    }
+
+    it('relays over HTTP/2: the member credential, the body whole, no Host or hop-by-hop header', async () => {
+      await withHttp2Member(250, async (upstream, relay) => {
         const body = 'x'.repeat(200_000)
         const [seen] = echoes(
           await relay.exchange(
@@ -202,24 +218,11 @@ describe('tower agent: the member kube-apiserver relay', () => {
         assert.equal(seen.headers.host, undefined)
         assert.equal(seen.headers['keep-alive'], undefined)
         assert.equal(seen.bodyBytes, body.length)
-      } finally {
-        relay.close()
-        await upstream.close()
-      }
+      })
     })
 
     it('shares connections: 120 concurrent long requests ride 3 connections of 50 streams', async () => {
-      const pki = await loopbackPki('member-relay-h2')
-      const upstream = await startHttp2Upstream(pki.server, 50)
-      const relay = await relayOnLoopback(
-        new MemberApiRelay(
-          credentialsFor(upstream.port, pki.ca.certPem),
-          'member',
-          new CapturedLog().logger(),
-          0,
-        ),
-      )
-      try {
+      await withHttp2Member(50, async (upstream, relay) => {
         const answers = await Promise.all(
           Array.from({length: 120}, () =>
             relay.exchange('GET /slow/300 HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
@@ -227,33 +230,17 @@ describe('tower agent: the member kube-apiserver relay', () => {
         )
         assert.ok(answers.every((answer) => answer.endsWith('last after 300 ms\n')))
         assert.equal(upstream.sessionsSeen(), 3)
-      } finally {
-        relay.close()
-        await upstream.close()
-      }
+      })
     })
 
     it('opens windows as Go’s transport does: 1 MiB a stream, and a connection window no stream uses up', async () => {
-      const pki = await loopbackPki('member-relay-h2')
-      const upstream = await startHttp2Upstream(pki.server)
-      const relay = await relayOnLoopback(
-        new MemberApiRelay(
-          credentialsFor(upstream.port, pki.ca.certPem),
-          'member',
-          new CapturedLog().logger(),
-          0,
-        ),
-      )
-      try {
+      await withHttp2Member(250, async (upstream, relay) => {
         await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
         const session = upstream.sessions()[0]
         assert.equal(session?.remoteSettings.initialWindowSize, 1024 * 1024)
         // With HTTP/2's default of 64 KiB shared by all streams, one download slows every request beside it.
         assert.ok((session.state.remoteWindowSize ?? 0) > 1e9)
-      } finally {
-        relay.close()
-        await upstream.close()
-      }
+      })
     })
 
     it('sends a bodiless request again when kube-apiserver refuses its stream unprocessed, never one with a body', async () => {
@@ -298,17 +285,7 @@ describe('tower agent: the member kube-apiserver relay', () => {
     })
 
     it('cancels the kube-apiserver stream when the client goes away, and keeps the connection', async () => {
-      const pki = await loopbackPki('member-relay-h2')
-      const upstream = await startHttp2Upstream(pki.server)
-      const relay = await relayOnLoopback(
-        new MemberApiRelay(
-          credentialsFor(upstream.port, pki.ca.certPem),
-          'member',
-          new CapturedLog().logger(),
-          0,
-        ),
-      )
-      try {
+      await withHttp2Member(250, async (upstream, relay) => {
         const client = net.connect(relay.port, '127.0.0.1')
         client.write('GET /slow/60000 HTTP/1.1\r\nHost: proxy\r\n\r\n')
         await once(client, 'data')
@@ -320,10 +297,7 @@ describe('tower agent: the member kube-apiserver relay', () => {
         )
         assert.equal(after?.httpVersion, '2.0')
         assert.equal(upstream.sessionsSeen(), 1)
-      } finally {
-        relay.close()
-        await upstream.close()
-      }
+      })
     })
   })
 })
