@@ -48,6 +48,10 @@ export class Forwarder {
   ) {}
 
   forward(request: FrontEndRequest, response: FrontEndResponse, target: ForwardTarget): void {
+    this.metrics.frontEndRequests.inc({
+      cluster: target.cluster,
+      protocol: request.httpVersionMajor === 2 ? 'h2' : 'http/1.1',
+    })
     relayRequest(request, response, {
       options: {agent: this.agentFor(target), path: target.path, setHost: false},
       stripAuthorization: target.stripAuthorization,
@@ -60,6 +64,7 @@ export class Forwarder {
   }
 
   forwardUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer, target: ForwardTarget): void {
+    this.metrics.frontEndRequests.inc({cluster: target.cluster, protocol: 'http/1.1'})
     relayUpgrade(request, socket, head, {
       options: {agent: this.agentFor(target), path: target.path, setHost: false},
       stripAuthorization: target.stripAuthorization,

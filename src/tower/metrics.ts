@@ -23,6 +23,7 @@ export class TowerMetrics {
   readonly streamBytes: Counter<'cluster' | 'direction'>
   readonly streamOpenSeconds: Histogram<'cluster' | 'outcome'>
   readonly authFailures: Counter<'endpoint' | 'reason'>
+  readonly frontEndRequests: Counter<'cluster' | 'protocol'>
   readonly reconnects: Counter
   readonly agentConnected: Gauge
 
@@ -57,6 +58,12 @@ export class TowerMetrics {
       name: 'ksctl_tower_auth_failures_total',
       help: 'Rejected authentications: agents at the tunnel listener, clients at the front ends',
       labelNames: ['endpoint', 'reason'],
+      registers,
+    })
+    this.frontEndRequests = new Counter({
+      name: 'ksctl_tower_front_end_requests_total',
+      help: 'Requests forwarded from the front ends per cluster; protocol h2 or http/1.1 (upgrades included)',
+      labelNames: ['cluster', 'protocol'],
       registers,
     })
     this.reconnects = new Counter({

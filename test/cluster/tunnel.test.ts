@@ -178,6 +178,13 @@ describe('tower tunnel against the real member kube-apiserver', function () {
     })
   }
 
+  it('served kubectl over HTTP/2, as client-go asks for it', async () => {
+    const requests = /ksctl_tower_front_end_requests_total\{cluster="member",protocol="h2"\} (\d+)/.exec(
+      await metrics(),
+    )
+    assert.ok(Number(requests?.[1] ?? 0) > 10, 'no HTTP/2 request was counted')
+  })
+
   it('passes a websocket upgrade through the per-cluster kubesphere port', async () => {
     const socket = new WebSocket(`ws://127.0.0.1:${kubespherePort}/echo`)
     await new Promise((resolve, reject) => {
