@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 import http2 from 'node:http2'
 import tls from 'node:tls'
 
-import type {ListenAddress} from './net.js'
+import {hostPort, type ListenAddress} from './net.js'
 
 /** Until a server's SETTINGS arrive, as many streams as Go's HTTP/2 transport assumes. */
 const streamsBeforeSettings = 100
@@ -79,8 +79,7 @@ export class Http2Sessions {
       this.http1Only.add(key)
       return
     }
-    const authority = `https://${target.address.host}:${target.address.port}`
-    const session = http2.connect(authority, {
+    const session = http2.connect(`https://${hostPort(target.address)}`, {
       createConnection: () => socket,
       settings: {initialWindowSize: streamWindowBytes},
     })

@@ -6,7 +6,7 @@ import type {Logger} from '../log.js'
 import type {CredentialSource, KubernetesCredentials} from './agent-dial.js'
 import {relayRequestOverHttp2} from './http2-relay.js'
 import {Http2Sessions} from './http2-sessions.js'
-import {describeError} from './net.js'
+import {describeError, hostPort} from './net.js'
 import {failResponse, isBodiless, refuse, relayRequest, relayUpgrade, type Relay} from './reverse-proxy.js'
 import {withSocketMethods} from './stream-agent.js'
 
@@ -48,7 +48,7 @@ export class MemberApiRelay {
             else {
               relayRequestOverHttp2(request, response, {
                 ...reserved,
-                authority: authorityOf(credentials),
+                authority: hostPort(credentials.address),
                 path: request.url ?? '/',
                 stripAuthorization: relay.stripAuthorization,
                 extraHeaders: relay.extraHeaders ?? [],
@@ -129,10 +129,6 @@ export class MemberApiRelay {
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error))
-}
-
-function authorityOf({address}: KubernetesCredentials): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
 }
 
 /** One read at a time, reused for `ttlMs`; a failed read is not kept. */

@@ -14,6 +14,11 @@ export function hostnameOf(url: URL): string {
 }
 
 /** `host:port`, `:port` (all interfaces) or `[v6]:port`; port 0 picks a free port. */
+/** `host:port`, with an IPv6 host in brackets, as URLs and HTTP's authority write it. */
+export function hostPort(address: ListenAddress): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
+}
+
 export function parseListenAddress(text: string, flag: string): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim())
   const port = Number(match?.[3])

@@ -87,7 +87,11 @@ export async function startUpstream(
  * The same upstream as kube-apiserver serves: HTTP/2 (at most `maxConcurrentStreams` streams on a
  * connection) and HTTP/1.1 for clients without it. Counts the connections and the streams open.
  */
-export async function startHttp2Upstream(tls: CertificateAndKey, maxConcurrentStreams = 250) {
+export async function startHttp2Upstream(
+  tls: CertificateAndKey,
+  maxConcurrentStreams = 250,
+  host = '127.0.0.1',
+) {
   const server = http2.createSecureServer(
     {cert: tls.certPem, key: tls.keyPem, allowHTTP1: true, settings: {maxConcurrentStreams}},
     upstreamHandler as unknown as (
@@ -108,7 +112,7 @@ export async function startHttp2Upstream(tls: CertificateAndKey, maxConcurrentSt
     streamsOpen++
     stream.once('close', () => streamsOpen--)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
   return {
     port: (server.address() as AddressInfo).port,
     sessionsSeen: () => sessionsSeen,

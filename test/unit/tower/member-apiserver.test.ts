@@ -169,12 +169,16 @@ describe('tower agent: the member kube-apiserver relay', () => {
   })
 
   describe('to a kube-apiserver that speaks HTTP/2', () => {
-    const credentialsFor = (port: number, ca: string) => (): Promise<KubernetesCredentials> =>
-      Promise.resolve({
-        address: {host: '127.0.0.1', port},
-        tls: {ca},
-        authorization: 'Bearer member-token',
-      })
+    // Node 22 does not match an IPv6 address against a certificate's IP names: an IPv6 member is verified by
+    // the certificate's DNS name here (the test certificate has localhost).
+    const credentialsFor =
+      (port: number, ca: string, host = '127.0.0.1') =>
+      (): Promise<KubernetesCredentials> =>
+        Promise.resolve({
+          address: {host, port},
+          tls: host.includes(':') ? {ca, servername: 'localhost'} : {ca},
+          authorization: 'Bearer member-token',
+        })
 
     /** A relay to an HTTP/2 upstream allowing `maxStreams` streams a connection, both closed after `use`. */
     async function withHttp2Member(
@@ -183,12 +187,13 @@ describe('tower agent: the member kube-apiserver relay', () => {
         upstream: Awaited<ReturnType<typeof startHttp2Upstream>>,
         relay: Awaited<ReturnType<typeof relayOnLoopback>>,
       ) => Promise<void>,
+      host = '127.0.0.1',
     ): Promise<void> {
       const pki = await loopbackPki('member-relay-h2')
-      const upstream = await startHttp2Upstream(pki.server, maxStreams)
+      const upstream = await startHttp2Upstream(pki.server, maxStreams, host)
       const relay = await relayOnLoopback(
         new MemberApiRelay(
-          credentialsFor(upstream.port, pki.ca.certPem),
+          credentialsFor(upstream.port, pki.ca.certPem, host),
           'member',
           new CapturedLog().logger(),
           0,
@@ -219,6 +224,20 @@ describe('tower agent: the member kube-apiserver relay', () => {
         assert.equal(seen.headers['keep-alive'], undefined)
         assert.equal(seen.bodyBytes, body.length)
       })
+    })
+
+    it('reaches kube-apiserver at an IPv6 address (an IPv6 or dual-stack cluster’s service address)', async () => {
+      await withHttp2Member(
+        250,
+        async (upstream, relay) => {
+          const [seen] = echoes(
+            await relay.exchange('GET /version HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+          )
+          assert.equal(seen?.httpVersion, '2.0')
+          assert.equal(seen.headers[':authority'], `[::1]:${upstream.port}`)
+        },
+        '::1',
+      )
     })
 
     it('shares connections: 120 concurrent long requests ride 3 connections of 50 streams', async () => {
