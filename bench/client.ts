@@ -2,8 +2,8 @@ import {readFileSync} from 'node:fs'
 import http, {type IncomingMessage} from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
-import tls from 'node:tls'
 
+import {Http2Sessions, type UpstreamTarget} from '../src/tower/http2-sessions.js'
 import type {Endpoint} from './paths/path.js'
 
 export interface TlsMaterial {
@@ -58,44 +58,33 @@ export async function answers(endpoint: Endpoint, agent: http.Agent, timeoutMs =
   }
 }
 
-/** Whether the endpoint offers HTTP/2 in its TLS handshake (ALPN), which kube clients take when offered. */
-export async function offersHttp2(endpoint: Endpoint): Promise<boolean> {
-  const material = tlsMaterial(endpoint)
-  if (material === undefined) return false
-  const url = new URL(endpoint.baseUrl)
-  const socket = tls.connect({
-    host: url.hostname,
-    port: Number(url.port),
-    ...material,
-    ALPNProtocols: ['h2', 'http/1.1'],
-  })
-  try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('secureConnect', resolve)
-      socket.once('error', reject)
-    })
-    return socket.alpnProtocol === 'h2'
-  } finally {
-    socket.destroy()
-  }
-}
-
 /**
- * HTTP/2 connections to one endpoint, as Go's HTTP/2 transport (client-go's) keeps them: every request is a
- * stream on the newest connection, and a new connection opens when that one holds as many streams as the
- * server allows.
+ * An HTTP/2 client as client-go behaves: every request a stream on a shared connection, a new connection when
+ * one holds as many streams as the server allows. It is the agent's own pool (`src/tower/http2-sessions.ts`),
+ * which also tells whether the endpoint offers HTTP/2 at all.
  */
-export class Http2Connections {
-  private readonly sessions: Http2Connection[] = []
+export class Http2Client {
+  private readonly sessions = new Http2Sessions()
+  private readonly target: UpstreamTarget
 
-  constructor(private readonly endpoint: Endpoint) {}
+  constructor(private readonly endpoint: Endpoint) {
+    const url = new URL(endpoint.baseUrl)
+    this.target = {address: {host: url.hostname, port: Number(url.port)}, tls: tlsMaterial(endpoint) ?? {}}
+  }
+
+  /** Whether the endpoint negotiates HTTP/2 (ALPN); a plain endpoint does not. */
+  async offered(): Promise<boolean> {
+    if (this.endpoint.tls === undefined) return false
+    const reserved = await this.sessions.reserve(this.target)
+    reserved?.release()
+    return reserved !== undefined
+  }
 
   async get(path: string, timeoutMs: number): Promise<{status: number; stream: http2.ClientHttp2Stream}> {
-    const connection = this.withRoom()
-    connection.streams++
-    await connection.ready
-    const stream = connection.session.request({':path': `${new URL(this.endpoint.baseUrl).pathname}${path}`})
-    stream.once('close', () => connection.streams--)
+    const reserved = await this.sessions.reserve(this.target)
+    if (reserved === undefined) throw new Error(`${this.endpoint.baseUrl} does not speak HTTP/2`)
+    const stream = reserved.session.request({':path': `${new URL(this.endpoint.baseUrl).pathname}${path}`})
+    stream.once('close', reserved.release)
     stream.end()
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -112,33 +101,4 @@ export class Http2Connections {
       })
     })
   }
-
-  close(): void {
-    for (const {session} of this.sessions) session.destroy()
-  }
-
-  private withRoom(): Http2Connection {
-    const newest = this.sessions.at(-1)
-    if (newest !== undefined && newest.streams < newest.limit()) return newest
-    const session = http2.connect(new URL(this.endpoint.baseUrl).origin, tlsMaterial(this.endpoint))
-    // Until the server's SETTINGS arrive, Go's transport assumes 100 streams.
-    let limit = 100
-    const ready = new Promise<void>((resolve, reject) => {
-      session.once('remoteSettings', (settings: http2.Settings) => {
-        limit = settings.maxConcurrentStreams ?? limit
-        resolve()
-      })
-      session.once('error', reject)
-    })
-    const connection = {session, streams: 0, ready, limit: () => limit}
-    this.sessions.push(connection)
-    return connection
-  }
-}
-
-interface Http2Connection {
-  session: http2.ClientHttp2Session
-  streams: number
-  ready: Promise<void>
-  limit(): number
 }

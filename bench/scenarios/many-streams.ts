@@ -1,6 +1,6 @@
 import type {Readable} from 'node:stream'
 
-import {get, Http2Connections, offersHttp2, unboundedAgent} from '../client.js'
+import {get, Http2Client, unboundedAgent} from '../client.js'
 import type {Endpoint, RunningPath, TunnelSide} from '../paths/path.js'
 import {treeRssBytes} from '../processes.js'
 import {mebibyte, Samples, withRunningPath, type Scenario} from './scenario.js'
@@ -54,14 +54,15 @@ interface StreamingClient {
  * streams share a connection), else one HTTP/1.1 connection each.
  */
 async function streamingClient(endpoint: Endpoint): Promise<StreamingClient> {
-  if (await offersHttp2(endpoint)) {
-    const connections = new Http2Connections(endpoint)
+  const http2Client = new Http2Client(endpoint)
+  if (await http2Client.offered()) {
     return {
       open: async () => {
-        const {status, stream} = await connections.get('/stream', openTimeoutMs)
+        const {status, stream} = await http2Client.get('/stream', openTimeoutMs)
         return {status, body: stream}
       },
-      close: () => connections.close(),
+      // The streams are destroyed one by one; the connections, idle then, close with the proxy.
+      close: () => undefined,
     }
   }
   const agent = unboundedAgent(endpoint)

@@ -3,9 +3,6 @@ import http2 from 'node:http2'
 
 import {flushHeadUnlessBodyFollows, withoutHopByHop} from './reverse-proxy.js'
 
-/** HTTP/2 forbids these in requests, beyond the hop-by-hop ones; Host becomes :authority. */
-const notInHttp2Requests = new Set(['host'])
-
 export interface Http2Relay {
   session: http2.ClientHttp2Session
   /** Gives the reserved stream back to the session's pool when the exchange is over. */
@@ -87,7 +84,8 @@ function http2RequestHeaders(request: http.IncomingMessage, relay: Http2Relay): 
   const flat = [...withoutHopByHop(request.rawHeaders, relay.stripAuthorization), ...relay.extraHeaders]
   for (let index = 0; index + 1 < flat.length; index += 2) {
     const name = (flat[index] ?? '').toLowerCase()
-    if (notInHttp2Requests.has(name)) continue
+    // Host becomes :authority.
+    if (name === 'host') continue
     const value = flat[index + 1] ?? ''
     const previous = headers[name]
     if (previous === undefined) headers[name] = value

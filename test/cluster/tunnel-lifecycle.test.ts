@@ -70,6 +70,27 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
     ...extra,
   ]
 
+  /**
+   * Sends SIGTERM to `stopping` while a request is in flight: `newRequest` judges what a request made during
+   * the drain gets; the one in flight must finish whole, and the process exit 0 well within its grace period.
+   */
+  async function drainsOnSigterm(
+    stopping: RunningKsctl,
+    who: string,
+    newRequest: (answer: string) => void,
+  ): Promise<void> {
+    const request = await inFlight(kubespherePort, 2000)
+    const signalled = performance.now()
+    stopping.process.kill('SIGTERM')
+    await until(() => stopping.logged('stopping: draining open streams').length > 0, 'the drain')
+    newRequest(await probe(`http://127.0.0.1:${kubespherePort}/x`))
+    assert.equal(await request.body, slowBody(2000))
+    const exit = await stopping.process
+    const tookMs = performance.now() - signalled
+    assert.equal(exit.exitCode, 0)
+    assert.ok(tookMs < 15_000, `${who} took ${Math.round(tookMs)} ms to exit`)
+  }
+
   function startProxy(): RunningKsctl {
     const running = start([
       'tower',
@@ -156,19 +177,9 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
   it('SIGTERM to the proxy: a request in flight finishes, new ones are refused, and the proxy exits 0', async () => {
     assert.ok(proxy !== undefined && agent !== undefined, 'runs after the SIGHUP test')
     const stopping = proxy
-    const request = await inFlight(kubespherePort, 2000)
-    const signalled = performance.now()
-    stopping.process.kill('SIGTERM')
-    await until(() => stopping.logged('stopping: draining open streams').length > 0, 'the drain')
-    assert.ok(
-      ['ECONNREFUSED', '503'].includes(await probe(`http://127.0.0.1:${kubespherePort}/x`)),
-      'a new request was served during the drain',
+    await drainsOnSigterm(stopping, 'the proxy (grace period 20 s)', (answer) =>
+      assert.ok(['ECONNREFUSED', '503'].includes(answer), 'a new request was served during the drain'),
     )
-    assert.equal(await request.body, slowBody(2000))
-    const exit = await stopping.process
-    const tookMs = performance.now() - signalled
-    assert.equal(exit.exitCode, 0)
-    assert.ok(tookMs < 15_000, `the proxy took ${Math.round(tookMs)} ms to exit (grace period 20 s)`)
     proxy = undefined
   })
 
@@ -186,16 +197,7 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
     )
     await until(() => up.logged('agent connected').length > 0, 'the proxy to see the agent')
 
-    const request = await inFlight(kubespherePort, 2000)
-    const signalled = performance.now()
-    stopping.process.kill('SIGTERM')
-    await until(() => stopping.logged('stopping: draining open streams').length > 0, 'the drain')
-    assert.equal(await probe(`http://127.0.0.1:${kubespherePort}/x`), '502')
-    assert.equal(await request.body, slowBody(2000))
-    const exit = await stopping.process
-    const tookMs = performance.now() - signalled
-    assert.equal(exit.exitCode, 0)
-    assert.ok(tookMs < 15_000, `the agent took ${Math.round(tookMs)} ms to exit (grace period 30 s)`)
+    await drainsOnSigterm(stopping, 'the agent (grace period 30 s)', (answer) => assert.equal(answer, '502'))
     agent = undefined
   })
 })
