@@ -11,7 +11,13 @@ import {
   TOWER_CONNECTION_SECRET_NAME,
 } from './constants.js'
 import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
-import {installerSpecEdit, kubesphereConfigEdit, setIn, towerConnectionSecretEdit} from './edits.js'
+import {
+  installerSpecEdit,
+  kubesphereConfigEdit,
+  setIn,
+  towerConnectionSecretEdit,
+  type YamlSetting,
+} from './edits.js'
 
 export interface AddressChoice {
   name: string
@@ -240,21 +246,14 @@ async function addressEdits(
       ),
     ]
   }
-  const edits: ObjectEdit<object>[] = [
-    kubesphereConfigEdit(client, what, (config) => {
-      const multicluster = (config.multicluster ??= {})
-      multicluster.proxyPublishAddress = address
-      if (agentImage !== undefined) multicluster.agentImage = agentImage
-    }),
+  const settings = (prefix: string[]): YamlSetting[] => [
+    {path: [...prefix, 'proxyPublishAddress'], value: address},
+    ...(agentImage === undefined ? [] : [{path: [...prefix, 'agentImage'], value: agentImage}]),
   ]
+  const edits: ObjectEdit<object>[] = [kubesphereConfigEdit(client, what, settings(['multicluster']))]
   const secret = await client.findSecret(KUBESPHERE_NAMESPACE, TOWER_CONNECTION_SECRET_NAME)
   if (secret?.type === CLUSTER_CONNECTION_SECRET_TYPE) {
-    edits.push(
-      towerConnectionSecretEdit(client, what, (settings) => {
-        settings.proxyPublishAddress = address
-        if (agentImage !== undefined) settings.agentImage = agentImage
-      }),
-    )
+    edits.push(towerConnectionSecretEdit(client, what, settings([])))
   }
   return edits
 }
