@@ -4,6 +4,7 @@ import type {V1Node} from '@kubernetes/client-node'
 
 import {invalidInput, KsctlError, usageError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {kubectl} from '../k8s/kubectl.js'
 import {applyEdit, previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/object-edit.js'
 import {
   CLUSTER_CONNECTION_SECRET_TYPE,
@@ -188,7 +189,7 @@ export async function setProxyAddress(
     changes,
     restarted: restartTargets,
     warnings,
-    notes: notesFor(edition, options.restart ? [] : needRestart),
+    notes: notesFor(client.context, edition, options.restart ? [] : needRestart),
   }
 }
 
@@ -265,7 +266,7 @@ function deploymentsToRestart(info: KubeSphereInfo): string[] {
   return minor !== undefined && Number(minor) <= 2 ? ['ks-apiserver'] : []
 }
 
-function notesFor(edition: Edition, notRestarted: string[]): string[] {
+function notesFor(context: string, edition: Edition, notRestarted: string[]): string[] {
   const notes =
     edition === '3.x'
       ? [
@@ -277,7 +278,7 @@ function notesFor(edition: Edition, notRestarted: string[]): string[] {
         ]
   for (const name of notRestarted) {
     notes.push(
-      `not restarted (--no-restart): run kubectl -n ${KUBESPHERE_NAMESPACE} rollout restart deployment ${name} for it to read the address`,
+      `not restarted (--no-restart): run ${kubectl(context, `-n ${KUBESPHERE_NAMESPACE} rollout restart deployment ${name}`)} for it to read the address`,
     )
   }
   return notes

@@ -137,6 +137,10 @@ describe('ksctl proxy set-address', () => {
     assert.equal(exitCode, 0)
     assert.match(
       stderr,
+      /^note: not restarted \(--no-restart\): run kubectl --context host -n kubesphere-system rollout restart deployment ks-apiserver for it to read the address$/m,
+    )
+    assert.match(
+      stderr,
       /^warn: port 9999 is neither the tower Service port \(8080\) nor its NodePort \(30721\)/m,
     )
   })
