@@ -193,10 +193,15 @@ function failure(error: Error & {code?: string}, secured: boolean, timeoutMs: nu
         : `the connection ended without an answer (${error.code ?? error.message})`,
     }
   }
-  return {
-    kind: 'unreached',
-    reason: timedOut ? `no TLS session within ${timeoutMs / 1000}s` : (error.code ?? error.message),
+  if (timedOut) return {kind: 'unreached', reason: `no TLS session within ${timeoutMs / 1000}s`}
+  const code = error.code ?? ''
+  if (/CERT|SIGNATURE|ALTNAME|ISSUER/.test(code)) {
+    return {
+      kind: 'unreached',
+      reason: `its certificate is not from the kubeconfig's CA (${code}): something else answers there`,
+    }
   }
+  return {kind: 'unreached', reason: code === '' ? error.message : code}
 }
 
 /** A Kubernetes Status's message, else the first line of the body, short and redacted. */
