@@ -3,9 +3,10 @@ import {Args, Flags} from '@oclif/core'
 import {ClusterCommand} from '../src/cli/cluster-command.js'
 import {hostContextFlag, memberContextFlag} from '../src/cli/flags.js'
 import {styleFor} from '../src/cli/style.js'
-import {ExitCode, invalidInput} from '../src/errors.js'
+import {ExitCode} from '../src/errors.js'
 import {diagnose, type DoctorReport, type Finding} from '../src/kubesphere/doctor.js'
 import {validateProxyClusterName} from '../src/kubesphere/names.js'
+import {parseTunnelServer} from '../src/kubesphere/tunnel-probe.js'
 
 export default class Doctor extends ClusterCommand<typeof Doctor> {
   static override summary = 'Explain why a member cluster does not join, or confirm that it is healthy.'
@@ -39,14 +40,14 @@ Exit 1 when a check fails, else 0.`
 
   async run(): Promise<DoctorReport> {
     const name = validateProxyClusterName(this.args.name, 'NAME')
+    const tunnel = this.flags['tunnel-server']
+    const tunnelServer = tunnel === undefined ? undefined : parseTunnelServer(tunnel)
     const clients = this.clients()
     const host = clients.forContext(this.flags['host-context'], '--host-context')
     const member =
       this.flags['member-context'] === undefined
         ? undefined
         : clients.forContext(this.flags['member-context'], '--member-context')
-    const tunnelServer = this.flags['tunnel-server']
-    if (tunnelServer !== undefined) parseTunnelServer(tunnelServer)
     const report = await diagnose(host, member, name, {tunnelServer})
     this.print(renderReport(report))
     if (report.findings.some((finding) => finding.status === 'fail')) process.exitCode = ExitCode.Failure
@@ -68,18 +69,4 @@ function renderReport(report: DoctorReport): string {
     ...(finding.fix === undefined ? [] : [`      fix: ${finding.fix}`]),
   ])
   return [...lines, report.summary].join('\n') + '\n'
-}
-
-function parseTunnelServer(text: string): void {
-  let url: URL | undefined
-  try {
-    url = new URL(text)
-  } catch {
-    url = undefined
-  }
-  if (url?.protocol !== 'https:' || url.pathname !== '/' || url.search !== '' || url.username !== '') {
-    throw invalidInput(`--tunnel-server "${text}" must be https://host:port`, [
-      'e.g. --tunnel-server https://127.0.0.1:16443 after kubectl -n kubesphere-system port-forward service/mc-NAME 16443:6443',
-    ])
-  }
 }

@@ -3,6 +3,8 @@ import {checkServerIdentity, type PeerCertificate, type TLSSocket} from 'node:tl
 
 import {KubeConfig} from '@kubernetes/client-node'
 
+import {invalidInput} from '../errors.js'
+import {kubectl} from '../k8s/kubectl.js'
 import {redact, redactor} from '../redact.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 
@@ -77,6 +79,22 @@ export async function probeTunnel(target: TunnelProbeTarget): Promise<TunnelProb
     reasons.push(`${via}: ${why}`)
   }
   return {kind: 'unchecked', reasons}
+}
+
+/** `--tunnel-server`: https://host:port, nothing else (the probe adds the path). */
+export function parseTunnelServer(text: string): string {
+  let url: URL | undefined
+  try {
+    url = new URL(text)
+  } catch {
+    url = undefined
+  }
+  if (url?.protocol !== 'https:' || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+    throw invalidInput(`--tunnel-server "${text}" must be https://host:port`, [
+      `e.g. --tunnel-server https://127.0.0.1:16443 after ${kubectl('<host-context>', `-n ${KUBESPHERE_NAMESPACE} port-forward service/mc-NAME 16443:6443`)}`,
+    ])
+  }
+  return url.origin
 }
 
 type Answer =

@@ -242,4 +242,12 @@ describe('ksctl doctor', () => {
     assert.equal(exitCode, 2)
     assert.match(stderr, /NAME "Bad_Name" is not valid/)
   })
+
+  it('rejects a --tunnel-server that is not https://host:port before asking any cluster', async () => {
+    const requests = clusters.host.requests.length
+    const {stderr, exitCode} = await doctor('--tunnel-server', 'http://127.0.0.1:16443/x')
+    assert.equal(exitCode, 2)
+    assert.match(stderr, /--tunnel-server "http:\/\/127\.0\.0\.1:16443\/x" must be https:\/\/host:port/)
+    assert.equal(clusters.host.requests.length, requests)
+  })
 })
