@@ -41,16 +41,15 @@ tower connection Secret (keeping its other settings). ks-apiserver is restarted 
       agentImage: this.flags['agent-image'],
       restart: !this.flags['no-restart'],
       dryRun: this.flags['dry-run'],
-      choose: (choices, example) =>
-        chooseOrFail(
-          'ADDRESS',
-          'The tower Service has no LoadBalancer address. Which address can every member reach?',
-          choices,
-          example,
-        ),
+      choose: (offer) =>
+        chooseOrFail('ADDRESS', {
+          ...offer,
+          message: 'The tower Service has no LoadBalancer address. Which address can every member reach?',
+        }),
     })
     for (const warning of result.warnings) log.warn(warning)
     this.print(describe(result))
+    for (const note of result.notes) log.info(`note: ${note}`)
     return result
   }
 }
@@ -69,6 +68,5 @@ function describe(result: SetProxyAddressResult): string {
     for (const name of result.restarted)
       lines.push(`${result.dryRun ? 'would restart' : 'restarted'} deployment kubesphere-system/${name}`)
   }
-  for (const note of result.notes) lines.push(`note: ${note}`)
   return lines.join('\n') + '\n'
 }

@@ -8,17 +8,30 @@ export function canPrompt(): boolean {
   return process.stdin.isTTY && process.stderr.isTTY && (ci === undefined || ci === '' || ci === 'false')
 }
 
-/** Asks for a value the user did not pass, or fails naming the flag when no one can be asked. */
-export async function chooseOrFail<T>(
-  flag: string,
-  message: string,
-  choices: {name: string; value: T}[],
-  example: string,
-): Promise<T> {
-  if (!canPrompt() || choices.length === 0) {
-    throw usageError(`${flag} is required (no terminal to ask on)`, [`for example: ${example}`])
+/** What to offer at a prompt for a value the user did not pass. */
+export interface Offer<T> {
+  message: string
+  choices: {name: string; value: T}[]
+  /** Why there is nothing to offer, when `choices` is empty: the reason the user is told. */
+  whyNone: string
+  /** A command line with the value filled in, shown when no one can be asked. */
+  example: string
+}
+
+/**
+ * Asks for a value the user did not pass, or fails naming the flag, with the real reason: no terminal to ask
+ * on, or a terminal but nothing to offer.
+ */
+export async function chooseOrFail<T>(flag: string, offer: Offer<T>): Promise<T> {
+  const reason = !canPrompt()
+    ? 'no terminal to ask on'
+    : offer.choices.length === 0
+      ? offer.whyNone
+      : undefined
+  if (reason !== undefined) {
+    throw usageError(`${flag} is required (${reason})`, [`for example: ${offer.example}`])
   }
-  return select({message, choices}, {output: process.stderr})
+  return select({message: offer.message, choices: offer.choices}, {output: process.stderr})
 }
 
 /** Confirms a destructive step; `--yes` skips it, and without a terminal `--yes` is required. */

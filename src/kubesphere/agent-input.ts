@@ -1,6 +1,7 @@
 import {resolve} from 'node:path'
 
 import {invalidInput} from '../errors.js'
+import {kubectl} from '../k8s/kubectl.js'
 import {quantityValue} from '../quantity.js'
 import {redactor} from '../redact.js'
 import {DEFAULT_AGENT_IMAGES, type AgentResources} from './agent-manifest.js'
@@ -127,7 +128,7 @@ function checkProxyAddress(value: string): string {
 function checkToken(value: string, warnings: string[]): string {
   if (value === '' || /\s/.test(value)) {
     throw invalidInput(`the token (--token) ${value === '' ? 'is empty' : 'contains whitespace'}`, [
-      "copy it from the host: kubectl get clusters.cluster.kubesphere.io NAME -o jsonpath='{.spec.connection.token}'",
+      `copy it from the host: ${kubectl('<host-context>', "get clusters.cluster.kubesphere.io NAME -o jsonpath='{.spec.connection.token}'")}`,
     ])
   }
   redactor.register(value)

@@ -1,8 +1,7 @@
-import {connect} from 'node:net'
-
 import type {V1Deployment} from '@kubernetes/client-node'
 
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {kubectl} from '../k8s/kubectl.js'
 import {ClusterResource} from '../k8s/resources.js'
 import {fingerprint, redactor} from '../redact.js'
 import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
@@ -10,8 +9,11 @@ import {agentArgument} from './cluster-identity.js'
 import {conditionOf, type KubeSphereCluster} from './cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import {detectKubeSphere, type KubeSphereInfo} from './detect.js'
+import {probeProxyAddress} from './proxy-probe.js'
+import {probeTunnel} from './tunnel-probe.js'
 
-export type CheckStatus = 'ok' | 'warn' | 'fail'
+/** `skipped`: the check was not made (it needs what the run was not given); says which and why. */
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped'
 
 /** One doctor finding. Part of the `--json` contract. */
 export interface Finding {
@@ -29,11 +31,20 @@ export interface DoctorReport {
   name: string
   hostContext: string
   memberContext?: string
+  /** Every check was made and passed: none failed, warned or was skipped. */
   healthy: boolean
+  /** The verdict, as the text output's last line says it. */
+  summary: string
   findings: Finding[]
 }
 
-const REACHABILITY_TIMEOUT_MS = 3000
+export interface DoctorOptions {
+  /** Where this machine reaches the cluster's kubernetes front end on the proxy (default: the issued kubeconfig's server). */
+  tunnelServer?: string | undefined
+}
+
+/** Each network check (the proxy address, the tunnel) gives up after this long: a hung agent must not hang doctor. */
+const PROBE_TIMEOUT_MS = 5000
 
 /**
  * Every check that explains "Waiting for the cluster to join" (kubesphere.md §8.4): the proxy address,
@@ -44,11 +55,17 @@ export async function diagnose(
   host: ClusterClient,
   member: ClusterClient | undefined,
   name: string,
+  options: DoctorOptions = {},
 ): Promise<DoctorReport> {
   const findings: Finding[] = []
   const hostInfo = await detectKubeSphere(host)
-  findings.push(...(await proxyAddressFindings(host, hostInfo)))
   const cluster = await host.findCustomObject<KubeSphereCluster>(ClusterResource, name)
+  // The two network checks wait on time-outs at worst: they run side by side.
+  const [proxyAddress, tunnel] = await Promise.all([
+    proxyAddressFindings(host, hostInfo),
+    tunnelFindings(host, member, name, cluster, options),
+  ])
+  findings.push(...proxyAddress)
   findings.push(...clusterFindings(host, name, cluster))
   if (member !== undefined) {
     const [memberInfo, agent] = await Promise.all([
@@ -57,14 +74,54 @@ export async function diagnose(
     ])
     findings.push(...agentFindings(host, member, name, cluster, agent, hostInfo))
     findings.push(...memberFindings(member, hostInfo, memberInfo, name))
+  } else {
+    findings.push(memberChecksSkipped(host, name))
   }
-  findings.push(...conditionFindings(host, name, cluster))
+  findings.push(...conditionFindings(host, member, name, cluster))
+  findings.push(...tunnel)
+  const {healthy, summary} = verdict(name, findings)
   return {
     name,
     hostContext: host.context,
     ...(member === undefined ? {} : {memberContext: member.context}),
-    healthy: findings.every((finding) => finding.status !== 'fail'),
+    healthy,
+    summary,
     findings,
+  }
+}
+
+/** Healthy only when every check was made and passed; otherwise which failed, or which were not proven. */
+function verdict(name: string, findings: Finding[]): {healthy: boolean; summary: string} {
+  const failed = findings.filter((finding) => finding.status === 'fail')
+  if (failed.length > 0) {
+    return {
+      healthy: false,
+      summary: `cluster "${name}": ${failed.length} check(s) failed: ${failed.map((finding) => finding.check).join(', ')}`,
+    }
+  }
+  const open = findings.filter((finding) => finding.status === 'warn' || finding.status === 'skipped')
+  if (open.length > 0) {
+    const listed = open.map(
+      (finding) => `${finding.check} (${finding.status === 'warn' ? 'warning' : 'skipped'})`,
+    )
+    return {
+      healthy: false,
+      summary: `cluster "${name}": no check failed, but it is not proven healthy: ${listed.join(', ')}`,
+    }
+  }
+  return {healthy: true, summary: `cluster "${name}" is healthy`}
+}
+
+/** Without a member context nothing on the member is looked at: say so, and how to include it. */
+function memberChecksSkipped(host: ClusterClient, name: string): Finding {
+  return {
+    check: 'member',
+    status: 'skipped',
+    message:
+      "the member's checks were skipped (no --member-context): the agent Deployment, its token, name and " +
+      "proxy address, the member's role and jwtSecret",
+    why: 'most reasons a member does not join are on the member',
+    fix: `ksctl doctor ${name} --host-context ${host.context} --member-context <member-context>`,
   }
 }
 
@@ -81,16 +138,32 @@ async function proxyAddressFindings(host: ClusterClient, info: KubeSphereInfo): 
       },
     ]
   }
-  const reachable = await canConnect(address)
+  const probe = await probeProxyAddress(address, PROBE_TIMEOUT_MS)
+  if (probe.kind === 'tower' || probe.kind === 'ksctl') {
+    const who =
+      probe.kind === 'tower'
+        ? "KubeSphere's Tower (an agent's upgrade gets its SSH greeting)"
+        : "ksctl's tower proxy (an agent without a token is refused)"
+    return [{check: 'proxy address', status: 'ok', message: `${address} answers as a tower proxy: ${who}`}]
+  }
+  const why =
+    'agents must reach the tower proxy at this address from every member node; if this machine is not in ' +
+    'their network, check from a member node'
   return [
-    reachable
-      ? {check: 'proxy address', status: 'ok', message: `${address} accepts connections from here`}
+    probe.kind === 'unreachable'
+      ? {
+          check: 'proxy address',
+          status: 'warn',
+          message: `${address} cannot be reached from here (${probe.reason})`,
+          why,
+          fix: `from a member node: curl -sS ${address}/health`,
+        }
       : {
           check: 'proxy address',
           status: 'warn',
-          message: `${address} does not accept connections from here`,
-          why: 'agents must reach this address from every member node; if this machine is not in their network, check from a member node',
-          fix: `from a member node: curl -sS ${address}/health`,
+          message: `${address} answers, but not as a tower proxy: ${probe.answer}`,
+          why: `something else listens there (another service, a load balancer without the proxy behind it); ${why}`,
+          fix: `check what the address leads to: ${kubectl(host.context, `-n ${KUBESPHERE_NAMESPACE} get service tower -o wide`)}`,
         },
   ]
 }
@@ -119,7 +192,10 @@ function clusterFindings(
         status: 'fail',
         message: `cluster "${name}" has connection type "${connection?.type ?? ''}" and joinFederation ${String(cluster.spec?.joinFederation ?? false)}`,
         why: 'the proxy only serves clusters with connection type proxy and joinFederation true; the agent sees "Unauthorized agent"',
-        fix: `kubectl --context ${host.context} patch cluster ${name} --type merge -p '{"spec":{"joinFederation":true,"connection":{"type":"proxy"}}}'`,
+        fix: kubectl(
+          host.context,
+          `patch cluster ${name} --type merge -p '{"spec":{"joinFederation":true,"connection":{"type":"proxy"}}}'`,
+        ),
       },
     ]
   }
@@ -189,7 +265,7 @@ function agentFindings(
           status: 'fail',
           message: `deployment ${KUBESPHERE_NAMESPACE}/${AGENT_DEPLOYMENT_NAME} is not available`,
           why: 'its pods are not running: image pull, scheduling or crash',
-          fix: `kubectl --context ${member.context} -n ${KUBESPHERE_NAMESPACE} describe deployment ${AGENT_DEPLOYMENT_NAME}; kubectl --context ${member.context} -n ${KUBESPHERE_NAMESPACE} logs deployment/${AGENT_DEPLOYMENT_NAME}`,
+          fix: `${kubectl(member.context, `-n ${KUBESPHERE_NAMESPACE} describe deployment ${AGENT_DEPLOYMENT_NAME}`)}; ${agentLogs(member.context)}`,
         },
   )
   return findings
@@ -235,14 +311,20 @@ function memberFindings(
   return findings
 }
 
+/** The agent's log on the member, the first place to look when it does not connect or does not serve. */
+function agentLogs(memberContext: string): string {
+  return kubectl(memberContext, `-n ${KUBESPHERE_NAMESPACE} logs deployment/${AGENT_DEPLOYMENT_NAME}`)
+}
+
 function conditionFindings(
   host: ClusterClient,
+  member: ClusterClient | undefined,
   name: string,
   cluster: KubeSphereCluster | undefined,
 ): Finding[] {
   if (cluster === undefined) return []
   const findings: Finding[] = []
-  const look = `kubectl --context ${host.context} get cluster ${name} -o yaml`
+  const look = kubectl(host.context, `get cluster ${name} -o yaml`)
   const initialized = conditionOf(cluster, 'Initialized')
   if (initialized?.status !== 'True') {
     findings.push({
@@ -250,7 +332,7 @@ function conditionFindings(
       status: 'fail',
       message: 'the proxy has not initialized the cluster (no token, ports or Service yet)',
       why: 'the agent has no token to connect with',
-      fix: `check the proxy: kubectl --context ${host.context} -n ${KUBESPHERE_NAMESPACE} logs deployment/tower`,
+      fix: `check the proxy: ${kubectl(host.context, `-n ${KUBESPHERE_NAMESPACE} logs deployment/tower`)}`,
     })
   }
   const agent = conditionOf(cluster, 'AgentAvailable')
@@ -261,7 +343,7 @@ function conditionFindings(
       status: 'fail',
       message: `no agent is connected to the proxy${agent?.message === undefined ? '' : ` (${agent.message})`}`,
       why: 'the host reaches the member only through a connected agent',
-      fix: `check the agent's log on the member: kubectl -n ${KUBESPHERE_NAMESPACE} logs deployment/${AGENT_DEPLOYMENT_NAME}`,
+      fix: `check the agent's log on the member: ${agentLogs(member?.context ?? '<member-context>')}`,
     })
   }
   if (ready?.status === 'True' && agent?.status !== 'True') {
@@ -284,27 +366,65 @@ function conditionFindings(
     findings.push({
       check: 'condition Ready',
       status: 'ok',
-      message: `the cluster is Ready${agent?.status === 'True' ? ' with an agent connected' : ''}`,
+      message: `the cluster is Ready${agent?.status === 'True' ? ' and the proxy reports an agent (AgentAvailable)' : ''}`,
     })
   }
   return findings
 }
 
-function canConnect(address: string): Promise<boolean> {
-  const url = new URL(address)
-  const port = Number(url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : url.port)
-  return new Promise((resolve) => {
-    const socket = connect({
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      port,
-      timeout: REACHABILITY_TIMEOUT_MS,
-    })
-    const done = (result: boolean) => {
-      socket.destroy()
-      resolve(result)
-    }
-    socket.once('connect', () => done(true))
-    socket.once('timeout', () => done(false))
-    socket.once('error', () => done(false))
+/**
+ * Proves the tunnel with a request to the member through the proxy, when the proxy says an agent is there:
+ * AgentAvailable stays True while an agent hangs or its link is cut, until the connection closes.
+ */
+async function tunnelFindings(
+  host: ClusterClient,
+  member: ClusterClient | undefined,
+  name: string,
+  cluster: KubeSphereCluster | undefined,
+  options: DoctorOptions,
+): Promise<Finding[]> {
+  if (cluster?.spec?.connection?.type !== 'proxy') return []
+  if (conditionOf(cluster, 'AgentAvailable')?.status !== 'True') {
+    return [{check: 'tunnel', status: 'skipped', message: 'not checked: the proxy reports no agent'}]
+  }
+  const probe = await probeTunnel({
+    name,
+    issuedKubeconfig: cluster.spec.connection.kubeconfig,
+    server: options.tunnelServer,
+    host: host.config,
+    timeoutMs: PROBE_TIMEOUT_MS,
   })
+  const memberContext = member?.context ?? '<member-context>'
+  switch (probe.kind) {
+    case 'answered':
+      return [
+        {
+          check: 'tunnel',
+          status: 'ok',
+          message: `a request through the proxy reached the member's kube-apiserver (${probe.kubernetesVersion}) in ${probe.ms} ms, through ${probe.via}`,
+        },
+      ]
+    case 'broken':
+      return [
+        {
+          check: 'tunnel',
+          status: 'fail',
+          message: `the proxy reports an agent (AgentAvailable True), but a request to the member through it failed: ${probe.reason} (through ${probe.via})`,
+          why: 'the proxy clears AgentAvailable only when the connection closes: a hung or cut-off agent keeps it True while nothing reaches the member',
+          fix: `check the agent: ${agentLogs(memberContext)}; restart it: ${kubectl(memberContext, `-n ${KUBESPHERE_NAMESPACE} rollout restart deployment/${AGENT_DEPLOYMENT_NAME}`)}`,
+        },
+      ]
+    case 'unchecked':
+      return [
+        {
+          check: 'tunnel',
+          status: 'warn',
+          message: `the tunnel to the member could not be checked from here, so AgentAvailable True is the proxy's word only: ${probe.reasons.join('; ')}`,
+          why: 'a hung or cut-off agent keeps AgentAvailable True until its connection closes',
+          fix:
+            `forward a port to the proxy and check through it: ${kubectl(host.context, `-n ${KUBESPHERE_NAMESPACE} port-forward service/mc-${name} 16443:6443`)}; ` +
+            `then ksctl doctor ${name} --host-context ${host.context} --member-context ${memberContext} --tunnel-server https://127.0.0.1:16443`,
+        },
+      ]
+  }
 }

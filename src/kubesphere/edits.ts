@@ -1,11 +1,11 @@
 import type {V1ConfigMap} from '@kubernetes/client-node'
-import {dump, load} from 'js-yaml'
+import {isMap, isScalar, parseDocument} from 'yaml'
 
 import {KsctlError} from '../errors.js'
 import type {ClusterClient, DecodedSecret} from '../k8s/cluster-client.js'
 import type {ObjectEdit} from '../k8s/object-edit.js'
 import {ClusterConfigurationResource, resourceName, type CustomObject} from '../k8s/resources.js'
-import {parseKubeSphereConfig, type KubeSphereConfig} from './config.js'
+import {parseKubeSphereConfig} from './config.js'
 import {
   CLUSTER_CONNECTION_SECRET_KEY,
   INSTALLER_CONFIGURATION_NAME,
@@ -54,14 +54,20 @@ export function installerSpecEdit(
   }
 }
 
+/** One value to set in an embedded YAML document, by its path of mapping keys. */
+export interface YamlSetting {
+  path: string[]
+  value: string
+}
+
 /**
- * An edit of `kubesphere.yaml` in the kubesphere-config ConfigMap. Other keys of the embedded YAML and
- * of the ConfigMap survive; YAML comments do not (the file is parsed and dumped again).
+ * An edit of `kubesphere.yaml` in the kubesphere-config ConfigMap. Only the settings change: the rest of the
+ * text keeps its comments, key order and quoting, and the ConfigMap's other keys stay.
  */
 export function kubesphereConfigEdit(
   client: ClusterClient,
   summary: string,
-  mutate: (config: KubeSphereConfig) => void,
+  settings: YamlSetting[],
 ): ObjectEdit<V1ConfigMap> {
   const object = {resource: 'configmaps', name: KUBESPHERE_CONFIG_NAME, namespace: KUBESPHERE_NAMESPACE}
   return {
@@ -72,11 +78,13 @@ export function kubesphereConfigEdit(
     change(current) {
       if (current === undefined) throw missing(client, object, 'is KubeSphere installed?')
       const text = current.data?.[KUBESPHERE_CONFIG_KEY]
-      const config = parseKubeSphereConfig(text, client.context)
-      const before = JSON.stringify(config)
-      mutate(config)
-      if (JSON.stringify(config) === before) return current
-      current.data = {...current.data, [KUBESPHERE_CONFIG_KEY]: dump(config, {lineWidth: -1, noRefs: true})}
+      // Validates the text and registers its jwtSecret for redaction before any diff can show it.
+      parseKubeSphereConfig(text, client.context)
+      const edited = setInYaml(text ?? '', settings, (problem) =>
+        notAMapping(client, object, KUBESPHERE_CONFIG_KEY, problem),
+      )
+      if (edited === undefined) return current
+      current.data = {...current.data, [KUBESPHERE_CONFIG_KEY]: edited}
       return current
     },
     write: async (desired) => {
@@ -92,7 +100,7 @@ export function kubesphereConfigEdit(
 export function towerConnectionSecretEdit(
   client: ClusterClient,
   summary: string,
-  mutate: (settings: Record<string, unknown>) => void,
+  settings: YamlSetting[],
 ): ObjectEdit<DecodedSecret> {
   const object = {resource: 'secrets', name: TOWER_CONNECTION_SECRET_NAME, namespace: KUBESPHERE_NAMESPACE}
   return {
@@ -102,25 +110,56 @@ export function towerConnectionSecretEdit(
     read: () => client.findSecret(KUBESPHERE_NAMESPACE, TOWER_CONNECTION_SECRET_NAME),
     change(current) {
       if (current === undefined) throw missing(client, object, 'is the tower extension installed?')
-      const parsed: unknown = load(current.data[CLUSTER_CONNECTION_SECRET_KEY] ?? '') ?? {}
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        throw new KsctlError(
-          `secret ${KUBESPHERE_NAMESPACE}/${TOWER_CONNECTION_SECRET_NAME} key ${CLUSTER_CONNECTION_SECRET_KEY} ` +
-            `is not a YAML mapping in context "${client.context}"`,
-          {code: 'PRECONDITION_FAILED', context: client.context, object},
-        )
-      }
-      const settings = parsed as Record<string, unknown>
-      const before = JSON.stringify(settings)
-      mutate(settings)
-      if (JSON.stringify(settings) === before) return current
-      current.data = {...current.data, [CLUSTER_CONNECTION_SECRET_KEY]: dump(settings, {lineWidth: -1})}
+      const edited = setInYaml(current.data[CLUSTER_CONNECTION_SECRET_KEY] ?? '', settings, (problem) =>
+        notAMapping(client, object, CLUSTER_CONNECTION_SECRET_KEY, problem),
+      )
+      if (edited === undefined) return current
+      current.data = {...current.data, [CLUSTER_CONNECTION_SECRET_KEY]: edited}
       return current
     },
     write: async (desired) => {
       await client.replaceSecret(desired)
     },
   }
+}
+
+/**
+ * How KubeSphere's own renderings lay YAML out (Go's yaml and ks-installer's templates): sequences flush with
+ * their key, no folding of long lines. Only the nodes ksctl adds are laid out anew; the others keep their
+ * comments, order and quoting.
+ */
+const kubernetesLayout = {indentSeq: false, lineWidth: 0} as const
+
+/**
+ * Sets each value at its path in YAML text, through the text's own document, so that comments, key order and
+ * quoting survive (js-yaml would drop comments and requote). Mappings on the way are created; a path through
+ * a value that is not a mapping is an error made by `fail`. Returns undefined when every value is already set.
+ */
+export function setInYaml(
+  text: string,
+  settings: YamlSetting[],
+  fail: (problem: string) => KsctlError,
+): string | undefined {
+  const document = parseDocument(text)
+  const [error] = document.errors
+  if (error !== undefined) throw fail(`it is not valid YAML: ${error.message}`)
+  const root = document.contents
+  if (root !== null && !isMap(root)) throw fail('it is not a YAML mapping')
+  let changed = false
+  for (const {path, value} of settings) {
+    if (document.getIn(path) === value) continue
+    for (let depth = 1; depth < path.length; depth++) {
+      const above = path.slice(0, depth)
+      const node = document.getIn(above, true)
+      if (node === undefined || isMap(node)) continue
+      // `multicluster:` with nothing after it is a null, which a mapping may replace.
+      if (!isScalar(node) || node.value !== null) throw fail(`${above.join('.')} is not a mapping`)
+      document.setIn(above, document.createNode({}))
+    }
+    document.setIn(path, value)
+    changed = true
+  }
+  return changed ? document.toString(kubernetesLayout) : undefined
 }
 
 /** Sets `value` at `path` in a nested object, creating the mappings on the way. */
@@ -133,6 +172,25 @@ export function setIn(target: Record<string, unknown>, path: string[], value: un
   }
   const last = path.at(-1)
   if (last !== undefined) node[last] = value
+}
+
+function notAMapping(
+  client: ClusterClient,
+  object: {resource: string; name: string; namespace: string},
+  key: string,
+  problem: string,
+) {
+  return new KsctlError(
+    `${object.resource} ${object.namespace}/${object.name} key ${key} cannot be edited in context "${client.context}": ${problem}`,
+    {
+      code: 'PRECONDITION_FAILED',
+      context: client.context,
+      object,
+      suggestions: [
+        `inspect it: kubectl --context ${client.context} -n ${object.namespace} get ${object.resource} ${object.name} -o yaml`,
+      ],
+    },
+  )
 }
 
 function missing(

@@ -1,5 +1,6 @@
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {kubectl} from '../k8s/kubectl.js'
 import {applyEdit, previewEdit, type EditOutcome} from '../k8s/object-edit.js'
 import {ClusterConfigurationResource, ClusterResource, type CustomObject} from '../k8s/resources.js'
 import {
@@ -144,7 +145,7 @@ async function checkCoreHost(
   if (hostCluster === undefined) {
     problems.push(`the host Cluster object "${hostName}" does not exist yet`)
     fixes.push(
-      'ks-controller-manager creates it on its next resync; check its logs: kubectl -n kubesphere-system logs deploy/ks-controller-manager',
+      `ks-controller-manager creates it on its next resync; check its logs: ${kubectl(client.context, '-n kubesphere-system logs deploy/ks-controller-manager')}`,
     )
   }
   if (

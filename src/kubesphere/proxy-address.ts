@@ -1,5 +1,10 @@
+import {BlockList, isIPv4} from 'node:net'
+
+import type {V1Node} from '@kubernetes/client-node'
+
 import {invalidInput, KsctlError, usageError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {kubectl} from '../k8s/kubectl.js'
 import {applyEdit, previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/object-edit.js'
 import {
   CLUSTER_CONNECTION_SECRET_TYPE,
@@ -7,11 +12,24 @@ import {
   TOWER_CONNECTION_SECRET_NAME,
 } from './constants.js'
 import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
-import {installerSpecEdit, kubesphereConfigEdit, setIn, towerConnectionSecretEdit} from './edits.js'
+import {
+  installerSpecEdit,
+  kubesphereConfigEdit,
+  setIn,
+  towerConnectionSecretEdit,
+  type YamlSetting,
+} from './edits.js'
 
 export interface AddressChoice {
   name: string
   value: string
+}
+
+/** The addresses to offer for ADDRESS, why there are none when there are none, and a command line to copy. */
+export interface AddressOffer {
+  choices: AddressChoice[]
+  whyNone: string
+  example: string
 }
 
 export interface SetProxyAddressOptions {
@@ -20,7 +38,7 @@ export interface SetProxyAddressOptions {
   restart: boolean
   dryRun: boolean
   /** Asks the user to pick an address (on a terminal) or fails naming ADDRESS; injected by the command. */
-  choose: (choices: AddressChoice[], example: string) => Promise<string>
+  choose: (offer: AddressOffer) => Promise<string>
   now?: Date
 }
 
@@ -41,6 +59,15 @@ export interface SetProxyAddressResult {
 
 /** `http(s)://host:port`, nothing else: what members' agents are told to dial. */
 export function parseProxyAddress(text: string, flag = 'ADDRESS'): URL {
+  // Read from the text: the URL parser rejects a port above 65535 as "not a URL", and drops a default port.
+  const port = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^/?#:]*):(\d+)(?:[/?#]|$)/i.exec(
+    text,
+  )?.[1]
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    throw invalidInput(`${flag} "${text}" has port ${port}, which is out of range (1-65535)`, [
+      'e.g. http://203.0.113.10:30721 (a node address and the tower NodePort)',
+    ])
+  }
   let url: URL
   try {
     url = new URL(text)
@@ -49,9 +76,7 @@ export function parseProxyAddress(text: string, flag = 'ADDRESS'): URL {
       `use http(s)://host:port, e.g. http://203.0.113.10:30721`,
     ])
   }
-  // The URL drops a default port (https://host:443 has port ''), so an explicit one is read from the text.
-  const explicitPort = url.port !== '' || /:\d{1,5}\/?$/.test(text)
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !explicitPort || url.hostname === '') {
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || port === undefined || url.hostname === '') {
     throw invalidInput(`${flag} "${text}" must be http(s)://host:port with an explicit port`, [
       'e.g. http://203.0.113.10:30721 (a node address and the tower NodePort) or http://lb.example.com:8080',
     ])
@@ -67,6 +92,22 @@ export function parseProxyAddress(text: string, flag = 'ADDRESS'): URL {
     ])
   }
   return url
+}
+
+/** Addresses that lead back to the machine that dials them: 127.0.0.0/8, ::1, localhost, and "this host". */
+const selfAddresses = new BlockList()
+selfAddresses.addSubnet('127.0.0.0', 8, 'ipv4')
+selfAddresses.addSubnet('0.0.0.0', 8, 'ipv4')
+selfAddresses.addAddress('::1', 'ipv6')
+selfAddresses.addAddress('::', 'ipv6')
+selfAddresses.addSubnet('::ffff:127.0.0.0', 104, 'ipv6')
+
+/** Whether an agent dialing `address` would reach its own node instead of the proxy. */
+export function isLoopbackAddress(address: string): boolean {
+  const host = new URL(address).hostname.replace(/^\[|\]$/g, '')
+  if (host === 'localhost' || host.endsWith('.localhost')) return true
+  if (host.includes(':')) return selfAddresses.check(host, 'ipv6')
+  return isIPv4(host) && selfAddresses.check(host, 'ipv4')
 }
 
 /** Sets (or detects) the address the tower proxy is published at, where the installed KubeSphere reads it. */
@@ -107,10 +148,20 @@ export async function setProxyAddress(
     }
   }
   if (address === undefined) {
-    const choices = await nodeAddressChoices(client, tower.nodePort)
-    const example = `ksctl proxy set-address http://<node-address>:${tower.nodePort ?? tower.port ?? '<port>'} --context ${client.context}`
-    address = parseProxyAddress(await options.choose(choices, example)).origin
+    const offer = await nodeAddressOffer(client, tower.nodePort)
+    address = parseProxyAddress(
+      await options.choose({
+        ...offer,
+        example: `ksctl proxy set-address http://<node-address>:${tower.nodePort ?? tower.port ?? '<port>'} --context ${client.context}`,
+      }),
+    ).origin
     source = 'chosen'
+  }
+  if (isLoopbackAddress(address)) {
+    warnings.push(
+      `${address} is a loopback address: an agent dialing it reaches its own node, not the proxy, so members cannot connect; ` +
+        'give an address every member node can reach',
+    )
   }
   const port = Number(new URL(address).port)
   if (port !== tower.port && port !== tower.nodePort) {
@@ -138,7 +189,7 @@ export async function setProxyAddress(
     changes,
     restarted: restartTargets,
     warnings,
-    notes: notesFor(edition, options.restart ? [] : needRestart),
+    notes: notesFor(client.context, edition, options.restart ? [] : needRestart),
   }
 }
 
@@ -196,21 +247,14 @@ async function addressEdits(
       ),
     ]
   }
-  const edits: ObjectEdit<object>[] = [
-    kubesphereConfigEdit(client, what, (config) => {
-      const multicluster = (config.multicluster ??= {})
-      multicluster.proxyPublishAddress = address
-      if (agentImage !== undefined) multicluster.agentImage = agentImage
-    }),
+  const settings = (prefix: string[]): YamlSetting[] => [
+    {path: [...prefix, 'proxyPublishAddress'], value: address},
+    ...(agentImage === undefined ? [] : [{path: [...prefix, 'agentImage'], value: agentImage}]),
   ]
+  const edits: ObjectEdit<object>[] = [kubesphereConfigEdit(client, what, settings(['multicluster']))]
   const secret = await client.findSecret(KUBESPHERE_NAMESPACE, TOWER_CONNECTION_SECRET_NAME)
   if (secret?.type === CLUSTER_CONNECTION_SECRET_TYPE) {
-    edits.push(
-      towerConnectionSecretEdit(client, what, (settings) => {
-        settings.proxyPublishAddress = address
-        if (agentImage !== undefined) settings.agentImage = agentImage
-      }),
-    )
+    edits.push(towerConnectionSecretEdit(client, what, settings([])))
   }
   return edits
 }
@@ -222,7 +266,7 @@ function deploymentsToRestart(info: KubeSphereInfo): string[] {
   return minor !== undefined && Number(minor) <= 2 ? ['ks-apiserver'] : []
 }
 
-function notesFor(edition: Edition, notRestarted: string[]): string[] {
+function notesFor(context: string, edition: Edition, notRestarted: string[]): string[] {
   const notes =
     edition === '3.x'
       ? [
@@ -234,19 +278,30 @@ function notesFor(edition: Edition, notRestarted: string[]): string[] {
         ]
   for (const name of notRestarted) {
     notes.push(
-      `not restarted (--no-restart): run kubectl -n ${KUBESPHERE_NAMESPACE} rollout restart deployment ${name} for it to read the address`,
+      `not restarted (--no-restart): run ${kubectl(context, `-n ${KUBESPHERE_NAMESPACE} rollout restart deployment ${name}`)} for it to read the address`,
     )
   }
   return notes
 }
 
 /** The nodes' external (then internal) addresses with the tower NodePort, for the user to pick from. */
-async function nodeAddressChoices(
+async function nodeAddressOffer(
   client: ClusterClient,
   nodePort: number | undefined,
-): Promise<AddressChoice[]> {
-  if (nodePort === undefined) return []
-  const nodes = await client.listNodes().catch(() => [])
+): Promise<Omit<AddressOffer, 'example'>> {
+  if (nodePort === undefined) {
+    return {
+      choices: [],
+      whyNone: 'the tower Service has no NodePort, so there are no node addresses to offer',
+    }
+  }
+  let nodes: V1Node[]
+  try {
+    nodes = await client.listNodes()
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error)
+    return {choices: [], whyNone: `the node addresses to offer could not be listed: ${reason}`}
+  }
   const choices: AddressChoice[] = []
   for (const type of ['ExternalIP', 'InternalIP']) {
     for (const node of nodes) {
@@ -260,5 +315,9 @@ async function nodeAddressChoices(
       }
     }
   }
-  return choices
+  const whyNone =
+    nodes.length === 0
+      ? `context "${client.context}" has no Node objects to offer addresses from`
+      : `no Node of context "${client.context}" has an ExternalIP or InternalIP address to offer`
+  return {choices, whyNone}
 }

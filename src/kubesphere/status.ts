@@ -6,6 +6,7 @@ import {detectKubeSphere, type ProxyAddress} from './detect.js'
 import {requireKubeSphereHost} from './host-check.js'
 
 export type ConditionStatus = ClusterCondition['status']
+export type VersionField = 'kubernetesVersion' | 'kubesphereVersion'
 
 /** One Cluster as its host sees it: a row of `ksctl status`. Part of the `--json` contract. */
 export interface ClusterStatus {
@@ -14,7 +15,10 @@ export interface ClusterStatus {
   host: boolean
   /** `spec.connection.type`, `direct` or `proxy`; KubeSphere treats a Cluster without one as direct. */
   connectionType: string
-  /** Proxy clusters: whether the agent is connected to the proxy (condition AgentAvailable); null if direct. */
+  /**
+   * Proxy clusters: whether the proxy reports an agent connected (condition AgentAvailable True); null if direct.
+   * Not verified: the proxy clears the condition only when a connection closes, so a hung agent still counts.
+   */
   agentConnected: boolean | null
   /** Condition Ready, the state the console shows; Unknown while the Cluster has none. */
   ready: ConditionStatus
@@ -22,6 +26,10 @@ export interface ClusterStatus {
   kubernetesVersion?: string
   /** `status.kubeSphereVersion`, likewise. */
   kubesphereVersion?: string
+  /** Each of the fields above that the Cluster lacks, with why it is not known. */
+  unknown: Partial<Record<VersionField, string>>
+  /** RFC 3339: when the Cluster object was created (`metadata.creationTimestamp`), what AGE counts from. */
+  createdAt?: string
   /** RFC 3339: the newest lastTransitionTime or lastUpdateTime among the conditions. */
   lastConditionChange?: string
   /** Condition type → status. */
@@ -67,20 +75,50 @@ function clusterStatus(cluster: KubeSphereCluster): ClusterStatus {
   const kubernetesVersion = nonEmpty(cluster.status?.kubernetesVersion)
   const kubesphereVersion = nonEmpty(cluster.status?.kubeSphereVersion)
   const lastConditionChange = newestConditionChange(cluster.status?.conditions ?? [])
+  const created = cluster.metadata?.creationTimestamp
+  const createdAt = created instanceof Date ? created.toISOString() : created
+  const ready = conditionOf(cluster, 'Ready')?.status ?? 'Unknown'
+  const unknown: ClusterStatus['unknown'] = {}
+  if (kubernetesVersion === undefined)
+    unknown.kubernetesVersion = whyNotReported('kubernetesVersion', connectionType, ready)
+  if (kubesphereVersion === undefined)
+    unknown.kubesphereVersion = whyNotReported('kubesphereVersion', connectionType, ready)
   return {
     name: cluster.metadata?.name ?? '',
     host: cluster.metadata?.labels?.[HOST_CLUSTER_LABEL] !== undefined,
     connectionType,
     agentConnected:
       connectionType === 'proxy' ? conditionOf(cluster, 'AgentAvailable')?.status === 'True' : null,
-    ready: conditionOf(cluster, 'Ready')?.status ?? 'Unknown',
+    ready,
     ...(kubernetesVersion === undefined ? {} : {kubernetesVersion}),
     ...(kubesphereVersion === undefined ? {} : {kubesphereVersion}),
+    unknown,
+    ...(createdAt === undefined ? {} : {createdAt}),
     ...(lastConditionChange === undefined ? {} : {lastConditionChange}),
     conditions: Object.fromEntries(
       (cluster.status?.conditions ?? []).map((condition) => [condition.type, condition.status]),
     ),
   }
+}
+
+/**
+ * Why a version field is missing. KubeSphere's cluster controller writes both, with Ready, each time it reaches
+ * the cluster (KS34 pkg/controller/cluster/cluster_controller.go syncCluster, on spec changes and every resync
+ * period). Tower v0.2.1 updates the Cluster through a type without kubeSphereVersion, uid and configz
+ * (TOWER v0.2.1 pkg/apis/cluster/v1alpha1/cluster_types.go), so each agent connect and disconnect drops them
+ * until the controller's next resync.
+ */
+function whyNotReported(field: VersionField, connectionType: string, ready: ConditionStatus): string {
+  if (ready !== 'True') {
+    return "not reported yet: the host's cluster controller writes it once it reaches the cluster"
+  }
+  if (field === 'kubesphereVersion' && connectionType === 'proxy') {
+    return (
+      'not reported since the proxy last rewrote the Cluster: Tower v0.2.1 drops it when an agent connects or ' +
+      "disconnects, and the host's cluster controller writes it again at its next resync"
+    )
+  }
+  return "not reported: the host's cluster controller reached the cluster but could not read it (see its log)"
 }
 
 /** The newest of the conditions' timestamps, as the API server wrote it; undefined when there is none. */

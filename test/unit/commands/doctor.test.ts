@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
-import {createServer, type Server} from 'node:net'
-import type {AddressInfo} from 'node:net'
+import {createServer, type AddressInfo} from 'node:net'
 
 import Doctor from '../../../commands/doctor.js'
 import MemberJoin from '../../../commands/member/join.js'
@@ -8,21 +7,24 @@ import type {DoctorReport} from '../../../src/kubesphere/doctor.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
 import {runCommand} from '../../helpers/run-command.js'
+import {CapturedLog, startProxy, type ProxyHarness} from '../tower/harness.js'
 
 const clusterPath = '/apis/cluster.kubesphere.io/v1alpha1/clusters/member1'
 const agentPath = '/apis/apps/v1/namespaces/kubesphere-system/deployments/cluster-agent'
+/** The host kube-apiserver's service proxy to the member's mc-NAME Service, where doctor asks for /version. */
+const tunnelPath = '/api/v1/namespaces/kubesphere-system/services/https:mc-member1:kubernetes/proxy/version'
 
 describe('ksctl doctor', () => {
   let clusters: FakeClusters
   let standIn: KubeSphereStandIn
-  let proxy: Server
+  let proxy: ProxyHarness
   let proxyAddress: string
 
   beforeEach(async () => {
     clusters = await startFakeClusters()
-    proxy = createServer((socket) => socket.end())
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
-    proxyAddress = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+    // ksctl's own proxy: the proxy address check must see an agent's upgrade refused as a tower proxy does.
+    proxy = await startProxy(new CapturedLog(), [])
+    proxyAddress = `http://127.0.0.1:${proxy.proxy.agentPort}`
     seedFake(clusters.host, 'ks34-host', {proxyPublishAddress: proxyAddress})
     seedFake(clusters.member, 'ks34-none')
     standIn = new KubeSphereStandIn(clusters.kubeconfigPath, 'host', 'member').start()
@@ -41,11 +43,13 @@ describe('ksctl doctor', () => {
     ])
     assert.equal(joined.exitCode, 0, joined.stderr)
     await standIn.stop()
+    // What Tower's front end answers through the service proxy: the member's /version, via the agent.
+    clusters.host.put(tunnelPath, {metadata: {name: 'version'}, gitVersion: 'v1.35.4'})
   })
 
   afterEach(async () => {
     await standIn.stop()
-    proxy.close()
+    await proxy.proxy.stop()
     await clusters.stop()
   })
 
@@ -67,9 +71,71 @@ describe('ksctl doctor', () => {
     assert.equal(result?.healthy, true)
     assert.match(
       stdout,
-      new RegExp(`^ok {4}proxy address: ${proxyAddress} accepts connections from here$`, 'm'),
+      new RegExp(
+        `^ok {4}proxy address: ${proxyAddress} answers as a tower proxy: ksctl's tower proxy \\(an agent without a token is refused\\)$`,
+        'm',
+      ),
+    )
+    assert.match(
+      stdout,
+      /^ok {4}tunnel: a request through the proxy reached the member's kube-apiserver \(v1\.35\.4\) in \d+ ms, through the host kube-apiserver's service proxy to kubesphere-system\/mc-member1$/m,
     )
     assert.match(stdout, /^cluster "member1" is healthy$/m)
+  })
+
+  it('says that the member was not checked without --member-context, and does not call it healthy', async () => {
+    const {stdout, exitCode, result} = await doctor()
+    assert.equal(exitCode, 0, stdout)
+    assert.equal(result?.healthy, false)
+    const skipped = result?.findings.find((finding) => finding.check === 'member')
+    assert.equal(skipped?.status, 'skipped')
+    assert.match(skipped?.message ?? '', /the member's checks were skipped \(no --member-context\)/)
+    assert.match(stdout, /^skip {2}member: the member's checks were skipped/m)
+    const summary = 'cluster "member1": no check failed, but it is not proven healthy: member (skipped)'
+    assert.equal(result?.summary, summary)
+    assert.equal(stdout.trimEnd().split('\n').at(-1), summary)
+    assert.ok(!stdout.includes('is healthy'))
+  })
+
+  it('warns when something else than a tower proxy answers at the proxy address (a TCP connect proves nothing)', async () => {
+    const impostor = createServer((socket) => socket.end())
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve))
+    try {
+      const address = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`
+      seedFake(clusters.host, 'ks34-host', {proxyPublishAddress: address})
+      const {result, exitCode} = await doctor('--member-context', 'member')
+      assert.equal(exitCode, 0)
+      const finding = result?.findings.find((f) => f.check === 'proxy address')
+      assert.equal(finding?.status, 'warn')
+      assert.match(finding?.message ?? '', /answers, but not as a tower proxy/)
+      assert.equal(result?.healthy, false)
+      assert.match(
+        result?.summary ?? '',
+        /not proven healthy: proxy address \(warning\), agent proxy address \(warning\)/,
+      )
+    } finally {
+      impostor.close()
+    }
+  })
+
+  it('warns, naming what it could not check, when the tunnel cannot be reached from here', async () => {
+    clusters.host.delete(tunnelPath)
+    clusters.host.failNext('GET', /\/proxy\/version$/, 503, 'no endpoints available for service "mc-member1"')
+    const {result, stdout, exitCode} = await doctor('--member-context', 'member')
+    assert.equal(exitCode, 0, stdout)
+    const finding = result?.findings.find((f) => f.check === 'tunnel')
+    assert.equal(finding?.status, 'warn')
+    assert.equal(
+      finding?.message,
+      "the tunnel to the member could not be checked from here, so AgentAvailable True is the proxy's word only: " +
+        'the Cluster has no issued kubeconfig (spec.connection.kubeconfig); ' +
+        'the host kube-apiserver\'s service proxy to kubesphere-system/mc-member1: HTTP 503: no endpoints available for service "mc-member1"',
+    )
+    assert.match(finding?.fix ?? '', /--tunnel-server https:\/\/127\.0\.0\.1:16443$/)
+    assert.equal(
+      result?.summary,
+      'cluster "member1": no check failed, but it is not proven healthy: tunnel (warning)',
+    )
   })
 
   it("finds an agent whose token differs from the Cluster's, without printing either", async () => {
@@ -119,6 +185,36 @@ describe('ksctl doctor', () => {
     assert.deepEqual(failed(result), ['member role', 'jwtSecret'])
   })
 
+  it('names the context in every kubectl command it suggests, with or without --member-context', async () => {
+    clusters.member.delete(agentPath)
+    const cluster = clusters.host.get(clusterPath)!
+    const conditions = (cluster.status as {conditions: {type: string; status: string}[]}).conditions.map(
+      (c) => ({...c, status: 'False'}),
+    )
+    clusters.host.put(clusterPath, {
+      ...cluster,
+      spec: {...(cluster.spec as object), joinFederation: false},
+      status: {...(cluster.status as object), conditions},
+    })
+    const fixes: string[] = []
+    for (const argv of [['--member-context', 'member'], []]) {
+      const {result} = await doctor(...argv)
+      fixes.push(
+        ...(result?.findings.flatMap((finding) => (finding.fix === undefined ? [] : [finding.fix])) ?? []),
+      )
+    }
+    const commands = fixes.flatMap((fix) => fix.match(/kubectl [^;]*/g) ?? [])
+    assert.ok(commands.length >= 6, commands.join('\n'))
+    for (const command of commands) assert.match(command, /^kubectl --context \S+ /, command)
+    assert.ok(
+      commands.includes('kubectl --context member -n kubesphere-system logs deployment/cluster-agent') &&
+        commands.includes(
+          'kubectl --context <member-context> -n kubesphere-system logs deployment/cluster-agent',
+        ),
+      commands.join('\n'),
+    )
+  })
+
   it('finds a missing agent and a stale Ready condition', async () => {
     clusters.member.delete(agentPath)
     const cluster = clusters.host.get(clusterPath)!
@@ -145,5 +241,13 @@ describe('ksctl doctor', () => {
     ])
     assert.equal(exitCode, 2)
     assert.match(stderr, /NAME "Bad_Name" is not valid/)
+  })
+
+  it('rejects a --tunnel-server that is not https://host:port before asking any cluster', async () => {
+    const requests = clusters.host.requests.length
+    const {stderr, exitCode} = await doctor('--tunnel-server', 'http://127.0.0.1:16443/x')
+    assert.equal(exitCode, 2)
+    assert.match(stderr, /--tunnel-server "http:\/\/127\.0\.0\.1:16443\/x" must be https:\/\/host:port/)
+    assert.equal(clusters.host.requests.length, requests)
   })
 })

@@ -41,25 +41,33 @@ describe('ksctl proxy set-address', () => {
 
   it('detects a LoadBalancer address and changes nothing', async () => {
     seedFake(clusters.host, 'ks34-host')
-    const {stdout, exitCode, result} = await setAddress()
+    const {stdout, stderr, exitCode, result} = await setAddress()
     assert.equal(exitCode, 0)
     assert.equal(result?.address, `http://${LOAD_BALANCER_IP}:8080`)
     assert.equal(result?.source, 'load-balancer')
-    assert.match(stdout, /nothing needs setting/)
+    assert.equal(
+      stdout,
+      `proxy address of context host: http://${LOAD_BALANCER_IP}:8080 (tower LoadBalancer)\n`,
+    )
+    assert.match(stderr, /^note: detected from the tower LoadBalancer: .*; nothing needs setting$/m)
     assert.deepEqual(clusters.host.writes(), [])
   })
 
   it('writes an explicit address into the 3.x ClusterConfiguration, even with a LoadBalancer', async () => {
     seedFake(clusters.host, 'ks34-host')
     const before = clusters.host.get(installerPath)?.spec as Record<string, Record<string, unknown>>
-    const {exitCode, stdout} = await setAddress('http://203.0.113.10:8080')
-    assert.equal(exitCode, 0, stdout)
+    const {exitCode, stdout, stderr} = await setAddress('http://203.0.113.10:8080')
+    assert.equal(exitCode, 0, stderr)
     const after = clusters.host.get(installerPath)?.spec as Record<string, Record<string, unknown>>
     assert.deepEqual(after, {
       ...before,
       multicluster: {...before.multicluster, proxyPublishAddress: 'http://203.0.113.10:8080'},
     })
-    assert.match(stdout, /the installer re-renders kubesphere-config from it/)
+    assert.match(
+      stderr,
+      /^note: set in the ks-installer ClusterConfiguration: the installer re-renders kubesphere-config from it/m,
+    )
+    assert.ok(!stdout.includes('note:'), 'notes go to stderr, stdout carries the result')
     assert.equal(clusters.host.get(apiServerPath)?.metadata.resourceVersion !== undefined, true)
     assert.equal(clusters.host.writes().length, 1, 'a 3.4 ks-apiserver watches its configuration: no restart')
   })
@@ -90,7 +98,13 @@ describe('ksctl proxy set-address', () => {
       template.template.metadata.annotations?.['kubectl.kubernetes.io/restartedAt'] ?? '',
       /^\d{4}-\d\d-\d\dT/,
     )
-    assert.equal(stderr, '')
+    assert.deepEqual(
+      stderr.trimEnd().split('\n'),
+      [
+        'note: kubesphere-config is rendered by the ks-core Helm chart: run this command again after every helm upgrade of ks-core',
+      ],
+      'a NodePort address warns of nothing',
+    )
   })
 
   it('also updates the 4.x tower connection Secret, keeping its other settings', async () => {
@@ -123,9 +137,31 @@ describe('ksctl proxy set-address', () => {
     assert.equal(exitCode, 0)
     assert.match(
       stderr,
+      /^note: not restarted \(--no-restart\): run kubectl --context host -n kubesphere-system rollout restart deployment ks-apiserver for it to read the address$/m,
+    )
+    assert.match(
+      stderr,
       /^warn: port 9999 is neither the tower Service port \(8080\) nor its NodePort \(30721\)/m,
     )
   })
+
+  for (const address of [
+    'http://127.0.0.1:30721',
+    'http://127.3.2.1:30721',
+    'http://[::1]:30721',
+    'http://localhost:30721',
+  ]) {
+    it(`sets a loopback address (${address}) with a warning that members cannot reach it`, async () => {
+      seedFake(clusters.host, 'ks41-host')
+      const {stderr, exitCode, result} = await setAddress(address, '--no-restart')
+      assert.equal(exitCode, 0, stderr)
+      assert.match(
+        stderr,
+        /^warn: http:\/\/\S+ is a loopback address: an agent dialing it reaches its own node, not the proxy, so members cannot connect/m,
+      )
+      assert.equal(result?.warnings.length, 1)
+    })
+  }
 
   it('changes nothing when the same address is set again', async () => {
     seedFake(clusters.host, 'ks41-host', {proxyPublishAddress: 'http://198.51.100.7:30721'})
@@ -143,6 +179,35 @@ describe('ksctl proxy set-address', () => {
     assert.match(stdout, /would restart deployment kubesphere-system\/ks-apiserver/)
     assert.ok(!stdout.includes('k541JwtS3cret'), 'the jwtSecret in kubesphere.yaml is redacted in the diff')
     assert.deepEqual(clusters.host.writes(), [])
+  })
+
+  describe('on a terminal', () => {
+    const saved = {stdin: process.stdin.isTTY, stderr: process.stderr.isTTY, ci: process.env.CI}
+
+    beforeEach(() => {
+      process.stdin.isTTY = true
+      process.stderr.isTTY = true
+      delete process.env.CI
+    })
+
+    afterEach(() => {
+      process.stdin.isTTY = saved.stdin
+      process.stderr.isTTY = saved.stderr
+      if (saved.ci === undefined) delete process.env.CI
+      else process.env.CI = saved.ci
+    })
+
+    it('says there are no node addresses to offer when the cluster has no Node objects', async () => {
+      seedFake(clusters.host, 'ks41-host')
+      const {stderr, exitCode} = await setAddress()
+      assert.equal(exitCode, 2, stderr)
+      assert.match(
+        stderr,
+        /ADDRESS is required \(context "host" has no Node objects to offer addresses from\)[\s\S]*for example: ksctl proxy set-address http:\/\/<node-address>:30721 --context host/,
+      )
+      assert.ok(!stderr.includes('no terminal'), stderr)
+      assert.deepEqual(clusters.host.writes(), [])
+    })
   })
 
   describe('bad input leaves the cluster unchanged', () => {
@@ -187,6 +252,15 @@ describe('ksctl proxy set-address', () => {
         /must not have a path/,
       ],
       ['not a URL', ['203.0.113.10:30721:x'], 'ks41-host', {}, 2, /is not a URL/],
+      [
+        'a port out of range',
+        ['http://203.0.113.10:99999'],
+        'ks41-host',
+        {},
+        2,
+        /ADDRESS "http:\/\/203\.0\.113\.10:99999" has port 99999, which is out of range \(1-65535\)/,
+      ],
+      ['port 0', ['http://203.0.113.10:0'], 'ks41-host', {}, 2, /has port 0, which is out of range/],
       [
         '--agent-image on 3.x',
         ['http://203.0.113.10:30721', '--agent-image', 'x/tower:v1'],

@@ -29,36 +29,75 @@ function condition(type: string, status: ClusterCondition['status'], minutesAgo:
   return {type, status, reason: type, message: '', lastUpdateTime: time, lastTransitionTime: time}
 }
 
-function withStatus(cluster: K8sObject, status: object): K8sObject {
-  return {...cluster, status}
+/** The Cluster as the API server stores it: created `minutesAgo`, with the given status. */
+function withStatus(cluster: K8sObject, status: object, createdMinutesAgo: number): K8sObject {
+  return {
+    ...cluster,
+    metadata: {
+      ...cluster.metadata,
+      creationTimestamp: minutesBeforeNow(createdMinutesAgo),
+    } as K8sObject['metadata'],
+    status,
+  }
 }
 
-/** A proxy member whose agent connected and which the host reaches: Ready for the last 5 minutes. */
-const readyMember = withStatus(proxyCluster('member1'), {
-  conditions: [
-    condition('Initialized', 'True', 20),
-    condition('AgentAvailable', 'True', 6),
-    condition('Ready', 'True', 5),
-  ],
-  kubernetesVersion: 'v1.35.4',
-  kubeSphereVersion: 'v3.4.1',
-  uid: 'member1-kube-system-uid',
-})
+const DAY = 24 * 60
 
-/** A proxy member initialized by the proxy, whose agent never connected (3 hours ago). */
-const disconnectedMember = withStatus(proxyCluster('member2'), {
-  conditions: [
-    condition('Initialized', 'True', 200),
-    {...condition('AgentAvailable', 'False', 180), lastUpdateTime: minutesBeforeNow(190)},
-  ],
-})
+/** A proxy member joined 30 days ago whose agent connected and which the host reaches: Ready for 5 minutes. */
+const readyMember = withStatus(
+  proxyCluster('member1'),
+  {
+    conditions: [
+      condition('Initialized', 'True', 30 * DAY),
+      condition('AgentAvailable', 'True', 6),
+      condition('Ready', 'True', 5),
+    ],
+    kubernetesVersion: 'v1.35.4',
+    kubeSphereVersion: 'v3.4.1',
+    uid: 'member1-kube-system-uid',
+  },
+  30 * DAY,
+)
 
-/** A directly connected cluster, Ready for 12 days. */
-const directCluster = withStatus(proxyCluster('idc-beijing', {type: 'direct', token: ''}), {
-  conditions: [condition('Federated', 'True', 12 * 24 * 60 + 30), condition('Ready', 'True', 12 * 24 * 60)],
-  kubernetesVersion: 'v1.30.2',
-  kubeSphereVersion: 'v3.4.1',
-})
+/** A proxy member initialized by the proxy 200 minutes ago, whose agent never connected (3 hours ago). */
+const disconnectedMember = withStatus(
+  proxyCluster('member2'),
+  {
+    conditions: [
+      condition('Initialized', 'True', 200),
+      {...condition('AgentAvailable', 'False', 180), lastUpdateTime: minutesBeforeNow(190)},
+    ],
+  },
+  200,
+)
+
+/**
+ * A Ready proxy member as Tower v0.2.1 leaves it after its agent reconnected a moment ago: the whole Cluster
+ * rewritten through a type without kubeSphereVersion, uid and configz.
+ */
+const rewrittenByTower = withStatus(
+  proxyCluster('member3'),
+  {
+    conditions: [
+      condition('Initialized', 'True', 9 * DAY),
+      condition('Ready', 'True', 9 * DAY),
+      condition('AgentAvailable', 'True', 0),
+    ],
+    kubernetesVersion: 'v1.26.5',
+  },
+  9 * DAY,
+)
+
+/** A directly connected cluster, created 400 days ago and Ready for 12 days. */
+const directCluster = withStatus(
+  proxyCluster('idc-beijing', {type: 'direct', token: ''}),
+  {
+    conditions: [condition('Federated', 'True', 12 * DAY + 30), condition('Ready', 'True', 12 * DAY)],
+    kubernetesVersion: 'v1.30.2',
+    kubeSphereVersion: 'v3.4.1',
+  },
+  400 * DAY,
+)
 
 describe('ksctl status', () => {
   let clusters: FakeClusters
@@ -75,26 +114,38 @@ describe('ksctl status', () => {
     runCommand<HostStatus>(PinnedClockStatus, ['--kubeconfig', clusters.kubeconfigPath, ...argv])
   const seedHostWithMembers = () => {
     seedFake(clusters.host, 'ks34-host')
-    for (const cluster of [readyMember, disconnectedMember, directCluster]) {
+    for (const cluster of [readyMember, disconnectedMember, rewrittenByTower, directCluster]) {
       clusters.host.put(restPath(cluster), cluster)
     }
   }
 
-  it('lists the host and its direct, connected and disconnected clusters in a table', async () => {
+  it('lists the host and its clusters in a table, AGE the age of each Cluster, and says what is unknown and why', async () => {
     seedHostWithMembers()
     const {stdout, stderr, exitCode} = await status('--context', 'host')
     assert.equal(exitCode, 0, stderr)
+    const notYet = "not reported yet: the host's cluster controller writes it once it reaches the cluster"
     assert.equal(
       stdout,
       [
         'Host:          host (context host)',
         `Proxy address: http://${LOAD_BALANCER_IP}:8080 (tower LoadBalancer)`,
         '',
-        'NAME          CONNECTION   AGENT           READY     KUBERNETES   KUBESPHERE   AGE',
-        'host (host)   direct       -               Unknown   -            -            -',
-        'idc-beijing   direct       -               True      v1.30.2      v3.4.1       12d',
-        'member1       proxy        connected       True      v1.35.4      v3.4.1       5m',
-        'member2       proxy        not connected   Unknown   -            -            3h',
+        'NAME          CONNECTION   AGENTAVAILABLE   READY     KUBERNETES   KUBESPHERE   AGE',
+        'host (host)   direct       -                Unknown   unknown      unknown      -',
+        'idc-beijing   direct       -                True      v1.30.2      v3.4.1       1y',
+        'member1       proxy        True             True      v1.35.4      v3.4.1       30d',
+        'member2       proxy        False            Unknown   unknown      unknown      3h',
+        'member3       proxy        True             True      v1.26.5      unknown      9d',
+        '',
+        `host: KUBERNETES unknown: ${notYet}`,
+        `host: KUBESPHERE unknown: ${notYet}`,
+        `member2: KUBERNETES unknown: ${notYet}`,
+        `member2: KUBESPHERE unknown: ${notYet}`,
+        'member3: KUBESPHERE unknown: not reported since the proxy last rewrote the Cluster: Tower v0.2.1 drops it ' +
+          "when an agent connects or disconnects, and the host's cluster controller writes it again at its next resync",
+        "AGENTAVAILABLE is what the proxy reports, not verified: it clears the condition only when an agent's " +
+          'connection closes, so a hung agent still shows True; ksctl doctor NAME --host-context host sends a ' +
+          'request through the tunnel',
         '',
       ].join('\n'),
     )
@@ -106,6 +157,7 @@ describe('ksctl status', () => {
     seedHostWithMembers()
     const {stdout, exitCode, result} = await status('--context', 'host', '--json')
     assert.equal(exitCode, 0)
+    const notYet = "not reported yet: the host's cluster controller writes it once it reaches the cluster"
     const expected: HostStatus = {
       context: 'host',
       hostClusterName: 'host',
@@ -117,6 +169,7 @@ describe('ksctl status', () => {
           connectionType: 'direct',
           agentConnected: null,
           ready: 'Unknown',
+          unknown: {kubernetesVersion: notYet, kubesphereVersion: notYet},
           conditions: {},
         },
         {
@@ -127,6 +180,8 @@ describe('ksctl status', () => {
           ready: 'True',
           kubernetesVersion: 'v1.30.2',
           kubesphereVersion: 'v3.4.1',
+          unknown: {},
+          createdAt: '2025-10-17T10:00:00Z',
           lastConditionChange: '2026-11-09T10:00:00Z',
           conditions: {Federated: 'True', Ready: 'True'},
         },
@@ -138,6 +193,8 @@ describe('ksctl status', () => {
           ready: 'True',
           kubernetesVersion: 'v1.35.4',
           kubesphereVersion: 'v3.4.1',
+          unknown: {},
+          createdAt: '2026-10-22T10:00:00Z',
           lastConditionChange: '2026-11-21T09:55:00Z',
           conditions: {Initialized: 'True', AgentAvailable: 'True', Ready: 'True'},
         },
@@ -147,8 +204,26 @@ describe('ksctl status', () => {
           connectionType: 'proxy',
           agentConnected: false,
           ready: 'Unknown',
+          unknown: {kubernetesVersion: notYet, kubesphereVersion: notYet},
+          createdAt: '2026-11-21T06:40:00Z',
           lastConditionChange: '2026-11-21T07:00:00Z',
           conditions: {Initialized: 'True', AgentAvailable: 'False'},
+        },
+        {
+          name: 'member3',
+          host: false,
+          connectionType: 'proxy',
+          agentConnected: true,
+          ready: 'True',
+          kubernetesVersion: 'v1.26.5',
+          unknown: {
+            kubesphereVersion:
+              'not reported since the proxy last rewrote the Cluster: Tower v0.2.1 drops it when an agent ' +
+              "connects or disconnects, and the host's cluster controller writes it again at its next resync",
+          },
+          createdAt: '2026-11-12T10:00:00Z',
+          lastConditionChange: '2026-11-21T10:00:00Z',
+          conditions: {Initialized: 'True', Ready: 'True', AgentAvailable: 'True'},
         },
       ],
     }

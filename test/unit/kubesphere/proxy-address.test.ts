@@ -45,9 +45,9 @@ describe('proxy address: choosing and reloading', () => {
     const result = await setProxyAddress(host(), {
       restart: false,
       dryRun: true,
-      choose: async (choices) => {
-        offered = choices
-        return choices[0]?.value ?? ''
+      choose: async (offer) => {
+        offered = offer.choices
+        return offer.choices[0]?.value ?? ''
       },
     })
     assert.deepEqual(offered, [

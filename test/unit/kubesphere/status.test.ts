@@ -50,16 +50,53 @@ describe('status rows', () => {
     assert.equal(row?.ready, 'False')
   })
 
+  it('counts AGE from the creation of the Cluster, whichever way the client decoded it', () => {
+    const [typed, raw] = clusterStatuses([
+      {
+        apiVersion: 'cluster.kubesphere.io/v1alpha1',
+        kind: 'Cluster',
+        metadata: {name: 'a', creationTimestamp: new Date('2026-11-01T10:00:00Z')},
+      },
+      {
+        apiVersion: 'cluster.kubesphere.io/v1alpha1',
+        kind: 'Cluster',
+        // A custom object's timestamps stay JSON strings: the client decodes only the types it knows.
+        metadata: {name: 'b', creationTimestamp: '2026-11-20T10:00:00Z' as unknown as Date},
+        status: {conditions: [{type: 'Ready', status: 'True', lastTransitionTime: ago(1)}]},
+      },
+    ])
+    assert.equal(formatAge(typed?.createdAt, now), '20d')
+    assert.equal(formatAge(raw?.createdAt, now), '1d')
+  })
+
+  it('says why a version of a Ready cluster is unknown when the controller could not read it', () => {
+    const [row] = clusterStatuses([
+      {
+        apiVersion: 'cluster.kubesphere.io/v1alpha1',
+        kind: 'Cluster',
+        metadata: {name: 'a'},
+        spec: {connection: {type: 'direct'}},
+        status: {conditions: [{type: 'Ready', status: 'True'}], kubernetesVersion: 'v1.30.2'},
+      },
+    ])
+    assert.deepEqual(row?.unknown, {
+      kubesphereVersion:
+        "not reported: the host's cluster controller reached the cluster but could not read it (see its log)",
+    })
+  })
+
   it('treats a Cluster without a connection type as direct, as KubeSphere does', () => {
     const [row] = clusterStatuses([
       {apiVersion: 'cluster.kubesphere.io/v1alpha1', kind: 'Cluster', metadata: {name: 'a'}},
     ])
+    const notYet = "not reported yet: the host's cluster controller writes it once it reaches the cluster"
     assert.deepEqual(row, {
       name: 'a',
       host: false,
       connectionType: 'direct',
       agentConnected: null,
       ready: 'Unknown',
+      unknown: {kubernetesVersion: notYet, kubesphereVersion: notYet},
       conditions: {},
     })
   })
