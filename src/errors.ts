@@ -11,6 +11,8 @@ export enum ExitCode {
    * Node.js outside package.json's engines (set in bin/node-version.js, which runs before this module).
    */
   Usage = 2,
+  /** An unknown command, as shells report one; set by oclif's not-found plugin (package.json oclif.plugins). */
+  CommandNotFound = 127,
   /** Interrupted by the user (SIGINT), as shells report it. */
   Interrupted = 130,
 }
