@@ -9,11 +9,10 @@ import {validateProxyClusterName} from '../src/kubesphere/names.js'
 
 export default class Doctor extends ClusterCommand<typeof Doctor> {
   static override summary = 'Explain why a member cluster does not join, or confirm that it is healthy.'
-  static override description = `Runs every check behind "Waiting for the cluster to join": the host's proxy address (and whether it
-accepts connections from here), the Cluster's connection type and joinFederation, the agent on the member
-(present, available, the same token, name and proxy address as the host), jwtSecret fingerprints, the
-member's role, and the Cluster's conditions. Each finding says what is wrong, why it matters and what
-fixes it. Exit 0 when healthy, 1 when a check fails. Without --member-context the member checks are skipped.`
+  static override description = [
+    "Runs every check behind \"Waiting for the cluster to join\": the host's proxy address (and whether it accepts connections from here), the Cluster's connection type and joinFederation, the agent on the member (present, available, the same token, name and proxy address as the host), jwtSecret fingerprints, the member's role, and the Cluster's conditions.",
+    'Each finding says what is wrong, why it matters and what fixes it. Exit 0 when healthy, 1 when a check fails. Without --member-context the member checks are skipped.',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1',
