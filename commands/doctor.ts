@@ -10,14 +10,10 @@ import {parseTunnelServer} from '../src/kubesphere/tunnel-probe.js'
 
 export default class Doctor extends ClusterCommand<typeof Doctor> {
   static override summary = 'Explain why a member cluster does not join, or confirm that it is healthy.'
-  static override description = `Runs every check behind "Waiting for the cluster to join": the host's proxy address (and whether a
-tower proxy answers there), the Cluster's connection type and joinFederation, the agent on the member
-(present, available, the same token, name and proxy address as the host), jwtSecret fingerprints, the
-member's role, the Cluster's conditions, and the tunnel itself: a request to the member through the proxy
-(AgentAvailable alone stays True while an agent hangs). Each finding says what is wrong, why it matters and
-what fixes it. The last line says healthy only when every check was made and passed; a check that could
-not be made (no --member-context, a tunnel not reachable from here) is listed as skipped or as a warning.
-Exit 1 when a check fails, else 0.`
+  static override description = [
+    "Runs every check behind \"Waiting for the cluster to join\": the host's proxy address (and whether a tower proxy answers there), the Cluster's connection type and joinFederation, the agent on the member (present, available, the same token, name and proxy address as the host), jwtSecret fingerprints, the member's role, the Cluster's conditions, and the tunnel itself: a request to the member through the proxy (AgentAvailable alone stays True while an agent hangs).",
+    'Each finding says what is wrong, why it matters and what fixes it. The last line says healthy only when every check was made and passed; a check that could not be made (no --member-context, a tunnel not reachable from here) is listed as skipped or as a warning. Exit 1 when a check fails, else 0.',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1',

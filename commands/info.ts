@@ -7,9 +7,8 @@ import {renderInfo} from '../src/kubesphere/info-view.js'
 export default class Info extends ClusterCommand<typeof Info> {
   static override summary =
     'Show what KubeSphere runs behind a kubeconfig context, and its multi-cluster setup.'
-  static override description = `Detects KubeSphere 3.x (ks-installer) or 4.x (ks-core), its version, the multi-cluster role
-(host, member or none), the host cluster name, the tower proxy Service and the proxy address
-members are told to dial. A cluster without KubeSphere is reported as such (exit 0).`
+  static override description =
+    'Detects KubeSphere 3.x (ks-installer) or 4.x (ks-core), its version, the multi-cluster role (host, member or none), the host cluster name, the tower proxy Service and the proxy address members are told to dial. A cluster without KubeSphere is reported as such (exit 0).'
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',

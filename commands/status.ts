@@ -6,11 +6,10 @@ import {renderHostStatus} from '../src/kubesphere/status-view.js'
 
 export default class Status extends ClusterCommand<typeof Status> {
   static override summary = "Show a host's clusters: connection, agent, readiness and versions."
-  static override description = `Lists the Cluster objects of a KubeSphere host, its own included (marked "(host)"): the
-connection type (direct or proxy), a proxy cluster's AgentAvailable condition as the proxy reports it
-(not verified: ksctl doctor sends a request through the tunnel), the Ready condition, the Kubernetes and
-KubeSphere versions the host last saw (and why one is unknown), and the age of the Cluster object.
-Above the table: the host's name and the proxy address agents dial.`
+  static override description = [
+    'Lists the Cluster objects of a KubeSphere host, its own included (marked "(host)"): the connection type (direct or proxy), a proxy cluster\'s AgentAvailable condition as the proxy reports it (not verified: ksctl doctor sends a request through the tunnel), the Ready condition, the Kubernetes and KubeSphere versions the host last saw (and why one is unknown), and the age of the Cluster object.',
+    "Above the table: the host's name and the proxy address agents dial.",
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --context host',

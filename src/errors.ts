@@ -6,8 +6,13 @@ export enum ExitCode {
   Success = 0,
   /** A runtime failure: the API server refused or failed, the network or the tunnel broke, a wait timed out. */
   Failure = 1,
-  /** Bad usage or input: unknown flag, malformed value, missing value without a TTY to ask for it. */
+  /**
+   * Bad usage or input: unknown flag, malformed value, missing value without a TTY to ask for it; or a
+   * Node.js outside package.json's engines (set in bin/node-version.js, which runs before this module).
+   */
   Usage = 2,
+  /** An unknown command, as shells report one; set by oclif's not-found plugin (package.json oclif.plugins). */
+  CommandNotFound = 127,
   /** Interrupted by the user (SIGINT), as shells report it. */
   Interrupted = 130,
 }

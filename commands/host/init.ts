@@ -8,11 +8,11 @@ import {hostInit, INSTALLER_LOGS_COMMAND, type HostInitResult} from '../../src/k
 export default class HostInit extends ClusterCommand<typeof HostInit> {
   static override summary =
     'Make a cluster the KubeSphere multi-cluster host (3.x), or check that it is one (4.x).'
-  static override description = `KubeSphere 3.x: sets spec.multicluster.clusterRole to host (and hostClusterName with --name) in the
-ks-installer ClusterConfiguration, leaving every other field as it was; the installer then installs
-the tower proxy. KubeSphere 4.x: every ks-core install is a host, and Helm owns the objects, so this
-checks the role, the host Cluster object and the tower extension and reports what is missing.
-Running it again on a host with the same name changes nothing.`
+  static override description = [
+    'KubeSphere 3.x: sets spec.multicluster.clusterRole to host (and hostClusterName with --name) in the ks-installer ClusterConfiguration, leaving every other field as it was; the installer then installs the tower proxy.',
+    'KubeSphere 4.x: every ks-core install is a host, and Helm owns the objects, so this checks the role, the host Cluster object and the tower extension and reports what is missing.',
+    'Running it again on a host with the same name changes nothing.',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --context host',

@@ -16,12 +16,10 @@ export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 
 export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
   static override summary = 'Join a member cluster to a host through the tower proxy (agent connection).'
-  static override description = `Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is
-neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret
-into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host;
-waits for the proxy to issue its token; and renders the agent, which it applies to the member with
---apply, or writes to --output FILE (mode 0600: it holds the token) or stdout. With --wait it follows
-the Cluster until Ready. Safe to run again: it continues where it stopped and changes nothing once done.`
+  static override description = [
+    "Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host; waits for the proxy to issue its token; and renders the agent, which it applies to the member with --apply, or writes to --output FILE (mode 0600: it holds the token) or stdout.",
+    'With --wait it follows the Cluster until Ready. Safe to run again: it continues where it stopped and changes nothing once done.',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --apply --wait',

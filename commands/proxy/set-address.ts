@@ -9,11 +9,10 @@ import {setProxyAddress, type SetProxyAddressResult} from '../../src/kubesphere/
 
 export default class ProxySetAddress extends ClusterCommand<typeof ProxySetAddress> {
   static override summary = 'Publish the address member agents dial to reach the tower proxy.'
-  static override description = `Inspects Service kubesphere-system/tower. With a LoadBalancer address, that address is used and
-nothing needs setting. Otherwise (LoadBalancer pending, or a NodePort Service) give ADDRESS, or pick one
-of the nodes' addresses at the prompt. The address is written where the installed KubeSphere reads it:
-3.x the ks-installer ClusterConfiguration; 4.x the kubesphere-config ConfigMap and, when it exists, the
-tower connection Secret (keeping its other settings). ks-apiserver is restarted where it must reload.`
+  static override description = [
+    "Inspects Service kubesphere-system/tower. With a LoadBalancer address, that address is used and nothing needs setting. Otherwise (LoadBalancer pending, or a NodePort Service) give ADDRESS, or pick one of the nodes' addresses at the prompt.",
+    'The address is written where the installed KubeSphere reads it: 3.x the ks-installer ClusterConfiguration; 4.x the kubesphere-config ConfigMap and, when it exists, the tower connection Secret (keeping its other settings). ks-apiserver is restarted where it must reload.',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --context host',

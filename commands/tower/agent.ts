@@ -23,14 +23,12 @@ import {runUntilSignalled} from '../../src/tower/signals.js'
 
 export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentCommand> {
   static override summary = 'Run the tunnel agent in a member cluster: dial the proxy, serve its streams.'
-  static override description = `Takes Tower's agent flags and defaults, so a rendered agent manifest can run it unchanged.
-It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca or --proxy-pin; plain ws://
-only for http:// addresses, with a warning), and dials only its own destinations: kubernetes (with the
-member's credentials, which never leave the member), kubesphere, and the --allow names. It reconnects
-for ever with backoff (unless --max-retry); SIGHUP retries now; SIGTERM drains open streams, then exits.
-It honours HTTPS_PROXY (for wss://), HTTP_PROXY (for ws://), ALL_PROXY and NO_PROXY: through an http://
-proxy it tunnels with CONNECT and still verifies the tower proxy itself before sending its token.
-Long-running: there is no --json result.`
+  static override description = [
+    "Takes Tower's agent flags and defaults, so a rendered agent manifest can run it unchanged.",
+    "It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca or --proxy-pin; plain ws:// only for http:// addresses, with a warning), and dials only its own destinations: kubernetes (with the member's credentials, which never leave the member), kubesphere, and the --allow names.",
+    'It honours HTTPS_PROXY (for wss://), HTTP_PROXY (for ws://), ALL_PROXY and NO_PROXY: through an http:// proxy it tunnels with CONNECT and still verifies the tower proxy itself before sending its token.',
+    'It reconnects for ever with backoff (unless --max-retry); SIGHUP retries now; SIGTERM drains open streams, then exits. Long-running: there is no --json result.',
+  ].join('\n\n')
 
   // A long-running process has no result document; its logs (--log-format json) are the machine interface.
   static override enableJsonFlag = false

@@ -14,9 +14,10 @@ export interface IssueKubeconfigResult {
 
 export default class TowerIssueKubeconfig extends BaseCommand<typeof TowerIssueKubeconfig> {
   static override summary = 'Issue a kubeconfig that reaches a member cluster through the tower proxy.'
-  static override description = `The kubeconfig holds a client certificate signed by the proxy CA (which the front ends require) and
-the proxy CA as the server's CA. It holds no member credential. --server is the path-routed front end
-(https://HOST:PORT/clusters/NAME, the default form) or a per-cluster port (https://HOST:PORT).`
+  static override description = [
+    "The kubeconfig holds a client certificate signed by the proxy CA (which the front ends require) and the proxy CA as the server's CA. It holds no member credential.",
+    '--server is the path-routed front end (https://HOST:PORT/clusters/NAME, the default form) or a per-cluster port (https://HOST:PORT).',
+  ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --state-dir=/var/lib/ksctl-proxy --cluster=member1 --server=https://tower.example.com:6443/clusters/member1 -f member1.kubeconfig',

@@ -18,15 +18,12 @@ import {runUntilSignalled} from '../../src/tower/signals.js'
 export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyCommand> {
   static override summary =
     'Run the tunnel proxy on the host: accept agents, forward host clients to members.'
-  static override description = `Kubernetes mode (no --clusters): reconciles the host's KubeSphere Cluster objects the way Tower
-does (token, ports, Service mc-NAME, endpoints, Initialized, AgentAvailable, an issued kubeconfig), with
-the CA from --ca-cert/--ca-key or a Secret made on first start.
-Standalone mode: the clusters come from --clusters, a YAML list of {name, token, kubernetesPort?,
-kubespherePort?} (re-read on SIGHUP). Agents connect to --listen (TLS with --tls-cert/--tls-key, or a
-certificate issued by the proxy CA; plain only with --insecure-plain). Host clients reach member NAME at
-https://FRONT-END/clusters/NAME, or at the cluster's own ports, with a client certificate from the proxy CA
-(see "ksctl tower issue-kubeconfig"). SIGTERM: no new agents or clients, open streams finish within
---grace-period. Long-running: there is no --json result.`
+  static override description = [
+    "Kubernetes mode (no --clusters): reconciles the host's KubeSphere Cluster objects the way Tower does (token, ports, Service mc-NAME, endpoints, Initialized, AgentAvailable, an issued kubeconfig), with the CA from --ca-cert/--ca-key or a Secret made on first start.",
+    'Standalone mode: the clusters come from --clusters, a YAML list of {name, token, kubernetesPort?, kubespherePort?} (re-read on SIGHUP).',
+    'Agents connect to --listen (TLS with --tls-cert/--tls-key, or a certificate issued by the proxy CA; plain only with --insecure-plain). Host clients reach member NAME at https://FRONT-END/clusters/NAME, or at the cluster\'s own ports, with a client certificate from the proxy CA (see "ksctl tower issue-kubeconfig").',
+    'SIGTERM: no new agents or clients, open streams finish within --grace-period. Long-running: there is no --json result.',
+  ].join('\n\n')
 
   // A long-running process has no result document; its logs (--log-format json) are the machine interface.
   static override enableJsonFlag = false

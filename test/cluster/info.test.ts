@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {dump, load} from 'js-yaml'
@@ -9,6 +8,7 @@ import type {KubeSphereInfo} from '../../src/kubesphere/detect.js'
 import {fingerprint} from '../../src/redact.js'
 import {LOAD_BALANCER_IP, TOWER_NODE_PORT, secrets} from '../fixtures/kubesphere/fixtures.js'
 import {ksctl} from '../helpers/ksctl-process.js'
+import {tempDir} from '../helpers/temp-dir.js'
 import {loopbackPki} from '../helpers/test-pki.js'
 import {freePort} from '../testbed/http.js'
 import {resetCluster} from '../testbed/seed.js'
@@ -23,11 +23,7 @@ describe('ksctl info against the real apiservers', function () {
   let scratch: string
 
   before(() => {
-    scratch = mkdtempSync(join(tmpdir(), 'ksctl-info-'))
-  })
-
-  after(() => {
-    rmSync(scratch, {recursive: true, force: true})
+    scratch = tempDir('ksctl-info-')
   })
 
   async function info(context: string): Promise<{info: KubeSphereInfo; stdout: string}> {

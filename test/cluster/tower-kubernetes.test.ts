@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
-import {mkdtemp, writeFile} from 'node:fs/promises'
-import os from 'node:os'
+import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {execa, type ResultPromise} from 'execa'
@@ -12,6 +11,7 @@ import {Logger} from '../../src/log.js'
 import {createCertificateAuthority} from '../../src/pki/certificates.js'
 import {KubernetesClusterRegistry} from '../../src/tower/kubernetes-registry.js'
 import {ksctl} from '../helpers/ksctl-process.js'
+import {tempDir} from '../helpers/temp-dir.js'
 import {freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
@@ -110,7 +110,7 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     let proxy = start(proxyArgs)
     await until(() => proxy.output().includes('tower proxy started'), 'the proxy', proxy.output)
 
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'ksctl-tower-k8s-'))
+    const dir = tempDir('ksctl-tower-k8s-')
     const join = await ksctl([
       'member',
       'join',

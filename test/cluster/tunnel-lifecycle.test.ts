@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
-import {mkdtemp, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import http from 'node:http'
 import type {Socket} from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 
 import {ExitCode} from '../../src/errors.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
+import {tempDir} from '../helpers/temp-dir.js'
 import {freePort} from '../testbed/http.js'
 import {slowBody, startUpstream} from '../unit/tower/harness.js'
 
@@ -112,7 +112,7 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
   }
 
   before(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'ksctl-tunnel-lifecycle-'))
+    dir = tempDir('ksctl-tunnel-lifecycle-')
     ;[agentPort, kubespherePort] = [await freePort(), await freePort()]
     await writeFile(
       path.join(dir, 'clusters.yaml'),

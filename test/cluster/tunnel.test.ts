@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
-import {mkdtemp, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import https from 'node:https'
-import os from 'node:os'
 import path from 'node:path'
 
 import {execa} from 'execa'
@@ -9,6 +8,7 @@ import WebSocket, {WebSocketServer} from 'ws'
 
 import {loadProxyCa, issueKubeconfig} from '../../src/tower/issue-kubeconfig.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
+import {tempDir} from '../helpers/temp-dir.js'
 import {freePort} from '../testbed/http.js'
 import {testBed} from './hooks.js'
 
@@ -30,7 +30,7 @@ describe('tower tunnel against the real member kube-apiserver', function () {
   let metricsPort: number
 
   before(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'ksctl-tunnel-'))
+    dir = tempDir('ksctl-tunnel-')
     ;[clusterPort, kubespherePort, metricsPort] = [await freePort(), await freePort(), await freePort()]
     await writeFile(
       path.join(dir, 'clusters.yaml'),

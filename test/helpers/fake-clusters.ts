@@ -1,5 +1,4 @@
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {dump} from 'js-yaml'
@@ -12,6 +11,7 @@ import {
 } from '../fixtures/kubesphere/fixtures.js'
 import {restPath} from '../fixtures/kubesphere/rest-path.js'
 import {FakeApiServer} from './fake-apiserver.js'
+import {tempDir} from './temp-dir.js'
 
 export interface FakeClusters {
   host: FakeApiServer
@@ -28,7 +28,7 @@ export const MEMBER_TOKEN = 'member-bearer-token-9876543210'
 export async function startFakeClusters(): Promise<FakeClusters> {
   const host = await new FakeApiServer('host', HOST_TOKEN).start()
   const member = await new FakeApiServer('member', MEMBER_TOKEN).start()
-  const dir = mkdtempSync(join(tmpdir(), 'ksctl-unit-'))
+  const dir = tempDir('ksctl-unit-')
   const kubeconfigPath = join(dir, 'kubeconfig')
   writeFileSync(
     kubeconfigPath,
@@ -40,7 +40,6 @@ export async function startFakeClusters(): Promise<FakeClusters> {
     kubeconfigPath,
     async stop() {
       await Promise.all([host.stop(), member.stop()])
-      rmSync(dir, {recursive: true, force: true})
     },
   }
 }

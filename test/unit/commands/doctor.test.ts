@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {createServer, type AddressInfo} from 'node:net'
+import {createServer, type AddressInfo, type Socket} from 'node:net'
 
 import Doctor from '../../../commands/doctor.js'
 import MemberJoin from '../../../commands/member/join.js'
@@ -98,7 +98,11 @@ describe('ksctl doctor', () => {
   })
 
   it('warns when something else than a tower proxy answers at the proxy address (a TCP connect proves nothing)', async () => {
-    const impostor = createServer((socket) => socket.end())
+    const accepted = new Set<Socket>()
+    const impostor = createServer((socket) => {
+      accepted.add(socket)
+      socket.end()
+    })
     await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve))
     try {
       const address = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`
@@ -114,7 +118,8 @@ describe('ksctl doctor', () => {
         /not proven healthy: proxy address \(warning\), agent proxy address \(warning\)/,
       )
     } finally {
-      impostor.close()
+      for (const socket of accepted) socket.destroy()
+      await new Promise((resolve) => impostor.close(resolve))
     }
   })
 

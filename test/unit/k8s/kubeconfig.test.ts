@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {dump} from 'js-yaml'
 
 import {KsctlError} from '../../../src/errors.js'
 import {KubeconfigSet} from '../../../src/k8s/kubeconfig.js'
+import {tempDir} from '../../helpers/temp-dir.js'
 
 function kubeconfig(options: {
   clusters: Record<string, string>
@@ -36,11 +36,7 @@ describe('kubeconfig loading', () => {
   let dir: string
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ksctl-kubeconfig-'))
-  })
-
-  afterEach(() => {
-    rmSync(dir, {recursive: true, force: true})
+    dir = tempDir('ksctl-kubeconfig-')
   })
 
   it('merges a KUBECONFIG list as kubectl does: first definition and first current-context win, missing files skipped', () => {

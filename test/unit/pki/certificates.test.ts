@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import {createHash, createPrivateKey, createPublicKey, sign, verify, X509Certificate} from 'node:crypto'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import tls from 'node:tls'
 import {execa} from 'execa'
@@ -12,6 +11,7 @@ import {
   generateKeyPairPem,
   issueCertificate,
 } from '../../../src/pki/certificates.js'
+import {tempDir} from '../../helpers/temp-dir.js'
 
 const dayInMs = 24 * 60 * 60 * 1000
 const clientAuthOid = '1.3.6.1.5.5.7.3.2'
@@ -163,11 +163,7 @@ describe('pki certificates', function () {
     before(async function () {
       const openssl = await execa('openssl', ['version'], {reject: false})
       if (openssl.exitCode !== 0) this.skip()
-      dir = await mkdtemp(path.join(tmpdir(), 'ksctl-pki-'))
-    })
-
-    after(async function () {
-      if (dir) await rm(dir, {recursive: true, force: true})
+      dir = tempDir('ksctl-pki-')
     })
 
     it('verifies the chain and shows the expected extensions', async function () {

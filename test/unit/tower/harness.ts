@@ -1,9 +1,8 @@
-import {mkdtemp, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
 import type {AddressInfo} from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 
 import {Logger} from '../../../src/log.js'
@@ -21,6 +20,7 @@ import {
 import {FileClusterRegistry} from '../../../src/tower/file-registry.js'
 import {TowerMetrics} from '../../../src/tower/metrics.js'
 import {TowerProxy} from '../../../src/tower/proxy.js'
+import * as temp from '../../helpers/temp-dir.js'
 import {loopbackPki} from '../../helpers/test-pki.js'
 
 export const clusterToken = 'member-token-0123456789abcdef'
@@ -56,7 +56,7 @@ export async function clientCredentials(
 }
 
 export async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), 'ksctl-tower-test-'))
+  return temp.tempDir('ksctl-tower-test-')
 }
 
 /**

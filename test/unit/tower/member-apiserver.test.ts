@@ -268,6 +268,8 @@ describe('tower agent: the member kube-apiserver relay', () => {
       let refuseNext = false
       const streams: string[] = []
       const server = http2.createSecureServer({cert: pki.server.certPem, key: pki.server.keyPem})
+      const sessions = new Set<http2.ServerHttp2Session>()
+      server.on('session', (session) => sessions.add(session))
       server.on('stream', (stream, headers) => {
         streams.push(String(headers[':method']))
         stream.on('error', () => undefined)
@@ -299,6 +301,8 @@ describe('tower agent: the member kube-apiserver relay', () => {
         assert.deepEqual(streams, ['GET', 'GET', 'POST'])
       } finally {
         relay.close()
+        // close() leaves the relay's HTTP/2 connection open, which kept the test run alive for a minute.
+        for (const session of sessions) session.destroy()
         server.close()
       }
     })
