@@ -11,6 +11,7 @@ import {agentManifestYaml} from '../../src/kubesphere/agent-manifest.js'
 import {memberJoin, type MemberJoinResult} from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
+import {revealed} from '../../src/redact.js'
 
 export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 
@@ -100,8 +101,10 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
     if (result.agentManifest !== undefined && !result.dryRun) {
       const manifest = agentManifestYaml(result.agentManifest)
       if (flags.output === undefined) {
-        // Not this.print(), which redacts: the token is part of the manifest the user asked for.
+        // The manifest the user asked for, token included: as it is on stdout (this.print() would redact
+        // it) and in --json.
         if (!this.jsonEnabled()) process.stdout.write(manifest)
+        revealed(result.agentManifest)
         log.info(`apply it on the member: kubectl --context ${member.context} create -f <this output>`)
       } else {
         writeFileSync(flags.output, manifest, {mode: 0o600})
