@@ -4,7 +4,9 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import MemberJoin, {type MemberJoinOutput} from '../../../commands/member/join.js'
+import {fingerprint} from '../../../src/redact.js'
 import {secrets} from '../../fixtures/kubesphere/fixtures.js'
+import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../../fixtures/planted-credentials.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
 import {runCommand} from '../../helpers/run-command.js'
@@ -216,6 +218,52 @@ describe('ksctl member join', () => {
       assert.equal(result?.agentFile, file)
       assert.equal(result?.agentManifest, undefined)
       assert.equal(clusters.member.get(agentPath), undefined)
+    })
+
+    it("shows the agent of a re-run's dry run as the real run leaves it: unchanged", async () => {
+      startStandIn()
+      assert.equal((await joinMember('member1', '--apply', '--wait', '--timeout', '20s')).exitCode, 0)
+      await standIn?.stop()
+      const {stdout, exitCode, result} = await joinMember('member1', '--apply', '--dry-run')
+      assert.equal(exitCode, 0)
+      assert.deepEqual(
+        result?.changes.filter((change) => change.changed).map((change) => change.diff),
+        [],
+      )
+      assert.doesNotMatch(stdout, /issued by the proxy/)
+    })
+
+    it("shows the Cluster's kubeconfig and token as fingerprints in every diff and --json document", async () => {
+      startStandIn()
+      assert.equal((await joinMember('member1', '--apply', '--wait', '--timeout', '20s')).exitCode, 0)
+      await standIn?.stop()
+      // What tower writes into the Cluster once the agent has connected.
+      const cluster = clusters.host.get(clusterPath('member1'))
+      const connection = (cluster?.spec as {connection: {token: string; kubeconfig?: string}}).connection
+      connection.kubeconfig = plantedClusterKubeconfig()
+      if (cluster !== undefined) clusters.host.put(clusterPath('member1'), cluster)
+      const hidden = [connection.kubeconfig, connection.token, plantedClientKeyData(), planted.bearerToken]
+      const file = join(scratch, 'agent.yaml')
+      const runs = [
+        ['--apply', '--dry-run', '--label', 'tier=gold'],
+        ['--apply', '--dry-run', '--json', '--label', 'tier=gold'],
+        ['--output', file, '--json', '--label', 'tier=gold'],
+      ]
+      for (const argv of runs) {
+        const {stdout, stderr, exitCode} = await joinMember('member1', ...argv)
+        assert.equal(exitCode, 0, stderr)
+        for (const secret of hidden) {
+          assert.ok(!stdout.includes(secret) && !stderr.includes(secret), `${argv.join(' ')}: ${secret}`)
+        }
+        const shown = argv.includes('--json')
+          ? (JSON.parse(stdout) as MemberJoinOutput).changes.map((change) => change.diff).join('\n')
+          : stdout
+        assert.match(
+          shown,
+          new RegExp(`^ +kubeconfig: <redacted ${fingerprint(connection.kubeconfig)}>$`, 'm'),
+        )
+        assert.match(shown, new RegExp(`^\\+ +tier: gold$`, 'm'))
+      }
     })
 
     it('prints the agent manifest, token included, to stdout when it is the output', async () => {
