@@ -1,5 +1,3 @@
-import {writeFileSync} from 'node:fs'
-
 import {Args, Flags} from '@oclif/core'
 
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
@@ -11,6 +9,7 @@ import {agentManifestYaml} from '../../src/kubesphere/agent-manifest.js'
 import {memberJoin, type MemberJoinResult} from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
+import {checkPrivateFilePath, writePrivateFile} from '../../src/private-file.js'
 import {revealed} from '../../src/redact.js'
 
 export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
@@ -79,6 +78,8 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
         ['add --apply, or apply the manifest yourself and follow the Cluster with: ksctl status'],
       )
     }
+    // Before anything changes: a path that cannot be written would fail the join after its last change.
+    if (flags.output !== undefined) checkPrivateFilePath(flags.output, '--output')
     const clients = this.clients()
     const host = clients.forContext(flags['host-context'], '--host-context')
     const member = clients.forContext(flags['member-context'], '--member-context')
@@ -107,11 +108,11 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
         revealed(result.agentManifest)
         log.info(`apply it on the member: kubectl --context ${member.context} create -f <this output>`)
       } else {
-        writeFileSync(flags.output, manifest, {mode: 0o600})
-        this.print(
-          `wrote the agent manifest to ${flags.output} (it holds the cluster's token: keep it private)\n`,
+        writePrivateFile(flags.output, manifest, '--output')
+        log.info(
+          `wrote the agent manifest to ${flags.output}, readable only by you: it holds the cluster's token`,
         )
-        this.print(`apply it on the member: kubectl --context ${member.context} create -f ${flags.output}\n`)
+        log.info(`apply it on the member: kubectl --context ${member.context} create -f ${flags.output}`)
         delete result.agentManifest
         result.agentFile = flags.output
       }
