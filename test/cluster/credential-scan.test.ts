@@ -40,13 +40,19 @@ interface Invocation {
 }
 
 /**
- * The forms a command line runs in, from the command's flags in the manifest: --dry-run (text and JSON)
- * first, so that previews come before the real runs, then -o yaml and -o json, --json, and plain.
+ * The forms a command line runs in, from the command's flags in the manifest: --dry-run (text and JSON,
+ * and =server where offered) first, so that previews come before the real runs, then -o yaml and
+ * -o json, --json, and plain.
  */
 function forms(id: string): string[][] {
   const flags = manifest.commands[id]?.flags ?? {}
   const all: string[][] = []
-  if ('dry-run' in flags) all.push(['--dry-run'], ['--dry-run', '--json'])
+  const dryRun = flags['dry-run']
+  if (dryRun !== undefined) {
+    all.push(['--dry-run'], ['--dry-run', '--json'])
+    // kubectl's --dry-run=server, where a command offers it: the API server's answer is printed too.
+    if (dryRun.options?.includes('server')) all.push(['--dry-run=server'], ['--dry-run=server', '--json'])
+  }
   for (const [name, flag] of Object.entries(flags)) {
     if (flag.type === 'option' && flag.options?.includes('yaml')) {
       const option = flag.char === undefined ? `--${name}` : `-${flag.char}`
@@ -328,7 +334,7 @@ for (const {edition, host, member, jwtSecret} of editions) {
             if (outcome.exitCode !== (invocation.exitCode ?? 0)) {
               problems.push(`${line}: exit ${outcome.exitCode}\n${outcome.stderr}`)
             }
-            const realRun = !form.includes('--dry-run')
+            const realRun = !form.some((arg) => arg.startsWith('--dry-run'))
             const streams = {
               stdout: realRun && invocation.manifestOnStdout === true ? butTheToken : everywhere,
               stderr: everywhere,
