@@ -11,6 +11,7 @@ import {readAgentSettings} from '../../src/kubesphere/agent-settings.js'
 import type {Edition} from '../../src/kubesphere/detect.js'
 import {log} from '../../src/log.js'
 import {writePrivateFile} from '../../src/private-file.js'
+import {revealed} from '../../src/redact.js'
 
 /** What `ksctl agent render --json` prints. Part of the `--json` contract: add fields, never rename. */
 export interface AgentRenderResult {
@@ -134,7 +135,7 @@ export default class AgentRender extends ClusterCommand<typeof AgentRender> {
       proxyAddressSource: settings.proxyAddressSource,
       image: settings.image,
       replicas: request.replicas,
-      ...(file === undefined ? {objects} : {file}),
+      ...(file === undefined ? {objects: revealed(objects)} : {file}),
     }
   }
 }

@@ -1,5 +1,3 @@
-import {writeFileSync} from 'node:fs'
-
 import {Args, Flags} from '@oclif/core'
 
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
@@ -11,6 +9,8 @@ import {agentManifestYaml} from '../../src/kubesphere/agent-manifest.js'
 import {memberJoin, type MemberJoinResult} from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
+import {checkPrivateFilePath, writePrivateFile} from '../../src/private-file.js'
+import {revealed} from '../../src/redact.js'
 
 export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 
@@ -76,6 +76,8 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
         ['add --apply, or apply the manifest yourself and follow the Cluster with: ksctl status'],
       )
     }
+    // Before anything changes: a path that cannot be written would fail the join after its last change.
+    if (flags.output !== undefined) checkPrivateFilePath(flags.output, '--output')
     const clients = this.clients()
     const host = clients.forContext(flags['host-context'], '--host-context')
     const member = clients.forContext(flags['member-context'], '--member-context')
@@ -98,15 +100,17 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
     if (result.agentManifest !== undefined && !result.dryRun) {
       const manifest = agentManifestYaml(result.agentManifest)
       if (flags.output === undefined) {
-        // Not this.print(), which redacts: the token is part of the manifest the user asked for.
+        // The manifest the user asked for, token included: as it is on stdout (this.print() would redact
+        // it) and in --json.
         if (!this.jsonEnabled()) process.stdout.write(manifest)
+        revealed(result.agentManifest)
         log.info(`apply it on the member: kubectl --context ${member.context} create -f <this output>`)
       } else {
-        writeFileSync(flags.output, manifest, {mode: 0o600})
-        this.print(
-          `wrote the agent manifest to ${flags.output} (it holds the cluster's token: keep it private)\n`,
+        writePrivateFile(flags.output, manifest, '--output')
+        log.info(
+          `wrote the agent manifest to ${flags.output}, readable only by you: it holds the cluster's token`,
         )
-        this.print(`apply it on the member: kubectl --context ${member.context} create -f ${flags.output}\n`)
+        log.info(`apply it on the member: kubectl --context ${member.context} create -f ${flags.output}`)
         delete result.agentManifest
         result.agentFile = flags.output
       }

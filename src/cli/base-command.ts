@@ -2,7 +2,7 @@ import {Command, Errors, type Interfaces} from '@oclif/core'
 
 import {ExitCode, KsctlError} from '../errors.js'
 import {log} from '../log.js'
-import {redact} from '../redact.js'
+import {redact, redactObject} from '../redact.js'
 import {parseDuration} from './duration.js'
 import {globalFlags} from './flags.js'
 import {styleFor} from './style.js'
@@ -56,6 +56,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Writes a result to stdout unless `--json` is on (then the returned value is the output). */
   protected print(text: string): void {
     if (!this.jsonEnabled()) process.stdout.write(redact(text))
+  }
+
+  /** The `--json` document: the result with every credential shown as its fingerprint. */
+  protected override toSuccessJson(result: unknown): unknown {
+    return redactObject(result)
   }
 
   protected override catch(error: Error & {exitCode?: number}): Promise<never> {

@@ -1,12 +1,15 @@
 import {dump} from 'js-yaml'
 
-import {redact} from '../redact.js'
+import {redact, redactObject} from '../redact.js'
 import type {OutputFormat} from './flags.js'
 
-/** A result as YAML or JSON for `-o`; redacted like every other output. */
+/** A result as YAML or JSON for `-o`; redacted like every other output, objects by their schema. */
 export function renderStructured(value: unknown, format: Exclude<OutputFormat, 'text'>): string {
+  const redacted = redactObject(value)
   const text =
-    format === 'json' ? JSON.stringify(value, null, 2) + '\n' : dump(value, {noRefs: true, lineWidth: -1})
+    format === 'json'
+      ? JSON.stringify(redacted, null, 2) + '\n'
+      : dump(redacted, {noRefs: true, lineWidth: -1})
   return redact(text)
 }
 

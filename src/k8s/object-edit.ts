@@ -4,7 +4,7 @@ import {createTwoFilesPatch} from 'diff'
 import {dump} from 'js-yaml'
 
 import {describeObject, type ObjectRef} from '../errors.js'
-import {redact} from '../redact.js'
+import {redact, redactObject} from '../redact.js'
 import type {ClusterClient} from './cluster-client.js'
 import {retryOnConflict} from './conflict-retry.js'
 
@@ -32,7 +32,10 @@ export interface EditOutcome {
   object: ObjectRef
   summary: string
   changed: boolean
-  /** Unified diff of the object as YAML, before and after; secrets redacted. Empty when nothing changes. */
+  /**
+   * Unified diff of the object as YAML, before and after, with every credential shown as its fingerprint
+   * (`redactObject`). Empty when nothing changes.
+   */
   diff: string
 }
 
@@ -80,8 +83,10 @@ export function compareObjects(
   current: object | undefined,
   desired: object | undefined,
 ): EditOutcome {
-  const before = current === undefined ? '' : toDiffYaml(current)
-  const after = desired === undefined ? '' : toDiffYaml(desired)
+  // Credentials become fingerprints before the objects are compared as text: a changed one shows as a
+  // different fingerprint, an unchanged one as the same.
+  const before = current === undefined ? '' : toDiffYaml(redactObject(current, object.resource))
+  const after = desired === undefined ? '' : toDiffYaml(redactObject(desired, object.resource))
   const changed = !isDeepStrictEqual(stripVolatile(current), stripVolatile(desired))
   const name = `${context}: ${describeObject(object)}`
   return {
@@ -96,7 +101,7 @@ export function compareObjects(
 const volatileMetadata = ['managedFields', 'resourceVersion', 'generation', 'creationTimestamp', 'uid']
 
 /** The object as a person compares it: without server bookkeeping that changes on every write. */
-function stripVolatile(object: object | undefined): unknown {
+function stripVolatile(object: unknown): unknown {
   if (object === undefined) return undefined
   const copy = JSON.parse(JSON.stringify(object)) as {metadata?: Record<string, unknown>}
   if (copy.metadata !== undefined) {
@@ -107,7 +112,7 @@ function stripVolatile(object: object | undefined): unknown {
   return copy
 }
 
-function toDiffYaml(object: object): string {
+function toDiffYaml(object: unknown): string {
   return dump(stripVolatile(object), {noRefs: true, lineWidth: -1, sortKeys: true})
 }
 

@@ -65,10 +65,39 @@ export async function readAgentSettings(
   clusterName: string,
   overrides: AgentSettingsOverrides = {},
 ): Promise<AgentSettings> {
+  return readSettings(client, clusterName, overrides, (cluster, edition) =>
+    connectionToken(cluster, clusterName, client.context, edition),
+  )
+}
+
+/**
+ * The settings `member join` will render the agent with, read before its Cluster has a token: the token
+ * the proxy already issued (a re-run), else `placeholder`. What a dry run shows, so that it shows exactly
+ * what the real run would do.
+ */
+export async function previewAgentSettings(
+  client: ClusterClient,
+  clusterName: string,
+  overrides: AgentSettingsOverrides,
+  placeholder: string,
+): Promise<AgentSettings> {
+  return readSettings(client, clusterName, overrides, (cluster) => {
+    const issued = cluster?.spec?.connection?.token ?? ''
+    redactor.register(issued)
+    return {token: issued === '' ? placeholder : issued, warnings: []}
+  })
+}
+
+async function readSettings(
+  client: ClusterClient,
+  clusterName: string,
+  overrides: AgentSettingsOverrides,
+  tokenOf: (cluster: Cluster | undefined, edition: Edition) => {token: string; warnings: string[]},
+): Promise<AgentSettings> {
   const info = await detectKubeSphere(client)
   const edition = requireHost(info)
   const cluster = await client.findCustomObject<Cluster>(ClusterResource, clusterName)
-  const {token, warnings} = connectionToken(cluster, clusterName, client.context, edition)
+  const {token, warnings} = tokenOf(cluster, edition)
   const tower = await readTowerSettings(client, info, edition)
   const proxy =
     overrides.proxyAddress === undefined

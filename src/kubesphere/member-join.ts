@@ -6,7 +6,7 @@ import {ClusterResource, apiVersionOf} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {fingerprint} from '../redact.js'
 import {renderAgentManifest} from './agent-manifest.js'
-import {readAgentSettings} from './agent-settings.js'
+import {previewAgentSettings, readAgentSettings} from './agent-settings.js'
 import {
   CREATOR_ANNOTATION,
   DESCRIPTION_ANNOTATION,
@@ -102,19 +102,17 @@ export async function memberJoin(
   if (!options.dryRun) log.info(`host: Cluster "${options.name}" is registered (connection type proxy)`)
 
   const cluster = options.dryRun ? undefined : await waitForToken(hostClient, options.name, options.timeoutMs)
-  const token = cluster?.spec?.connection?.token ?? TOKEN_PLACEHOLDER
+  const overrides = {proxyAddress: preflight.proxyAddress, image: options.agentImage}
+  // A dry run renders the agent the real run would: with the token the proxy has issued, if it has.
   const settings = options.dryRun
-    ? undefined
-    : await readAgentSettings(hostClient, options.name, {
-        proxyAddress: preflight.proxyAddress,
-        image: options.agentImage,
-      })
+    ? await previewAgentSettings(hostClient, options.name, overrides, TOKEN_PLACEHOLDER)
+    : await readAgentSettings(hostClient, options.name, overrides)
   const agent = renderAgentManifest({
     edition: preflight.edition,
     clusterName: options.name,
-    token,
+    token: settings.token,
     proxyAddress: preflight.proxyAddress,
-    image: options.agentImage ?? settings?.image,
+    image: settings.image,
     replicas: options.replicas,
   })
 
@@ -142,7 +140,7 @@ export async function memberJoin(
     ...(agentManifest === undefined ? {} : {agentManifest}),
     conditions: Object.fromEntries((finalCluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
     ready: isConditionTrue(finalCluster, 'Ready'),
-    warnings: [...warnings, ...(settings?.warnings ?? [])],
+    warnings: [...warnings, ...settings.warnings],
   }
 }
 

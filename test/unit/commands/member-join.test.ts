@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
-import {mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import MemberJoin, {type MemberJoinOutput} from '../../../commands/member/join.js'
+import {fingerprint} from '../../../src/redact.js'
 import {secrets} from '../../fixtures/kubesphere/fixtures.js'
+import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../../fixtures/planted-credentials.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
 import {runCommand} from '../../helpers/run-command.js'
@@ -205,17 +207,98 @@ describe('ksctl member join', () => {
       }
     })
 
-    it('writes the agent manifest to a private file and says how to apply it', async () => {
+    it('writes the agent manifest to a private file, and its notes to stderr', async () => {
       startStandIn()
       const file = join(scratch, 'agent.yaml')
-      const {stdout, exitCode, result} = await joinMember('member1', '--output', file)
+      const {stdout, stderr, exitCode, result} = await joinMember('member1', '--output', file)
       assert.equal(exitCode, 0)
       assert.equal(statSync(file).mode & 0o777, 0o600)
       assert.match(readFileSync(file, 'utf8'), /--token=[0-9a-f]{64}/)
-      assert.match(stdout, new RegExp(`apply it on the member: kubectl --context member create -f ${file}`))
+      assert.match(stderr, new RegExp(`^wrote the agent manifest to ${file}, readable only by you`, 'm'))
+      assert.match(
+        stderr,
+        new RegExp(`^apply it on the member: kubectl --context member create -f ${file}$`, 'm'),
+      )
+      assert.doesNotMatch(stdout, /wrote|apply it/)
       assert.equal(result?.agentFile, file)
       assert.equal(result?.agentManifest, undefined)
       assert.equal(clusters.member.get(agentPath), undefined)
+    })
+
+    it('makes an existing --output file private before it writes the token into it', async () => {
+      startStandIn()
+      const file = join(scratch, 'agent.yaml')
+      writeFileSync(file, 'an older manifest\n')
+      chmodSync(file, 0o644)
+      const {exitCode, stderr} = await joinMember('member1', '--output', file)
+      assert.equal(exitCode, 0, stderr)
+      assert.equal(statSync(file).mode & 0o777, 0o600)
+      assert.match(readFileSync(file, 'utf8'), /--token=[0-9a-f]{64}/)
+    })
+
+    it('refuses an --output path it cannot write before it changes anything, with a usage error', async () => {
+      startStandIn()
+      const aFile = join(scratch, 'a-file')
+      writeFileSync(aFile, '')
+      const cases: [string, string, RegExp][] = [
+        ['a missing directory', join(scratch, 'missing', 'agent.yaml'), /directory .*missing does not exist/],
+        ['a directory', scratch, /it is a directory/],
+        ['a path under a file', join(aFile, 'agent.yaml'), /a-file is not a directory/],
+      ]
+      for (const [what, path, reason] of cases) {
+        const {exitCode, stderr} = await joinMember('member1', '--output', path)
+        assert.equal(exitCode, 2, `${what}: ${stderr}`)
+        assert.match(stderr, new RegExp(`cannot write --output ${path}: `), what)
+        assert.match(stderr, reason, what)
+        assert.doesNotMatch(stderr, /unexpected error/, what)
+      }
+      assert.deepEqual([clusters.host.writes(), clusters.member.writes()], [[], []])
+    })
+
+    it("shows the agent of a re-run's dry run as the real run leaves it: unchanged", async () => {
+      startStandIn()
+      assert.equal((await joinMember('member1', '--apply', '--wait', '--timeout', '20s')).exitCode, 0)
+      await standIn?.stop()
+      const {stdout, exitCode, result} = await joinMember('member1', '--apply', '--dry-run')
+      assert.equal(exitCode, 0)
+      assert.deepEqual(
+        result?.changes.filter((change) => change.changed).map((change) => change.diff),
+        [],
+      )
+      assert.doesNotMatch(stdout, /issued by the proxy/)
+    })
+
+    it("shows the Cluster's kubeconfig and token as fingerprints in every diff and --json document", async () => {
+      startStandIn()
+      assert.equal((await joinMember('member1', '--apply', '--wait', '--timeout', '20s')).exitCode, 0)
+      await standIn?.stop()
+      // What tower writes into the Cluster once the agent has connected.
+      const cluster = clusters.host.get(clusterPath('member1'))
+      const connection = (cluster?.spec as {connection: {token: string; kubeconfig?: string}}).connection
+      connection.kubeconfig = plantedClusterKubeconfig()
+      if (cluster !== undefined) clusters.host.put(clusterPath('member1'), cluster)
+      const hidden = [connection.kubeconfig, connection.token, plantedClientKeyData(), planted.bearerToken]
+      const file = join(scratch, 'agent.yaml')
+      const runs = [
+        ['--apply', '--dry-run', '--label', 'tier=gold'],
+        ['--apply', '--dry-run', '--json', '--label', 'tier=gold'],
+        ['--output', file, '--json', '--label', 'tier=gold'],
+      ]
+      for (const argv of runs) {
+        const {stdout, stderr, exitCode} = await joinMember('member1', ...argv)
+        assert.equal(exitCode, 0, stderr)
+        for (const secret of hidden) {
+          assert.ok(!stdout.includes(secret) && !stderr.includes(secret), `${argv.join(' ')}: ${secret}`)
+        }
+        const shown = argv.includes('--json')
+          ? (JSON.parse(stdout) as MemberJoinOutput).changes.map((change) => change.diff).join('\n')
+          : stdout
+        assert.match(
+          shown,
+          new RegExp(`^ +kubeconfig: <redacted ${fingerprint(connection.kubeconfig)}>$`, 'm'),
+        )
+        assert.match(shown, new RegExp(`^\\+ +tier: gold$`, 'm'))
+      }
     })
 
     it('prints the agent manifest, token included, to stdout when it is the output', async () => {

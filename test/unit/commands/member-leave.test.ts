@@ -6,7 +6,9 @@ import type {ErrorJson} from '../../../src/cli/base-command.js'
 import {renderAgentManifest} from '../../../src/kubesphere/agent-manifest.js'
 import type {MemberLeaveResult} from '../../../src/kubesphere/member-leave.js'
 import {AGENT_TOKEN, proxyCluster} from '../../fixtures/kubesphere/agent-cluster.js'
+import {fingerprint} from '../../../src/redact.js'
 import {LOAD_BALANCER_IP, secrets} from '../../fixtures/kubesphere/fixtures.js'
+import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../../fixtures/planted-credentials.js'
 import type {FakeApiServer} from '../../helpers/fake-apiserver.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
@@ -194,6 +196,32 @@ describe('ksctl member leave', () => {
       assert.match(stdout, /dry run: nothing was changed\n$/)
       assert.ok(!stdout.includes(token), 'the agent token is redacted in the diff')
       assert.ok(!stdout.includes(secrets.hostJwtSecret))
+    })
+
+    it("shows the Cluster's kubeconfig and token as fingerprints with --dry-run, in text and --json", async () => {
+      await join()
+      // What tower writes into the Cluster once the agent has connected.
+      const cluster = clusters.host.get(clusterPath('member1'))
+      const connection = (cluster?.spec as {connection: {token: string; kubeconfig?: string}}).connection
+      connection.kubeconfig = plantedClusterKubeconfig()
+      if (cluster !== undefined) clusters.host.put(clusterPath('member1'), cluster)
+      const hidden = [connection.kubeconfig, connection.token, plantedClientKeyData(), planted.bearerToken]
+      const text = await leave('member1', '--dry-run')
+      const json = await leave('member1', '--dry-run', '--json')
+      for (const {stdout, stderr, exitCode} of [text, json]) {
+        assert.equal(exitCode, 0, stderr)
+        for (const secret of hidden) assert.ok(!stdout.includes(secret) && !stderr.includes(secret), secret)
+      }
+      const kubeconfigLine = new RegExp(
+        `^- +kubeconfig: <redacted ${fingerprint(connection.kubeconfig)}>$`,
+        'm',
+      )
+      const tokenLine = new RegExp(`^- +token: <redacted ${fingerprint(connection.token)}>$`, 'm')
+      const diffs = (JSON.parse(json.stdout) as MemberLeaveResult).changes.map((c) => c.diff).join('\n')
+      for (const shown of [text.stdout, diffs]) {
+        assert.match(shown, kubeconfigLine)
+        assert.match(shown, tokenLine)
+      }
     })
 
     it('keeps a Cluster that KubeSphere is already deleting as it is', async () => {

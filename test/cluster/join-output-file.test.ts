@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict'
+import {chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import type {KubernetesObject} from '@kubernetes/client-node'
+
+import {ksctl} from '../helpers/ksctl-process.js'
+import {KubeSphereStandIn} from '../helpers/kubesphere-standin.js'
+import {adminApis, resetCluster} from '../testbed/seed.js'
+import {testBed} from './hooks.js'
+
+const NAMESPACE = 'kubesphere-system'
+
+/** resourceVersion of every object a join may write on one cluster: equal snapshots mean no change. */
+async function snapshot(context: string): Promise<Record<string, string>> {
+  const apis = adminApis(testBed().kubeconfigPath, context)
+  const versions: Record<string, string> = {}
+  const record = (kind: string, items: KubernetesObject[]) => {
+    for (const item of items)
+      versions[`${kind}/${item.metadata?.name ?? ''}`] = item.metadata?.resourceVersion ?? ''
+  }
+  const custom = async (group: string, plural: string, namespace?: string) => {
+    const list = (await (
+      namespace === undefined
+        ? apis.custom.listClusterCustomObject({group, version: 'v1alpha1', plural})
+        : apis.custom.listNamespacedCustomObject({group, version: 'v1alpha1', plural, namespace})
+    ).catch(() => ({items: []}))) as {items: KubernetesObject[]}
+    record(plural, list.items)
+  }
+  record('configmap', (await apis.core.listNamespacedConfigMap({namespace: NAMESPACE})).items)
+  record('secret', (await apis.core.listNamespacedSecret({namespace: NAMESPACE})).items)
+  record('deployment', (await apis.apps.listNamespacedDeployment({namespace: NAMESPACE})).items)
+  await custom('cluster.kubesphere.io', 'clusters')
+  await custom('installer.kubesphere.io', 'clusterconfigurations', NAMESPACE)
+  return versions
+}
+
+const bothClusters = async () => ({host: await snapshot('host'), member: await snapshot('member')})
+
+describe('member join --output on the real apiservers', function () {
+  this.timeout(120_000)
+  let scratch: string
+  let standIn: KubeSphereStandIn | undefined
+  const join_ = (output: string) => [
+    'member',
+    'join',
+    'member1',
+    '--host-context',
+    'host',
+    '--member-context',
+    'member',
+    '--output',
+    output,
+    '--kubeconfig',
+    testBed().kubeconfigPath,
+  ]
+
+  beforeEach(async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'ksctl-output-'))
+    await resetCluster(testBed().kubeconfigPath, 'host', 'ks34-host')
+    await resetCluster(testBed().kubeconfigPath, 'member', 'ks34-none')
+    // KubeSphere's part, which writes nothing until a join starts: without it a join could not finish.
+    standIn = new KubeSphereStandIn(testBed().kubeconfigPath, 'host', 'member').start()
+  })
+
+  afterEach(async () => {
+    await standIn?.stop()
+    standIn = undefined
+    rmSync(scratch, {recursive: true, force: true})
+  })
+
+  it('refuses a path it cannot write before changing either cluster, as a usage error', async () => {
+    const cases: [string, RegExp][] = [
+      ['/nonexistent/dir/agent.yaml', /directory \/nonexistent\/dir does not exist/],
+      [scratch, /it is a directory/],
+    ]
+    for (const [path, reason] of cases) {
+      const before = await bothClusters()
+      const refused = await ksctl(join_(path))
+      assert.equal(refused.exitCode, 2, refused.stderr)
+      assert.match(refused.stderr, new RegExp(`^error: cannot write --output ${path}: `, 'm'))
+      assert.match(refused.stderr, reason)
+      assert.doesNotMatch(refused.stderr, /unexpected error/)
+      assert.deepEqual(await bothClusters(), before, path)
+    }
+  })
+
+  it('makes an existing 0644 file private before writing the token into it, and notes go to stderr', async () => {
+    const file = join(scratch, 'agent.yaml')
+    writeFileSync(file, 'an older manifest\n')
+    chmodSync(file, 0o644)
+    const joined = await ksctl(join_(file))
+    assert.equal(joined.exitCode, 0, joined.stderr)
+    assert.equal(statSync(file).mode & 0o777, 0o600)
+    assert.match(readFileSync(file, 'utf8'), /^ *- --token=[0-9a-f]{64}$/m)
+    assert.match(joined.stderr, new RegExp(`^wrote the agent manifest to ${file}, readable only by you`, 'm'))
+    assert.match(
+      joined.stderr,
+      new RegExp(`^apply it on the member: kubectl --context member create -f ${file}$`, 'm'),
+    )
+    assert.doesNotMatch(joined.stdout, /wrote|apply it|note/)
+  })
+})
