@@ -1,5 +1,5 @@
 import https from 'node:https'
-import {checkServerIdentity, type PeerCertificate, type TLSSocket} from 'node:tls'
+import {checkServerIdentity, createSecureContext, type PeerCertificate, type TLSSocket} from 'node:tls'
 
 import {KubeConfig} from '@kubernetes/client-node'
 
@@ -146,10 +146,12 @@ async function getVersion(
   const options: https.RequestOptions = {}
   try {
     await config.applyToHTTPSOptions(options)
+    // Node reads keys and certificates only when a request builds its TLS context, and throws there.
+    createSecureContext(options)
   } catch (error) {
     return {
       kind: 'unreached',
-      reason: `its credentials cannot be used: ${error instanceof Error ? error.message : String(error)}`,
+      reason: `its credentials cannot be used: ${redact(error instanceof Error ? error.message : String(error))}`,
     }
   }
   const expectedHost =

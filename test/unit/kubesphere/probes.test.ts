@@ -226,6 +226,34 @@ describe('doctor probes', () => {
       )
     })
 
+    it('counts an issued kubeconfig whose key Node cannot read as unusable, not as an error of doctor', async () => {
+      clusters.host.failNext(
+        'GET',
+        /\/proxy\/version$/,
+        503,
+        'no endpoints available for service "mc-member"',
+      )
+      const unreadableKey = [
+        'apiVersion: v1',
+        'kind: Config',
+        'current-context: member',
+        'clusters: [{name: member, cluster: {server: "https://127.0.0.1:1"}}]',
+        `users: [{name: member, user: {client-certificate-data: ${Buffer.from('not a certificate').toString('base64')}, client-key-data: ${Buffer.from('not a key').toString('base64')}}}]`,
+        'contexts: [{name: member, context: {cluster: member, user: member}}]',
+      ].join('\n')
+      const probe = await probeTunnel({
+        name: 'member',
+        issuedKubeconfig: Buffer.from(unreadableKey).toString('base64'),
+        host: hostConfig(),
+        timeoutMs: TIMEOUT_MS,
+      })
+      assert.equal(probe.kind, 'unchecked')
+      assert.match(
+        probe.kind === 'unchecked' ? (probe.reasons[0] ?? '') : '',
+        /its credentials cannot be used/,
+      )
+    })
+
     it('says what it could not check when neither way reaches the proxy', async () => {
       clusters.host.failNext(
         'GET',
