@@ -17,9 +17,11 @@ import {
   type VersionInfo,
 } from '@kubernetes/client-node'
 
+import {formatDuration} from '../cli/duration.js'
 import {KsctlError, type ObjectRef} from '../errors.js'
 import {redactor} from '../redact.js'
 import {isNotFound, toKsctlError, type Operation} from './api-errors.js'
+import {withRequestLimits, type RequestLimits} from './request-limits.js'
 import {resourceName, type CustomObject, type CustomResource} from './resources.js'
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
@@ -64,27 +66,42 @@ export class ClusterClient {
     this.apisApi = config.makeApiClient(ApisApi)
   }
 
-  /** Runs one API call with a deadline, mapping any failure to a KsctlError about `operation`. */
+  /**
+   * Runs one API call with a deadline (`--timeout`, 0: none), mapping any failure to a KsctlError about
+   * `operation`. A call that runs out of time is aborted, its connection closed.
+   */
   async call<T>(operation: Operation, request: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        reject(
-          new KsctlError(
-            `the API server of context "${this.context}" at ${this.server} did not answer within ` +
-              `${this.requestTimeoutMs / 1000}s (${operation.verb} ${resourceLabel(operation.object)})`,
-            {code: 'TIMEOUT', context: this.context, object: operation.object},
-          ),
-        )
-      }, this.requestTimeoutMs)
-    })
+    const controller = new AbortController()
+    const timer =
+      this.requestTimeoutMs > 0
+        ? setTimeout(() => controller.abort(this.timeoutError(operation)), this.requestTimeoutMs)
+        : undefined
+    const limits: RequestLimits = {timeoutMs: this.requestTimeoutMs, signal: controller.signal}
     try {
-      return await Promise.race([request(), deadline])
+      return await withRequestLimits(limits, request)
     } catch (error) {
+      // Whatever the client library made of the abort, the reason is ours: the deadline.
+      if (controller.signal.aborted) throw controller.signal.reason
       throw toKsctlError(error, operation, this.context, this.server)
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  private timeoutError(operation: Operation): KsctlError {
+    return new KsctlError(
+      `the API server of context "${this.context}" at ${this.server} did not answer within ` +
+        `${formatDuration(this.requestTimeoutMs)} (${operation.verb} ${resourceLabel(operation.object)})`,
+      {
+        code: 'TIMEOUT',
+        context: this.context,
+        object: operation.object,
+        suggestions: [
+          `check that the API server answers: kubectl --context ${this.context} get --raw /readyz`,
+          'or allow more time with --timeout (0: no time-out)',
+        ],
+      },
+    )
   }
 
   /** Like `call`, but a 404 is an answer (`undefined`), not an error. */
