@@ -5,9 +5,11 @@ import {Args, Flags} from '@oclif/core'
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {dryRunFlag, hostContextFlag, memberContextFlag} from '../../src/cli/flags.js'
+import {formatDuration} from '../../src/cli/duration.js'
 import {parseLabels} from '../../src/cli/labels.js'
 import {invalidInput} from '../../src/errors.js'
 import {agentManifestYaml} from '../../src/kubesphere/agent-manifest.js'
+import {JOIN_WAIT_MS} from '../../src/kubesphere/join-wait.js'
 import {memberJoin, type MemberJoinResult} from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
@@ -64,7 +66,10 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
       description: 'write the agent manifest to this file (mode 0600)',
       exclusive: ['apply'],
     }),
-    wait: Flags.boolean({description: 'wait until the Cluster is Ready (within --timeout)', default: false}),
+    wait: Flags.boolean({
+      description: `wait until the Cluster is Ready (up to ${formatDuration(JOIN_WAIT_MS)}, or --timeout)`,
+      default: false,
+    }),
     'dry-run': dryRunFlag,
   }
 
@@ -93,7 +98,7 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
       apply: flags.apply,
       wait: flags.wait,
       dryRun: flags['dry-run'],
-      timeoutMs: this.timeoutMs,
+      waitTimeoutMs: this.waitTimeoutMs,
     })
     for (const warning of result.warnings) log.warn(warning)
     this.print(renderChanges(result.changes, result.dryRun))

@@ -1,3 +1,4 @@
+import {formatDuration} from '../cli/duration.js'
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {applyManifest, type ManifestObject} from '../k8s/manifest-objects.js'
@@ -34,7 +35,8 @@ export interface MemberJoinOptions {
   apply: boolean
   wait: boolean
   dryRun: boolean
-  timeoutMs: number
+  /** The user's `--timeout`, when given: the limit of each wait instead of its default. */
+  waitTimeoutMs?: number | undefined
 }
 
 /** What `ksctl member join` did or would do. Part of the `--json` contract. */
@@ -57,6 +59,12 @@ export interface MemberJoinResult {
 }
 
 const TOKEN_PLACEHOLDER = '<issued by the proxy when the Cluster is created>'
+
+/**
+ * How long the tower proxy may take to initialize a new Cluster (ports, Service, token) without `--timeout`:
+ * it does so as soon as it sees the Cluster, so this covers a proxy that is restarting or busy.
+ */
+export const TOKEN_WAIT_MS = 2 * 60_000
 
 /**
  * Joins a member to a host through the proxy: preflight, jwtSecret (3.x), the Cluster on the host, the
@@ -101,7 +109,9 @@ export async function memberJoin(
   changes.push(...(await applyManifest(hostClient, [clusterObject], options.dryRun)))
   if (!options.dryRun) log.info(`host: Cluster "${options.name}" is registered (connection type proxy)`)
 
-  const cluster = options.dryRun ? undefined : await waitForToken(hostClient, options.name, options.timeoutMs)
+  const cluster = options.dryRun
+    ? undefined
+    : await waitForToken(hostClient, options.name, options.waitTimeoutMs)
   const token = cluster?.spec?.connection?.token ?? TOKEN_PLACEHOLDER
   const settings = options.dryRun
     ? undefined
@@ -128,7 +138,7 @@ export async function memberJoin(
 
   const finalCluster =
     options.wait && !options.dryRun
-      ? await waitForJoin(hostClient, memberClient, options.name, options.timeoutMs)
+      ? await waitForJoin(hostClient, memberClient, options.name, options.waitTimeoutMs)
       : cluster
   return {
     name: options.name,
@@ -140,9 +150,15 @@ export async function memberJoin(
     dryRun: options.dryRun,
     changes,
     ...(agentManifest === undefined ? {} : {agentManifest}),
-    conditions: Object.fromEntries((finalCluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
-    ready: isConditionTrue(finalCluster, 'Ready'),
+    ...joinState(finalCluster),
     warnings: [...warnings, ...(settings?.warnings ?? [])],
+  }
+}
+
+function joinState(cluster: KubeSphereCluster | undefined): Pick<MemberJoinResult, 'conditions' | 'ready'> {
+  return {
+    conditions: Object.fromEntries((cluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
+    ready: isConditionTrue(cluster, 'Ready'),
   }
 }
 
@@ -172,11 +188,12 @@ function desiredCluster(preflight: JoinPreflight, options: MemberJoinOptions): M
 async function waitForToken(
   client: ClusterClient,
   name: string,
-  timeoutMs: number,
+  timeoutMs: number | undefined,
 ): Promise<KubeSphereCluster> {
   let cluster: KubeSphereCluster | undefined
   await waitUntil({
     what: `the proxy to initialize cluster "${name}"`,
+    defaultTimeoutMs: TOKEN_WAIT_MS,
     timeoutMs,
     poll: async () => {
       cluster = await client.findCustomObject<KubeSphereCluster>(ClusterResource, name)
@@ -191,9 +208,9 @@ async function waitForToken(
           : `host: waiting for the proxy to initialize "${name}"`,
       }
     },
-    onTimeout: () =>
+    onTimeout: (_last, limitMs) =>
       new KsctlError(
-        `the tower proxy did not initialize cluster "${name}" within ${timeoutMs / 1000}s in context "${client.context}"`,
+        `the tower proxy did not initialize cluster "${name}" within ${formatDuration(limitMs)} in context "${client.context}"`,
         {
           code: 'TIMEOUT',
           context: client.context,
