@@ -7,10 +7,16 @@ import {renderChanges} from '../../src/cli/changes-view.js'
 import {dryRunFlag, hostContextFlag, memberContextFlag} from '../../src/cli/flags.js'
 import {formatDuration} from '../../src/cli/duration.js'
 import {parseLabels} from '../../src/cli/labels.js'
+import {handOffStdout} from '../../src/cli/stdout-handoff.js'
 import {invalidInput} from '../../src/errors.js'
 import {agentManifestYaml} from '../../src/kubesphere/agent-manifest.js'
 import {JOIN_WAIT_MS} from '../../src/kubesphere/join-wait.js'
-import {memberJoin, type MemberJoinResult} from '../../src/kubesphere/member-join.js'
+import {
+  followJoin,
+  memberJoin,
+  TOKEN_WAIT_MS,
+  type MemberJoinResult,
+} from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
 
@@ -22,12 +28,16 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
 neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret
 into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host;
 waits for the proxy to issue its token; and renders the agent, which it applies to the member with
---apply, or writes to --output FILE (mode 0600: it holds the token) or stdout. With --wait it follows
-the Cluster until Ready. Safe to run again: it continues where it stopped and changes nothing once done.`
+--apply, or writes to --output FILE (mode 0600: it holds the token) or stdout. With --wait it then follows
+the Cluster until Ready, however the agent is applied: by --apply, or by you from the file or stdout
+(stdout is closed once the manifest is written, so it can be piped to kubectl apply -f -). Waits give up
+after ${formatDuration(TOKEN_WAIT_MS)} for the token and ${formatDuration(JOIN_WAIT_MS)} for Ready unless --timeout is given. Safe to run again: it continues
+where it stopped and changes nothing once done; Ctrl-C says what it changed.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --apply --wait',
     '<%= config.bin %> <%= command.id %> idc-beijing --host-context host --member-context idc --label cluster.kubesphere.io/group=production --output agent.yaml',
+    '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --wait | kubectl --context member1 apply -f -',
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --apply --dry-run',
   ]
 
@@ -67,7 +77,9 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
       exclusive: ['apply'],
     }),
     wait: Flags.boolean({
-      description: `wait until the Cluster is Ready (up to ${formatDuration(JOIN_WAIT_MS)}, or --timeout)`,
+      description:
+        `after the agent is applied (--apply) or written (--output, stdout), wait until the Cluster is Ready ` +
+        `(up to ${formatDuration(JOIN_WAIT_MS)}, or --timeout)`,
       default: false,
     }),
     'dry-run': dryRunFlag,
@@ -77,10 +89,12 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
     const {flags} = this
     const name = validateProxyClusterName(this.args.name, 'NAME')
     const labels = parseLabels(flags.label)
-    if (flags.wait && !flags.apply && !flags['dry-run']) {
+    const manifestOnStdout = !flags.apply && flags.output === undefined
+    if (flags.wait && manifestOnStdout && this.jsonEnabled() && !flags['dry-run']) {
       throw invalidInput(
-        '--wait needs --apply: the agent must be running on the member before the cluster can join',
-        ['add --apply, or apply the manifest yourself and follow the Cluster with: ksctl status'],
+        '--wait with --json needs --apply or --output FILE: the JSON document, which holds the agent manifest, ' +
+          'is written only when the wait is over, too late to apply the agent',
+        ['add --apply, or --output agent.yaml and apply that file while ksctl waits'],
       )
     }
     const clients = this.clients()
@@ -96,7 +110,6 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
       agentImage: flags['agent-image'],
       replicas: flags.replicas,
       apply: flags.apply,
-      wait: flags.wait,
       dryRun: flags['dry-run'],
       waitTimeoutMs: this.waitTimeoutMs,
     })
@@ -118,7 +131,16 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
         result.agentFile = flags.output
       }
     }
-    if (result.ready) this.print(`cluster "${name}" is Ready\n`)
+    let resultsOnStderr = false
+    if (flags.wait && !result.dryRun) {
+      if (!flags.apply) {
+        resultsOnStderr = manifestOnStdout && (await handOffStdout())
+        log.info(`waiting for cluster "${name}" to become Ready: apply the agent on the member now`)
+      }
+      Object.assign(result, await followJoin(host, member, name, this.waitTimeoutMs))
+    }
+    // Once stdout is closed, the wait's own last line on stderr says the cluster is Ready.
+    if (result.ready && !resultsOnStderr) this.print(`cluster "${name}" is Ready\n`)
     return result
   }
 }

@@ -33,9 +33,8 @@ export interface MemberJoinOptions {
   replicas?: number | undefined
   /** Apply the agent manifest to the member; otherwise it is the command's output (file or stdout). */
   apply: boolean
-  wait: boolean
   dryRun: boolean
-  /** The user's `--timeout`, when given: the limit of each wait instead of its default. */
+  /** The user's `--timeout`, when given: the limit of the wait for the token instead of its default. */
   waitTimeoutMs?: number | undefined
 }
 
@@ -68,9 +67,9 @@ export const TOKEN_WAIT_MS = 2 * 60_000
 
 /**
  * Joins a member to a host through the proxy: preflight, jwtSecret (3.x), the Cluster on the host, the
- * proxy's token, the agent manifest (applied or handed out) and, with `wait`, the Cluster's conditions.
- * Every step is an idempotent edit, so running the command again after a failure continues where it
- * stopped, and after success changes nothing.
+ * proxy's token, the agent manifest (applied or handed out). Following the Cluster until Ready is
+ * {@link followJoin}, once the agent is on its way. Every step is an idempotent edit, so running the
+ * command again after a failure continues where it stopped, and after success changes nothing.
  */
 export async function memberJoin(
   hostClient: ClusterClient,
@@ -136,10 +135,6 @@ export async function memberJoin(
     agentManifest = agent
   }
 
-  const finalCluster =
-    options.wait && !options.dryRun
-      ? await waitForJoin(hostClient, memberClient, options.name, options.waitTimeoutMs)
-      : cluster
   return {
     name: options.name,
     hostContext: hostClient.context,
@@ -150,9 +145,22 @@ export async function memberJoin(
     dryRun: options.dryRun,
     changes,
     ...(agentManifest === undefined ? {} : {agentManifest}),
-    ...joinState(finalCluster),
+    ...joinState(cluster),
     warnings: [...warnings, ...(settings?.warnings ?? [])],
   }
+}
+
+/**
+ * `--wait`: follows the Cluster until Ready, once the agent is applied or in the user's hands, within the
+ * user's `--timeout` or else the wait's default; returns the conditions it ended with.
+ */
+export async function followJoin(
+  hostClient: ClusterClient,
+  memberClient: ClusterClient,
+  name: string,
+  waitTimeoutMs: number | undefined,
+): Promise<Pick<MemberJoinResult, 'conditions' | 'ready'>> {
+  return joinState(await waitForJoin(hostClient, memberClient, name, waitTimeoutMs))
 }
 
 function joinState(cluster: KubeSphereCluster | undefined): Pick<MemberJoinResult, 'conditions' | 'ready'> {
