@@ -8,7 +8,7 @@ export enum ExitCode {
   Failure = 1,
   /** Bad usage or input: unknown flag, malformed value, missing value without a TTY to ask for it. */
   Usage = 2,
-  /** Interrupted by the user (SIGINT), as shells report it. */
+  /** Interrupted: Ctrl-C (SIGINT, as shells report it) or SIGTERM, at a prompt or during a run. */
   Interrupted = 130,
 }
 

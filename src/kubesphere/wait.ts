@@ -2,6 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {progress} from '../cli/progress.js'
 import type {KsctlError} from '../errors.js'
+import {interruption} from '../interruption.js'
 import {isTransient} from '../k8s/api-errors.js'
 
 export interface WaitOptions {
@@ -30,7 +31,7 @@ export function waitLimitMs(options: Pick<WaitOptions, 'defaultTimeoutMs' | 'tim
 /**
  * Polls until done or the deadline, showing each new state (a spinner on a terminal, else a line on stderr):
  * the waiting paths' one loop. A poll that fails transiently (429, 5xx, no connection, one request's time-out)
- * is a state, retried until the deadline; any other failure ends the wait.
+ * is a state, retried until the deadline; any other failure ends the wait. An interruption ends it at once.
  */
 export async function waitUntil(options: WaitOptions): Promise<string> {
   const limitMs = waitLimitMs(options)
@@ -58,7 +59,10 @@ export async function waitUntil(options: WaitOptions): Promise<string> {
         return shown
       }
       if (Date.now() >= deadline) throw options.onTimeout(shown, limitMs)
-      await sleep(Math.min(pause, deadline - Date.now()))
+      await sleep(Math.min(pause, deadline - Date.now()), undefined, {signal: interruption.signal}).catch(
+        () => undefined,
+      )
+      interruption.throwIfInterrupted()
       pause = Math.min(longest, pause * BACKOFF_FACTOR)
     }
   } finally {

@@ -4,6 +4,7 @@ import {ApiException} from '@kubernetes/client-node'
 
 import {progress} from '../../../src/cli/progress.js'
 import {KsctlError} from '../../../src/errors.js'
+import {interruption} from '../../../src/interruption.js'
 import {log} from '../../../src/log.js'
 import {toKsctlError} from '../../../src/k8s/api-errors.js'
 import {waitUntil, type WaitOptions} from '../../../src/kubesphere/wait.js'
@@ -53,12 +54,14 @@ describe('waitUntil', () => {
       shown.push(state)
       originalUpdate(state)
     }
+    interruption.reset()
     // The states are recorded above; the log lines they would print are not this test's subject.
     log.configure('warn')
   })
 
   afterEach(() => {
     progress.update = originalUpdate
+    interruption.reset()
     log.configure('info')
   })
 
@@ -147,5 +150,22 @@ describe('waitUntil', () => {
       onTimeout: timedOut,
     })
     assert.equal(final, 'finished')
+  })
+
+  it('stops at once when the run is interrupted, without waiting for the next poll', async () => {
+    const waiting = waitUntil({
+      what: 'the test',
+      defaultTimeoutMs: 60_000,
+      intervalMs: 60_000,
+      poll: scripted('waiting', 'waiting'),
+      onTimeout: timedOut,
+    })
+    // The first poll answered and the loop sleeps (the first pause is a tenth of 60 s).
+    await new Promise((resolve) => setImmediate(resolve))
+    const started = performance.now()
+    interruption.interrupt('SIGINT')
+    await assert.rejects(waiting, (error) => error instanceof KsctlError && error.code === 'INTERRUPTED')
+    assert.ok(performance.now() - started < 500)
+    assert.equal(progress.current(), undefined, 'the wait is no longer shown')
   })
 })
