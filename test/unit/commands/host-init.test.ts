@@ -138,8 +138,8 @@ describe('ksctl host init', () => {
     stop()
     assert.equal(exitCode, 0, stderr)
     assert.equal(result?.multiclusterStatus, 'enabled')
-    assert.match(stderr, /; retrying after: .*\(HTTP 503\): etcdserver: leader changed$/m)
-    assert.match(stderr, /; retrying after: .*\(HTTP 429\): storage is \(re\)initializing$/m)
+    assert.match(stderr, /retrying after: .*\(HTTP 503\): etcdserver: leader changed$/m)
+    assert.match(stderr, /retrying after: .*\(HTTP 429\): storage is \(re\)initializing$/m)
     assert.match(stderr, /^multicluster: enabled$/m)
   })
 
