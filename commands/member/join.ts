@@ -19,6 +19,7 @@ import {
 } from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
+import {redact} from '../../src/redact.js'
 
 export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 
@@ -114,7 +115,11 @@ where it stopped and changes nothing once done; Ctrl-C says what it changed.`
       waitTimeoutMs: this.waitTimeoutMs,
     })
     for (const warning of result.warnings) log.warn(warning)
-    this.print(renderChanges(result.changes, result.dryRun))
+    const changes = renderChanges(result.changes, result.dryRun)
+    // When the manifest is stdout's content (for `> agent.yaml` or `| kubectl apply -f -`), the changes are
+    // progress, on stderr.
+    if (manifestOnStdout && !result.dryRun && !this.jsonEnabled()) process.stderr.write(redact(changes))
+    else this.print(changes)
     if (result.agentManifest !== undefined && !result.dryRun) {
       const manifest = agentManifestYaml(result.agentManifest)
       if (flags.output === undefined) {

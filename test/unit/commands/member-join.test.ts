@@ -253,6 +253,13 @@ describe('ksctl member join', () => {
       const token = (clusters.host.get(clusterPath('member1'))?.spec as {connection: {token: string}})
         .connection.token
       assert.match(stdout, new RegExp(`- --token=${token}$`, 'm'))
+      const objects = loadAll(stdout) as K8sObject[]
+      assert.deepEqual(
+        objects.map((object) => object.kind),
+        ['Deployment'],
+        'stdout is the manifest alone, for kubectl apply -f -',
+      )
+      assert.match(stderr, /^changed host: clusters\.cluster\.kubesphere\.io member1/m)
       assert.ok(!stderr.includes(token))
       assert.match(stderr, /apply it on the member: kubectl --context member create -f <this output>/)
     })
