@@ -13,7 +13,7 @@ export enum ExitCode {
   Usage = 2,
   /** An unknown command, as shells report one; set by oclif's not-found plugin (package.json oclif.plugins). */
   CommandNotFound = 127,
-  /** Interrupted by the user (SIGINT), as shells report it. */
+  /** Interrupted: Ctrl-C (SIGINT, as shells report it) or SIGTERM, at a prompt or during a run. */
   Interrupted = 130,
 }
 

@@ -3,7 +3,13 @@ import {Flags} from '@oclif/core'
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {contextFlag, dryRunFlag} from '../../src/cli/flags.js'
-import {hostInit, INSTALLER_LOGS_COMMAND, type HostInitResult} from '../../src/kubesphere/host-init.js'
+import {formatDuration} from '../../src/cli/duration.js'
+import {
+  hostInit,
+  INSTALLER_LOGS_COMMAND,
+  INSTALLER_WAIT_MS,
+  type HostInitResult,
+} from '../../src/kubesphere/host-init.js'
 
 export default class HostInit extends ClusterCommand<typeof HostInit> {
   static override summary =
@@ -26,7 +32,7 @@ export default class HostInit extends ClusterCommand<typeof HostInit> {
       description: 'host cluster name (lowercase letters, digits, "-", "."; default: host)',
     }),
     wait: Flags.boolean({
-      description: 'wait until ks-installer reports the multicluster component enabled',
+      description: `wait until ks-installer reports the multicluster component enabled (up to ${formatDuration(INSTALLER_WAIT_MS)}, or --timeout)`,
       default: false,
     }),
     force: Flags.boolean({
@@ -42,7 +48,7 @@ export default class HostInit extends ClusterCommand<typeof HostInit> {
       force: this.flags.force,
       dryRun: this.flags['dry-run'],
       wait: this.flags.wait,
-      timeoutMs: this.timeoutMs,
+      waitTimeoutMs: this.waitTimeoutMs,
     })
     this.print(describe(result))
     return result

@@ -3,14 +3,22 @@ import {Args, Flags} from '@oclif/core'
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {dryRunFlag, hostContextFlag, memberContextFlag} from '../../src/cli/flags.js'
+import {formatDuration} from '../../src/cli/duration.js'
 import {parseLabels} from '../../src/cli/labels.js'
+import {handOffStdout} from '../../src/cli/stdout-handoff.js'
 import {invalidInput} from '../../src/errors.js'
 import {agentManifestYaml} from '../../src/kubesphere/agent-manifest.js'
-import {memberJoin, type MemberJoinResult} from '../../src/kubesphere/member-join.js'
+import {JOIN_WAIT_MS} from '../../src/kubesphere/join-wait.js'
+import {
+  followJoin,
+  memberJoin,
+  TOKEN_WAIT_MS,
+  type MemberJoinResult,
+} from '../../src/kubesphere/member-join.js'
 import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
 import {checkPrivateFilePath, writePrivateFile} from '../../src/private-file.js'
-import {revealed} from '../../src/redact.js'
+import {redact, revealed} from '../../src/redact.js'
 
 export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 
@@ -18,12 +26,14 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
   static override summary = 'Join a member cluster to a host through the tower proxy (agent connection).'
   static override description = [
     "Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host; waits for the proxy to issue its token; and renders the agent, which it applies to the member with --apply, or writes to --output FILE (mode 0600: it holds the token) or stdout.",
-    'With --wait it follows the Cluster until Ready. Safe to run again: it continues where it stopped and changes nothing once done.',
+    'With --wait it then follows the Cluster until Ready, however the agent is applied: by --apply, or by you from the file or stdout (stdout is closed once the manifest is written, so it can be piped to kubectl apply -f -).',
+    `Waits give up after ${formatDuration(TOKEN_WAIT_MS)} for the token and ${formatDuration(JOIN_WAIT_MS)} for Ready unless --timeout is given. Safe to run again: it continues where it stopped and changes nothing once done; Ctrl-C says what it changed.`,
   ].join('\n\n')
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --apply --wait',
     '<%= config.bin %> <%= command.id %> idc-beijing --host-context host --member-context idc --label cluster.kubesphere.io/group=production --output agent.yaml',
+    '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --wait | kubectl --context member1 apply -f -',
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --apply --dry-run',
   ]
 
@@ -62,7 +72,12 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
       description: 'write the agent manifest to this file (mode 0600)',
       exclusive: ['apply'],
     }),
-    wait: Flags.boolean({description: 'wait until the Cluster is Ready (within --timeout)', default: false}),
+    wait: Flags.boolean({
+      description:
+        `after the agent is applied (--apply) or written (--output, stdout), wait until the Cluster is Ready ` +
+        `(up to ${formatDuration(JOIN_WAIT_MS)}, or --timeout)`,
+      default: false,
+    }),
     'dry-run': dryRunFlag,
   }
 
@@ -70,10 +85,12 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
     const {flags} = this
     const name = validateProxyClusterName(this.args.name, 'NAME')
     const labels = parseLabels(flags.label)
-    if (flags.wait && !flags.apply && !flags['dry-run']) {
+    const manifestOnStdout = !flags.apply && flags.output === undefined
+    if (flags.wait && manifestOnStdout && this.jsonEnabled() && !flags['dry-run']) {
       throw invalidInput(
-        '--wait needs --apply: the agent must be running on the member before the cluster can join',
-        ['add --apply, or apply the manifest yourself and follow the Cluster with: ksctl status'],
+        '--wait with --json needs --apply or --output FILE: the JSON document, which holds the agent manifest, ' +
+          'is written only when the wait is over, too late to apply the agent',
+        ['add --apply, or --output agent.yaml and apply that file while ksctl waits'],
       )
     }
     // Before anything changes: a path that cannot be written would fail the join after its last change.
@@ -91,12 +108,15 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
       agentImage: flags['agent-image'],
       replicas: flags.replicas,
       apply: flags.apply,
-      wait: flags.wait,
       dryRun: flags['dry-run'],
-      timeoutMs: this.timeoutMs,
+      waitTimeoutMs: this.waitTimeoutMs,
     })
     for (const warning of result.warnings) log.warn(warning)
-    this.print(renderChanges(result.changes, result.dryRun))
+    const changes = renderChanges(result.changes, result.dryRun)
+    // When the manifest is stdout's content (for `> agent.yaml` or `| kubectl apply -f -`), the changes are
+    // progress, on stderr.
+    if (manifestOnStdout && !result.dryRun && !this.jsonEnabled()) process.stderr.write(redact(changes))
+    else this.print(changes)
     if (result.agentManifest !== undefined && !result.dryRun) {
       const manifest = agentManifestYaml(result.agentManifest)
       if (flags.output === undefined) {
@@ -115,7 +135,16 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
         result.agentFile = flags.output
       }
     }
-    if (result.ready) this.print(`cluster "${name}" is Ready\n`)
+    let resultsOnStderr = false
+    if (flags.wait && !result.dryRun) {
+      if (!flags.apply) {
+        resultsOnStderr = manifestOnStdout && (await handOffStdout())
+        log.info(`waiting for cluster "${name}" to become Ready: apply the agent on the member now`)
+      }
+      Object.assign(result, await followJoin(host, member, name, this.waitTimeoutMs))
+    }
+    // Once stdout is closed, the wait's own last line on stderr says the cluster is Ready.
+    if (result.ready && !resultsOnStderr) this.print(`cluster "${name}" is Ready\n`)
     return result
   }
 }

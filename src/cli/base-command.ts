@@ -5,6 +5,7 @@ import {log} from '../log.js'
 import {redact, redactObject} from '../redact.js'
 import {parseDuration} from './duration.js'
 import {globalFlags} from './flags.js'
+import {progress, spinnerStream} from './progress.js'
 import {styleFor} from './style.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -35,12 +36,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
-  /** `--timeout`, in milliseconds. */
+  /** `--timeout`, in milliseconds: each API request's time-out (0: none). */
   protected timeoutMs = 0
+  /** `--timeout` when the user gave it: then also the limit of every wait, in place of the wait's default. */
+  protected waitTimeoutMs: number | undefined
 
   override async init(): Promise<void> {
     await super.init()
-    const {args, flags} = await this.parse({
+    const {args, flags, metadata} = await this.parse({
       flags: this.ctor.flags,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
@@ -51,6 +54,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
     log.configure(this.flags['log-level'], this.flags['log-format'])
     this.timeoutMs = parseDuration(this.flags.timeout, '--timeout')
+    this.waitTimeoutMs = metadata.flags.timeout?.setFromDefault === true ? undefined : this.timeoutMs
+    progress.configure(
+      spinnerStream(process.stderr, {logFormat: this.flags['log-format'], json: this.jsonEnabled()}),
+    )
   }
 
   /** Writes a result to stdout unless `--json` is on (then the returned value is the output). */

@@ -27,3 +27,12 @@ export function formatDuration(ms: number): string {
   if (ms % 1000 === 0) return `${ms / 1000}s`
   return `${ms}ms`
 }
+
+/** Time waited so far, as a clock-like reading that keeps its width while it ticks: `7s`, `1m05s`, `1h02m`. */
+export function formatElapsed(ms: number): string {
+  const seconds = Math.floor(ms / 1000)
+  const pad = (value: number): string => String(value).padStart(2, '0')
+  if (seconds >= 3600) return `${Math.floor(seconds / 3600)}h${pad(Math.floor(seconds / 60) % 60)}m`
+  if (seconds >= 60) return `${Math.floor(seconds / 60)}m${pad(seconds % 60)}s`
+  return `${seconds}s`
+}

@@ -26,7 +26,9 @@ export const globalFlags = {
   })(),
   // A string flag parsed by the base command: a static default keeps `--help` from loading the command.
   timeout: Flags.string({
-    description: 'give up after this long (e.g. 30s, 5m): each API request, and any wait the command does',
+    description:
+      'time-out of each API request, connecting included (e.g. 30s, 5m; 0: none); when given, also the limit ' +
+      'of each wait in place of its own default (see --wait)',
     default: '60s',
     helpGroup: 'GLOBAL',
   }),

@@ -52,6 +52,18 @@ export function isConflict(error: unknown): boolean {
 }
 
 /**
+ * A failure that says nothing about the object, only that the server or the network could not answer this
+ * time: too many requests (429), a server error (5xx), no connection (refused, reset, unreachable), or one
+ * request's time-out. A wait retries these until its deadline; anything else (403, 404, 401, TLS) is final.
+ */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof KsctlError)) return false
+  if (error.code === 'UNREACHABLE' || error.code === 'TIMEOUT') return true
+  const status = statusCodeOf(error.cause)
+  return error.code === 'API_ERROR' && status !== undefined && (status === 429 || status >= 500)
+}
+
+/**
  * Turns whatever client-node or the network threw into a KsctlError that names the object, the context
  * and the server, keeps the API server's own message, and says what to try next.
  */

@@ -1,5 +1,6 @@
 import {ClusterClient} from './cluster-client.js'
 import {KubeconfigSet, type KubeconfigSource} from './kubeconfig.js'
+import {WriteJournal} from './write-journal.js'
 
 /**
  * The clients of one command run: the kubeconfig is read once, and each context gets its own
@@ -7,6 +8,8 @@ import {KubeconfigSet, type KubeconfigSource} from './kubeconfig.js'
  */
 export class ClusterClients {
   private readonly clients = new Map<string, ClusterClient>()
+  /** Every write this run's clients made, on any cluster. */
+  readonly journal = new WriteJournal()
 
   constructor(
     readonly kubeconfig: KubeconfigSet,
@@ -22,7 +25,12 @@ export class ClusterClients {
     const context = this.kubeconfig.resolveContext(requested, flag)
     let client = this.clients.get(context)
     if (client === undefined) {
-      client = new ClusterClient(context, this.kubeconfig.forContext(context), this.requestTimeoutMs)
+      client = new ClusterClient(
+        context,
+        this.kubeconfig.forContext(context),
+        this.requestTimeoutMs,
+        this.journal,
+      )
       this.clients.set(context, client)
     }
     return client

@@ -17,10 +17,14 @@ import {
   type VersionInfo,
 } from '@kubernetes/client-node'
 
+import {formatDuration} from '../cli/duration.js'
 import {KsctlError, type ObjectRef} from '../errors.js'
+import {interruption} from '../interruption.js'
 import {redactor} from '../redact.js'
 import {isNotFound, toKsctlError, type Operation} from './api-errors.js'
+import {withRequestLimits, type RequestLimits} from './request-limits.js'
 import {resourceName, type CustomObject, type CustomResource} from './resources.js'
+import {isWrite, WriteJournal} from './write-journal.js'
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 
@@ -55,6 +59,8 @@ export class ClusterClient {
     /** This context's own KubeConfig, for modules that need another API group's client. */
     readonly config: KubeConfig,
     private readonly requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
+    /** The writes of this run, shared by the run's clients, for the report of an interruption. */
+    readonly journal = new WriteJournal(),
   ) {
     this.server = config.getCurrentCluster()?.server ?? '(unknown server)'
     this.core = config.makeApiClient(CoreV1Api)
@@ -64,27 +70,53 @@ export class ClusterClient {
     this.apisApi = config.makeApiClient(ApisApi)
   }
 
-  /** Runs one API call with a deadline, mapping any failure to a KsctlError about `operation`. */
+  /**
+   * Runs one API call with a deadline (`--timeout`, 0: none), mapping any failure to a KsctlError about
+   * `operation`. A call that runs out of time is aborted, its connection closed. Once the run is interrupted no
+   * call starts, and a read under way is abandoned; a write under way finishes, so the journal knows its outcome.
+   */
   async call<T>(operation: Operation, request: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        reject(
-          new KsctlError(
-            `the API server of context "${this.context}" at ${this.server} did not answer within ` +
-              `${this.requestTimeoutMs / 1000}s (${operation.verb} ${resourceLabel(operation.object)})`,
-            {code: 'TIMEOUT', context: this.context, object: operation.object},
-          ),
-        )
-      }, this.requestTimeoutMs)
-    })
+    interruption.throwIfInterrupted()
+    const controller = new AbortController()
+    const timer =
+      this.requestTimeoutMs > 0
+        ? setTimeout(() => controller.abort(this.timeoutError(operation)), this.requestTimeoutMs)
+        : undefined
+    const write = isWrite(operation)
+    const abandon = (): void => controller.abort(interruption.error())
+    if (!write) interruption.signal.addEventListener('abort', abandon, {once: true})
+    const limits: RequestLimits = {timeoutMs: this.requestTimeoutMs, signal: controller.signal}
+    const entry = write ? this.journal.begin(this.context, operation, limits) : undefined
     try {
-      return await Promise.race([request(), deadline])
+      const answer = await withRequestLimits(limits, request)
+      if (entry === undefined) this.journal.read(this.context, operation, answer)
+      else this.journal.accept(entry, answer)
+      return answer
     } catch (error) {
+      // Whatever the client library made of the abort, the reason is ours: the deadline or the interruption.
+      if (controller.signal.aborted) throw controller.signal.reason
       throw toKsctlError(error, operation, this.context, this.server)
     } finally {
       clearTimeout(timer)
+      interruption.signal.removeEventListener('abort', abandon)
+      if (entry !== undefined) this.journal.end(entry)
     }
+  }
+
+  private timeoutError(operation: Operation): KsctlError {
+    return new KsctlError(
+      `the API server of context "${this.context}" at ${this.server} did not answer within ` +
+        `${formatDuration(this.requestTimeoutMs)} (${operation.verb} ${resourceLabel(operation.object)})`,
+      {
+        code: 'TIMEOUT',
+        context: this.context,
+        object: operation.object,
+        suggestions: [
+          `check that the API server answers: kubectl --context ${this.context} get --raw /readyz`,
+          'or allow more time with --timeout (0: no time-out)',
+        ],
+      },
+    )
   }
 
   /** Like `call`, but a 404 is an answer (`undefined`), not an error. */

@@ -6,6 +6,7 @@ import {KubeConfig, type Cluster, type Context, type User} from '@kubernetes/cli
 
 import {KsctlError} from '../errors.js'
 import {redact} from '../redact.js'
+import {LimitedKubeConfig} from './request-limits.js'
 
 export interface KubeconfigSource {
   /** `--kubeconfig`: exactly this file, as kubectl does (no merging). */
@@ -95,7 +96,8 @@ export class KubeconfigSet {
   /**
    * A KubeConfig of its own for one context. client-node reads the *current* context's credentials on
    * every request, so sharing one instance between two clusters could send one cluster's credentials to
-   * the other; each context therefore gets a fresh instance that is never switched.
+   * the other; each context therefore gets a fresh instance that is never switched. Its requests obey the
+   * time-out and abort signal `ClusterClient.call` gives them.
    */
   forContext(name: string): KubeConfig {
     const context = this.contexts.find((candidate) => candidate.name === name)
@@ -125,7 +127,7 @@ export class KubeconfigSet {
         suggestions: [`fix the kubeconfig (${this.describeFiles()}): add user "${context.user}"`],
       })
     }
-    const config = new KubeConfig()
+    const config = new LimitedKubeConfig()
     config.loadFromOptions({
       clusters: [cluster],
       users: user === undefined ? [] : [user],

@@ -1,3 +1,4 @@
+import {formatDuration} from '../cli/duration.js'
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {kubectl} from '../k8s/kubectl.js'
@@ -20,7 +21,8 @@ export interface HostInitOptions {
   force: boolean
   dryRun: boolean
   wait: boolean
-  timeoutMs: number
+  /** The user's `--timeout`, when given: the limit of the wait for the installer instead of its default. */
+  waitTimeoutMs?: number | undefined
 }
 
 /** What `ksctl host init` did or would do. Part of the `--json` contract. */
@@ -35,6 +37,12 @@ export interface HostInitResult {
   /** 3.x: the installer's `status.multicluster.status` at the end (after `--wait`, `enabled`). */
   multiclusterStatus?: string
 }
+
+/**
+ * How long ks-installer may take to enable multicluster without `--timeout`: it runs its whole playbook again
+ * (every component's role) and then installs the tower proxy, which takes minutes, more with image pulls.
+ */
+export const INSTALLER_WAIT_MS = 20 * 60_000
 
 export const INSTALLER_LOGS_COMMAND =
   "kubectl logs -n kubesphere-system -l 'app in (ks-install, ks-installer)' -f"
@@ -121,7 +129,7 @@ async function initInstallerHost(
     ...(info.multiclusterStatus === undefined ? {} : {multiclusterStatus: info.multiclusterStatus}),
   }
   if (options.wait && !options.dryRun) {
-    result.multiclusterStatus = await waitForMulticluster(client, options.timeoutMs)
+    result.multiclusterStatus = await waitForMulticluster(client, options.waitTimeoutMs)
   }
   return result
 }
@@ -184,10 +192,11 @@ async function memberClusterNames(client: ClusterClient): Promise<string[]> {
     .map((cluster) => cluster.metadata?.name ?? '')
 }
 
-async function waitForMulticluster(client: ClusterClient, timeoutMs: number): Promise<string> {
+async function waitForMulticluster(client: ClusterClient, timeoutMs: number | undefined): Promise<string> {
   let status = ''
   await waitUntil({
-    what: 'the installer to enable multicluster',
+    what: 'ks-installer to enable multicluster',
+    defaultTimeoutMs: INSTALLER_WAIT_MS,
     timeoutMs,
     poll: async () => {
       const installer = await client.findCustomObject<
@@ -202,9 +211,9 @@ async function waitForMulticluster(client: ClusterClient, timeoutMs: number): Pr
             : `multicluster: ${status}`,
       }
     },
-    onTimeout: () =>
+    onTimeout: (_last, limitMs) =>
       new KsctlError(
-        `ks-installer did not enable multicluster within ${timeoutMs / 1000}s in context "${client.context}"`,
+        `ks-installer did not enable multicluster within ${formatDuration(limitMs)} in context "${client.context}"`,
         {
           code: 'TIMEOUT',
           context: client.context,

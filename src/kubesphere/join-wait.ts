@@ -1,3 +1,4 @@
+import {formatDuration} from '../cli/duration.js'
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {ClusterResource} from '../k8s/resources.js'
@@ -9,19 +10,28 @@ import {waitUntil} from './wait.js'
 const PHASES = ['Initialized', 'AgentAvailable', 'Ready'] as const
 
 /**
- * Follows the Cluster's conditions until Ready, a line on stderr per phase reached. On timeout, runs the
- * doctor's checks and puts what they found into the error.
+ * How long a join may take from the agent's manifest to Ready without `--timeout`: the agent's image is
+ * pulled, it connects, and the host's controller takes over; on 4.x the host then installs ks-core on the
+ * member through the tunnel (Helm, images) before Ready (kubesphere.md §8.1).
+ */
+export const JOIN_WAIT_MS = 15 * 60_000
+
+/**
+ * Follows the Cluster's conditions until Ready, showing the phase reached. `timeoutMs` is the user's
+ * `--timeout` (default {@link JOIN_WAIT_MS}). On timeout, runs the doctor's checks and puts what they found
+ * into the error.
  */
 export async function waitForJoin(
   host: ClusterClient,
   member: ClusterClient,
   name: string,
-  timeoutMs: number,
+  timeoutMs: number | undefined,
 ): Promise<KubeSphereCluster> {
   let cluster: KubeSphereCluster | undefined
   try {
     await waitUntil({
       what: `cluster "${name}" to become Ready`,
+      defaultTimeoutMs: JOIN_WAIT_MS,
       timeoutMs,
       poll: async () => {
         cluster = await host.findCustomObject<KubeSphereCluster>(ClusterResource, name)
@@ -33,8 +43,8 @@ export async function waitForJoin(
             : `host: cluster "${name}" ${reached.length === 0 ? 'registered' : reached.join(', ')}; waiting for ${next}`
         return {done: next === undefined, state}
       },
-      onTimeout: (last) =>
-        new KsctlError(`cluster "${name}" did not become Ready within ${timeoutMs / 1000}s (${last})`, {
+      onTimeout: (last, limitMs) =>
+        new KsctlError(`cluster "${name}" did not become Ready within ${formatDuration(limitMs)} (${last})`, {
           code: 'TIMEOUT',
           context: host.context,
         }),

@@ -1,3 +1,4 @@
+import {formatDuration} from '../cli/duration.js'
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {applyManifest, type ManifestObject} from '../k8s/manifest-objects.js'
@@ -32,9 +33,9 @@ export interface MemberJoinOptions {
   replicas?: number | undefined
   /** Apply the agent manifest to the member; otherwise it is the command's output (file or stdout). */
   apply: boolean
-  wait: boolean
   dryRun: boolean
-  timeoutMs: number
+  /** The user's `--timeout`, when given: the limit of the wait for the token instead of its default. */
+  waitTimeoutMs?: number | undefined
 }
 
 /** What `ksctl member join` did or would do. Part of the `--json` contract. */
@@ -59,10 +60,16 @@ export interface MemberJoinResult {
 const TOKEN_PLACEHOLDER = '<issued by the proxy when the Cluster is created>'
 
 /**
+ * How long the tower proxy may take to initialize a new Cluster (ports, Service, token) without `--timeout`:
+ * it does so as soon as it sees the Cluster, so this covers a proxy that is restarting or busy.
+ */
+export const TOKEN_WAIT_MS = 2 * 60_000
+
+/**
  * Joins a member to a host through the proxy: preflight, jwtSecret (3.x), the Cluster on the host, the
- * proxy's token, the agent manifest (applied or handed out) and, with `wait`, the Cluster's conditions.
- * Every step is an idempotent edit, so running the command again after a failure continues where it
- * stopped, and after success changes nothing.
+ * proxy's token, the agent manifest (applied or handed out). Following the Cluster until Ready is
+ * {@link followJoin}, once the agent is on its way. Every step is an idempotent edit, so running the
+ * command again after a failure continues where it stopped, and after success changes nothing.
  */
 export async function memberJoin(
   hostClient: ClusterClient,
@@ -101,7 +108,9 @@ export async function memberJoin(
   changes.push(...(await applyManifest(hostClient, [clusterObject], options.dryRun)))
   if (!options.dryRun) log.info(`host: Cluster "${options.name}" is registered (connection type proxy)`)
 
-  const cluster = options.dryRun ? undefined : await waitForToken(hostClient, options.name, options.timeoutMs)
+  const cluster = options.dryRun
+    ? undefined
+    : await waitForToken(hostClient, options.name, options.waitTimeoutMs)
   const overrides = {proxyAddress: preflight.proxyAddress, image: options.agentImage}
   // A dry run renders the agent the real run would: with the token the proxy has issued, if it has.
   const settings = options.dryRun
@@ -124,10 +133,6 @@ export async function memberJoin(
     agentManifest = agent
   }
 
-  const finalCluster =
-    options.wait && !options.dryRun
-      ? await waitForJoin(hostClient, memberClient, options.name, options.timeoutMs)
-      : cluster
   return {
     name: options.name,
     hostContext: hostClient.context,
@@ -138,9 +143,28 @@ export async function memberJoin(
     dryRun: options.dryRun,
     changes,
     ...(agentManifest === undefined ? {} : {agentManifest}),
-    conditions: Object.fromEntries((finalCluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
-    ready: isConditionTrue(finalCluster, 'Ready'),
+    ...joinState(cluster),
     warnings: [...warnings, ...settings.warnings],
+  }
+}
+
+/**
+ * `--wait`: follows the Cluster until Ready, once the agent is applied or in the user's hands, within the
+ * user's `--timeout` or else the wait's default; returns the conditions it ended with.
+ */
+export async function followJoin(
+  hostClient: ClusterClient,
+  memberClient: ClusterClient,
+  name: string,
+  waitTimeoutMs: number | undefined,
+): Promise<Pick<MemberJoinResult, 'conditions' | 'ready'>> {
+  return joinState(await waitForJoin(hostClient, memberClient, name, waitTimeoutMs))
+}
+
+function joinState(cluster: KubeSphereCluster | undefined): Pick<MemberJoinResult, 'conditions' | 'ready'> {
+  return {
+    conditions: Object.fromEntries((cluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
+    ready: isConditionTrue(cluster, 'Ready'),
   }
 }
 
@@ -170,11 +194,12 @@ function desiredCluster(preflight: JoinPreflight, options: MemberJoinOptions): M
 async function waitForToken(
   client: ClusterClient,
   name: string,
-  timeoutMs: number,
+  timeoutMs: number | undefined,
 ): Promise<KubeSphereCluster> {
   let cluster: KubeSphereCluster | undefined
   await waitUntil({
     what: `the proxy to initialize cluster "${name}"`,
+    defaultTimeoutMs: TOKEN_WAIT_MS,
     timeoutMs,
     poll: async () => {
       cluster = await client.findCustomObject<KubeSphereCluster>(ClusterResource, name)
@@ -189,9 +214,9 @@ async function waitForToken(
           : `host: waiting for the proxy to initialize "${name}"`,
       }
     },
-    onTimeout: () =>
+    onTimeout: (_last, limitMs) =>
       new KsctlError(
-        `the tower proxy did not initialize cluster "${name}" within ${timeoutMs / 1000}s in context "${client.context}"`,
+        `the tower proxy did not initialize cluster "${name}" within ${formatDuration(limitMs)} in context "${client.context}"`,
         {
           code: 'TIMEOUT',
           context: client.context,

@@ -107,6 +107,51 @@ describe('ksctl host init', () => {
     assert.match(stdout, /the host "host" is ready/)
   })
 
+  /** The installer: once the role is host, the API server fails these GETs of it, then it reports enabled. */
+  const installerAfterFailures = (failures: [status: number, message: string][]) => {
+    const installer = setInterval(() => {
+      const current = clusters.host.get(installerPath)
+      if (
+        current === undefined ||
+        (current.spec as {multicluster?: {clusterRole?: string}}).multicluster?.clusterRole !== 'host'
+      )
+        return
+      clearInterval(installer)
+      for (const [status, message] of failures)
+        clusters.host.failNext('GET', /\/ks-installer$/, status, message)
+      clusters.host.put(installerPath, {
+        ...current,
+        status: {...(current.status as object), multicluster: {status: 'enabled'}},
+      })
+    }, 20)
+    return () => clearInterval(installer)
+  }
+
+  it('keeps waiting through transient API server failures (5xx, 429), showing them, until the installer is done', async () => {
+    seedFake(clusters.host, 'ks34-none')
+    const stop = installerAfterFailures([
+      [503, 'etcdserver: leader changed'],
+      [429, 'storage is (re)initializing'],
+      [500, 'etcdserver: request timed out'],
+    ])
+    const {stderr, exitCode, result} = await hostInit('--wait', '--timeout', '10s')
+    stop()
+    assert.equal(exitCode, 0, stderr)
+    assert.equal(result?.multiclusterStatus, 'enabled')
+    assert.match(stderr, /retrying after: .*\(HTTP 503\): etcdserver: leader changed$/m)
+    assert.match(stderr, /retrying after: .*\(HTTP 429\): storage is \(re\)initializing$/m)
+    assert.match(stderr, /^multicluster: enabled$/m)
+  })
+
+  it('ends the wait at once on a failure that retrying cannot fix (403)', async () => {
+    seedFake(clusters.host, 'ks34-none')
+    const stop = installerAfterFailures([[403, 'clusterconfigurations is forbidden']])
+    const {stderr, exitCode} = await hostInit('--wait', '--timeout', '10s')
+    stop()
+    assert.equal(exitCode, 1)
+    assert.match(stderr, /^error: forbidden: cannot get clusterconfigurations\.installer\.kubesphere\.io/m)
+  })
+
   it('says how to read the installer logs when --wait times out', async () => {
     seedFake(clusters.host, 'ks34-none')
     const {stderr, exitCode} = await hostInit('--wait', '--timeout', '1s')

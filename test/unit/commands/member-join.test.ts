@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict'
-import {chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {loadAll} from 'js-yaml'
+
 import MemberJoin, {type MemberJoinOutput} from '../../../commands/member/join.js'
 import {fingerprint} from '../../../src/redact.js'
-import {secrets} from '../../fixtures/kubesphere/fixtures.js'
+import {secrets, type K8sObject} from '../../fixtures/kubesphere/fixtures.js'
+import {restPath} from '../../fixtures/kubesphere/rest-path.js'
 import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../../fixtures/planted-credentials.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
+import {until} from '../../helpers/ksctl-running.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
 import {runCommand} from '../../helpers/run-command.js'
 
@@ -301,6 +305,30 @@ describe('ksctl member join', () => {
       }
     })
 
+    it('with --wait and --output, tells the user to apply the file now and follows the Cluster until Ready', async () => {
+      startStandIn()
+      const file = join(scratch, 'agent.yaml')
+      const running = joinMember('member1', '--output', file, '--wait', '--timeout', '20s')
+      // The user applies the file while ksctl waits, as a kubectl apply would.
+      await until(
+        () => existsSync(file) && readFileSync(file, 'utf8').includes('kind: Deployment'),
+        'the manifest',
+      )
+      for (const object of loadAll(readFileSync(file, 'utf8')) as K8sObject[]) {
+        clusters.member.put(restPath(object), object)
+      }
+      const {stdout, stderr, exitCode, result} = await running
+      assert.equal(exitCode, 0, stderr)
+      assert.equal(result?.ready, true)
+      assert.equal(result?.agentFile, file)
+      const told = stderr.indexOf(
+        'waiting for cluster "member1" to become Ready: apply the agent on the member now',
+      )
+      assert.ok(told >= 0, stderr)
+      assert.ok(told < stderr.indexOf('host: cluster "member1" is Ready'), 'told before the wait ends')
+      assert.match(stdout, /cluster "member1" is Ready/)
+    })
+
     it('prints the agent manifest, token included, to stdout when it is the output', async () => {
       startStandIn()
       const {stdout, stderr, exitCode} = await joinMember('member1')
@@ -308,6 +336,13 @@ describe('ksctl member join', () => {
       const token = (clusters.host.get(clusterPath('member1'))?.spec as {connection: {token: string}})
         .connection.token
       assert.match(stdout, new RegExp(`- --token=${token}$`, 'm'))
+      const objects = loadAll(stdout) as K8sObject[]
+      assert.deepEqual(
+        objects.map((object) => object.kind),
+        ['Deployment'],
+        'stdout is the manifest alone, for kubectl apply -f -',
+      )
+      assert.match(stderr, /^changed host: clusters\.cluster\.kubesphere\.io member1/m)
       assert.ok(!stderr.includes(token))
       assert.match(stderr, /apply it on the member: kubectl --context member create -f <this output>/)
     })
@@ -375,7 +410,6 @@ describe('ksctl member join', () => {
         2,
         /--label "group=a b" is not a valid label/,
       ],
-      ['--wait without --apply', 'member1', ['--wait'], standard, 2, /--wait needs --apply/],
       [
         '--apply with --output',
         'member1',
