@@ -9,7 +9,7 @@ import {
   KUBESPHERE_NAMESPACE,
   TOWER_SERVICE_NAME,
 } from './constants.js'
-import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from './detect.js'
 import {installerSpecEdit, setIn} from './edits.js'
 import {validateHostClusterName} from './names.js'
 import {waitUntil} from './wait.js'
@@ -42,6 +42,7 @@ export const INSTALLER_LOGS_COMMAND =
 export async function hostInit(client: ClusterClient, options: HostInitOptions): Promise<HostInitResult> {
   const name = options.name === undefined ? undefined : validateHostClusterName(options.name)
   const info = await detectKubeSphere(client)
+  requireComplete(info)
   if (!info.installed || info.edition === undefined) {
     throw new KsctlError(`KubeSphere is not installed in context "${client.context}"`, {
       code: 'PRECONDITION_FAILED',

@@ -6,7 +6,7 @@ import {kubeSystemUid} from './cluster-identity.js'
 import {type KubeSphereCluster, memberUidOf} from './cluster-object.js'
 import {parseKubeSphereConfig} from './config.js'
 import {KUBESPHERE_CONFIG_KEY, KUBESPHERE_CONFIG_NAME, KUBESPHERE_NAMESPACE} from './constants.js'
-import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from './detect.js'
 import {parseProxyAddress} from './proxy-address.js'
 
 export interface JoinSide {
@@ -52,6 +52,8 @@ export async function joinPreflight(
       ["a cluster cannot join itself: pass the member cluster's context as --member-context"],
     )
   }
+  requireComplete(hostInfo)
+  requireComplete(memberInfo)
   const edition = requireHost(hostClient, hostInfo)
   const proxyAddress = resolveProxyAddress(hostClient, hostInfo, proxyAddressOverride)
   requireJoinableMember(memberClient, memberInfo, edition, hostInfo, name)

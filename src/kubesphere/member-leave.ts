@@ -14,7 +14,7 @@ import {
   MEMBER_CLUSTER_NAME_ANNOTATION,
   MEMBER_HOST_CLUSTER_ANNOTATION,
 } from './constants.js'
-import {detectKubeSphere, type Edition} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition} from './detect.js'
 import {installerSpecEdit, setIn} from './edits.js'
 import {requireKubeSphereHost} from './host-check.js'
 import {INSTALLER_LOGS_COMMAND} from './host-init.js'
@@ -127,6 +127,7 @@ async function planLeave(
 ): Promise<LeavePlan> {
   const {name} = options
   const hostInfo = await detectKubeSphere(host)
+  requireComplete(hostInfo)
   const {edition, hostClusterName} = requireKubeSphereHost(host, hostInfo, [
     `pass the context of the host that cluster "${name}" belongs to as --host-context`,
   ])
@@ -138,6 +139,7 @@ async function planLeave(
     throw hostClusterRefused(host, name)
   }
   const state = await readMemberOrForce(host, member, options.name, options.force)
+  if (state !== undefined) requireComplete(state.info)
   const plan: LeavePlan = {steps: [], notes: []}
   const agentObjects = agentObjectsOf(edition)
   if (state === undefined) {

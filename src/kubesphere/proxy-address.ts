@@ -6,7 +6,7 @@ import {
   KUBESPHERE_NAMESPACE,
   TOWER_CONNECTION_SECRET_NAME,
 } from './constants.js'
-import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from './detect.js'
 import {installerSpecEdit, kubesphereConfigEdit, setIn, towerConnectionSecretEdit} from './edits.js'
 
 export interface AddressChoice {
@@ -76,6 +76,7 @@ export async function setProxyAddress(
 ): Promise<SetProxyAddressResult> {
   const given = options.address === undefined ? undefined : parseProxyAddress(options.address).origin
   const info = await detectKubeSphere(client)
+  requireComplete(info)
   const edition = requireHost(client, info)
   if (options.agentImage !== undefined && edition === '3.x') {
     throw usageError(
