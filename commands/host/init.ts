@@ -40,7 +40,7 @@ Running it again on a host with the same name changes nothing.`
     const result = await hostInit(this.clients().forContext(this.flags.context), {
       name: this.flags.name,
       force: this.flags.force,
-      dryRun: this.flags['dry-run'],
+      dryRun: this.dryRunMode(),
       wait: this.flags.wait,
       timeoutMs: this.timeoutMs,
     })

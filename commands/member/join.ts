@@ -17,11 +17,13 @@ export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
   static override summary = 'Join a member cluster to a host through the tower proxy (agent connection).'
   static override description = `Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is
-neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret
-into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host;
-waits for the proxy to issue its token; and renders the agent, which it applies to the member with
---apply, or writes to --output FILE (mode 0600: it holds the token) or stdout. With --wait it follows
-the Cluster until Ready. Safe to run again: it continues where it stopped and changes nothing once done.`
+neither a host nor joined elsewhere, a free name, and your rights for every change), and holds a lock on
+the host while it registers the member, so that it cannot be registered twice. Then: on KubeSphere 3.x
+copies the host's jwtSecret into the member's ClusterConfiguration and sets its role to member; creates
+the Cluster on the host; waits for the proxy to issue its token; and renders the agent, which it applies
+to the member with --apply, or writes to --output FILE (mode 0600: it holds the token) or stdout. With
+--wait it follows the Cluster until Ready. Safe to run again: it continues where it stopped and changes
+nothing once done.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --apply --wait',
@@ -72,7 +74,7 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
     const {flags} = this
     const name = validateProxyClusterName(this.args.name, 'NAME')
     const labels = parseLabels(flags.label)
-    if (flags.wait && !flags.apply && !flags['dry-run']) {
+    if (flags.wait && !flags.apply && this.dryRunMode() === false) {
       throw invalidInput(
         '--wait needs --apply: the agent must be running on the member before the cluster can join',
         ['add --apply, or apply the manifest yourself and follow the Cluster with: ksctl status'],
@@ -92,7 +94,7 @@ the Cluster until Ready. Safe to run again: it continues where it stopped and ch
       replicas: flags.replicas,
       apply: flags.apply,
       wait: flags.wait,
-      dryRun: flags['dry-run'],
+      dryRun: this.dryRunMode(),
       timeoutMs: this.timeoutMs,
     })
     for (const warning of result.warnings) log.warn(warning)

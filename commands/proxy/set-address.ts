@@ -40,7 +40,7 @@ tower connection Secret (keeping its other settings). ks-apiserver is restarted 
       address: this.args.address,
       agentImage: this.flags['agent-image'],
       restart: !this.flags['no-restart'],
-      dryRun: this.flags['dry-run'],
+      dryRun: this.dryRunMode(),
       choose: (choices, example) =>
         chooseOrFail(
           'ADDRESS',

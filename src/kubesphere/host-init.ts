@@ -1,6 +1,8 @@
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
-import {applyEdit, previewEdit, type EditOutcome} from '../k8s/object-edit.js'
+import {editWrites, requireAccess} from '../k8s/access-review.js'
+import {runEdit, type DryRun} from '../k8s/dry-run.js'
+import {previewEdit, type EditOutcome} from '../k8s/object-edit.js'
 import {ClusterConfigurationResource, ClusterResource, type CustomObject} from '../k8s/resources.js'
 import {
   DEFAULT_HOST_CLUSTER_NAME,
@@ -17,7 +19,7 @@ import {waitUntil} from './wait.js'
 export interface HostInitOptions {
   name?: string | undefined
   force: boolean
-  dryRun: boolean
+  dryRun: DryRun
   wait: boolean
   timeoutMs: number
 }
@@ -110,13 +112,15 @@ async function initInstallerHost(
       if (name !== undefined) setIn(spec, ['multicluster', 'hostClusterName'], name)
     },
   )
-  const change = options.dryRun ? await previewEdit(edit) : await applyEdit(edit)
+  const preview = await previewEdit(edit)
+  await requireAccess(editWrites(client, preview), options.dryRun)
+  const change = options.dryRun === 'client' ? preview : await runEdit(edit, options.dryRun)
   const result: HostInitResult = {
     context: client.context,
     edition: '3.x',
     hostClusterName: targetName,
     alreadyHost: !change.changed,
-    dryRun: options.dryRun,
+    dryRun: options.dryRun !== false,
     changes: [change],
     ...(info.multiclusterStatus === undefined ? {} : {multiclusterStatus: info.multiclusterStatus}),
   }
