@@ -41,6 +41,8 @@ export type ErrorCode =
 export interface ObjectRef {
   /** Resource as a user types it for kubectl: `configmaps`, `clusters.cluster.kubesphere.io`. */
   resource: string
+  /** API group of `resource` (`apps`, `cluster.kubesphere.io`); absent for the core group. */
+  group?: string
   name?: string
   namespace?: string
 }

@@ -46,7 +46,7 @@ export default class HostInit extends ClusterCommand<typeof HostInit> {
     const result = await hostInit(this.clients().forContext(this.flags.context), {
       name: this.flags.name,
       force: this.flags.force,
-      dryRun: this.flags['dry-run'],
+      dryRun: this.dryRunMode(),
       wait: this.flags.wait,
       waitTimeoutMs: this.waitTimeoutMs,
     })

@@ -25,7 +25,7 @@ export type MemberJoinOutput = MemberJoinResult & {agentFile?: string}
 export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
   static override summary = 'Join a member cluster to a host through the tower proxy (agent connection).'
   static override description = [
-    "Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is neither a host nor joined elsewhere, a free name), then: on KubeSphere 3.x copies the host's jwtSecret into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host; waits for the proxy to issue its token; and renders the agent, which it applies to the member with --apply, or writes to --output FILE (mode 0600: it holds the token) or stdout.",
+    "Checks both clusters first (reachable, distinct, a host with a proxy address, a member that is neither a host nor joined elsewhere, a free name, and your rights for every change), and holds a lock on the host while it registers the member, so that it cannot be registered twice. Then: on KubeSphere 3.x copies the host's jwtSecret into the member's ClusterConfiguration and sets its role to member; creates the Cluster on the host; waits for the proxy to issue its token; and renders the agent, which it applies to the member with --apply, or writes to --output FILE (mode 0600: it holds the token) or stdout.",
     'With --wait it then follows the Cluster until Ready, however the agent is applied: by --apply, or by you from the file or stdout (stdout is closed once the manifest is written, so it can be piped to kubectl apply -f -).',
     `Waits give up after ${formatDuration(TOKEN_WAIT_MS)} for the token and ${formatDuration(JOIN_WAIT_MS)} for Ready unless --timeout is given. Safe to run again: it continues where it stopped and changes nothing once done; Ctrl-C says what it changed.`,
   ].join('\n\n')
@@ -86,7 +86,7 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
     const name = validateProxyClusterName(this.args.name, 'NAME')
     const labels = parseLabels(flags.label)
     const manifestOnStdout = !flags.apply && flags.output === undefined
-    if (flags.wait && manifestOnStdout && this.jsonEnabled() && !flags['dry-run']) {
+    if (flags.wait && manifestOnStdout && this.jsonEnabled() && this.dryRunMode() === false) {
       throw invalidInput(
         '--wait with --json needs --apply or --output FILE: the JSON document, which holds the agent manifest, ' +
           'is written only when the wait is over, too late to apply the agent',
@@ -108,7 +108,8 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
       agentImage: flags['agent-image'],
       replicas: flags.replicas,
       apply: flags.apply,
-      dryRun: flags['dry-run'],
+      dryRun: this.dryRunMode(),
+      requestTimeoutMs: this.timeoutMs,
       waitTimeoutMs: this.waitTimeoutMs,
     })
     for (const warning of result.warnings) log.warn(warning)

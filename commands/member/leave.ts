@@ -10,8 +10,8 @@ export default class MemberLeave extends ClusterCommand<typeof MemberLeave> {
   static override summary =
     'Remove a member cluster from its host: its agent, its Cluster, and its member role.'
   static override description = [
-    "Checks first that the host's Cluster NAME stands for the member (by the member's kube-system UID) and is not the host's own.",
-    "Then, after confirmation: deletes the agent on the member (Deployment cluster-agent, and on KubeSphere 4.x its ServiceAccount and ClusterRoleBinding tower; never the kubesphere-system Namespace), then the Cluster on the host, then on 3.x sets the member's clusterRole back to none (its jwtSecret stays) and on 4.x removes the annotations that name the host from the member's kubesphere-system Namespace.",
+    "Checks first that the host's Cluster NAME stands for the member (by the member's kube-system UID) and is not the host's own, that you may make every change, and that KubeSphere will be able to finish deleting the Cluster.",
+    "Then, after confirmation: deletes the Cluster on the host and waits until KubeSphere has let it go (its controller reaches the member through the agent), then deletes the agent on the member (Deployment cluster-agent, and on KubeSphere 4.x its ServiceAccount and ClusterRoleBinding tower; never the kubesphere-system Namespace), then on 3.x sets the member's clusterRole back to none (its jwtSecret stays) and on 4.x removes the annotations that name the host from the member's kubesphere-system Namespace.",
     'Safe to run again: what is gone is reported as already removed. Without a terminal, --yes is required.',
   ].join('\n\n')
 
@@ -45,7 +45,8 @@ export default class MemberLeave extends ClusterCommand<typeof MemberLeave> {
       clients.forContext(flags['member-context'], '--member-context'),
       {
         name: this.args.name,
-        dryRun: flags['dry-run'],
+        dryRun: this.dryRunMode(),
+        waitTimeoutMs: this.waitTimeoutMs,
         force: flags.force,
         confirm: (question) => confirmOrFail(question, flags.yes),
       },

@@ -39,7 +39,7 @@ export default class ProxySetAddress extends ClusterCommand<typeof ProxySetAddre
       address: this.args.address,
       agentImage: this.flags['agent-image'],
       restart: !this.flags['no-restart'],
-      dryRun: this.flags['dry-run'],
+      dryRun: this.dryRunMode(),
       choose: (offer) =>
         chooseOrFail('ADDRESS', {
           ...offer,

@@ -4,7 +4,8 @@ import {ExitCode, KsctlError} from '../errors.js'
 import {log} from '../log.js'
 import {redact, redactObject} from '../redact.js'
 import {parseDuration} from './duration.js'
-import {globalFlags} from './flags.js'
+import type {DryRun} from '../k8s/dry-run.js'
+import {dryRunOf, globalFlags, withDryRunValue} from './flags.js'
 import {progress, spinnerStream} from './progress.js'
 import {styleFor} from './style.js'
 
@@ -43,13 +44,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   override async init(): Promise<void> {
     await super.init()
-    const {args, flags, metadata} = await this.parse({
-      flags: this.ctor.flags,
-      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
-      enableJsonFlag: this.ctor.enableJsonFlag,
-      args: this.ctor.args,
-      strict: this.ctor.strict,
-    })
+    // A command without flags of its own has none here: oclif leaves the static undefined.
+    const takesDryRun = Object.hasOwn((this.ctor.flags as object | undefined) ?? {}, 'dry-run')
+    const {args, flags, metadata} = await this.parse(
+      {
+        flags: this.ctor.flags,
+        baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+        enableJsonFlag: this.ctor.enableJsonFlag,
+        args: this.ctor.args,
+        strict: this.ctor.strict,
+      },
+      takesDryRun ? withDryRunValue(this.argv) : this.argv,
+    )
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
     log.configure(this.flags['log-level'], this.flags['log-format'])
@@ -58,6 +64,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     progress.configure(
       spinnerStream(process.stderr, {logFormat: this.flags['log-format'], json: this.jsonEnabled()}),
     )
+  }
+
+  /** `--dry-run` of a command that has it: false (a real run), 'client' or 'server'. */
+  protected dryRunMode(): DryRun {
+    return dryRunOf((this.flags as {'dry-run'?: 'client' | 'server' | 'none'})['dry-run'])
   }
 
   /** Writes a result to stdout unless `--json` is on (then the returned value is the output). */

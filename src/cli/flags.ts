@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import type {DryRun} from '../k8s/dry-run.js'
 import {logFormats, logLevels} from '../log.js'
 
 export const outputFormats = ['text', 'yaml', 'json'] as const
@@ -49,9 +50,32 @@ export const outputFlag = Flags.option({
   default: 'text' as const,
 })()
 
-export const dryRunFlag = Flags.boolean({
-  description: 'show what would change, as a diff per object, and change nothing',
-  default: false,
-})
+/**
+ * `--dry-run` in kubectl's forms: alone or `=client`, ksctl's preview; `=server`, every write sent with
+ * dryRun=All; `=none`, a real run. oclif options always take a value, so the base command reads a bare
+ * `--dry-run` as `--dry-run=client` (withDryRunValue) and commands ask `this.dryRunMode()`.
+ */
+export const dryRunFlag = Flags.option({
+  description:
+    'show what would change, as a diff per object, and change nothing. Alone or =client: computed by ksctl; ' +
+    '=server: every write is sent to the API server as a dry run, so validation and admission run too',
+  options: ['client', 'server', 'none'] as const,
+  helpValue: '[client|server]',
+})()
+
+const DRY_RUN = '--dry-run'
+
+/** `argv` with a bare `--dry-run` (before any `--`) written as `--dry-run=client`, as kubectl reads it. */
+export function withDryRunValue(argv: string[]): string[] {
+  const end = argv.indexOf('--')
+  return argv.map((argument, index) =>
+    argument === DRY_RUN && (end < 0 || index < end) ? `${DRY_RUN}=client` : argument,
+  )
+}
+
+/** The mode of a parsed `--dry-run` value (undefined when the flag was not given). */
+export function dryRunOf(value: 'client' | 'server' | 'none' | undefined): DryRun {
+  return value === undefined || value === 'none' ? false : value
+}
 
 export const yesFlag = Flags.boolean({char: 'y', description: 'do not ask for confirmation', default: false})

@@ -4,7 +4,10 @@ const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/
 
-/** `key=value` pairs of `--label`, validated by Kubernetes' label rules before anything is sent. */
+/**
+ * `key=value` pairs of `--label`, validated by Kubernetes' label rules before anything is sent. A key given
+ * twice is refused, even with the same value: which one was meant cannot be told.
+ */
 export function parseLabels(pairs: string[], flag = '--label'): Record<string, string> {
   const labels: Record<string, string> = {}
   for (const pair of pairs) {
@@ -16,6 +19,12 @@ export function parseLabels(pairs: string[], flag = '--label'): Record<string, s
         `${flag} "${pair}" is not a valid label: use key=value, the key an optional DNS prefix and a name ` +
           '(letters, digits, "-", "_", "."), the value at most 63 such characters',
         [`for example: ${flag} cluster.kubesphere.io/group=production`],
+      )
+    }
+    if (Object.hasOwn(labels, key)) {
+      throw invalidInput(
+        `${flag} "${key}" is given more than once (${flag} ${key}=${labels[key] ?? ''} and ${flag} ${pair})`,
+        [`give each label once, e.g. ${flag} ${pair}`],
       )
     }
     labels[key] = value

@@ -344,14 +344,16 @@ export class ClusterClient {
   /**
    * Deletes a custom object; `false` when it was already gone. With `preconditions` (the uid and
    * resourceVersion it was read at) the server refuses, with a conflict, to delete an object that changed.
+   * With `dryRun`, a server dry run.
    */
   async deleteCustomObject(
     resource: CustomResource,
     name: string,
     namespace?: string,
     preconditions?: V1Preconditions,
+    dryRun = false,
   ): Promise<boolean> {
-    const body = preconditions === undefined ? {} : {body: {preconditions}}
+    const body = {...(preconditions === undefined ? {} : {body: {preconditions}}), ...dryRunParam(dryRun)}
     const deleted: unknown = await this.find(customOp('delete', resource, name, namespace), () =>
       namespace === undefined
         ? this.custom.deleteClusterCustomObject({...gvr(resource), name, ...body})

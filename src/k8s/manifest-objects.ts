@@ -30,7 +30,8 @@ interface KindAccess {
   remove: (name: string, namespace: string, body: V1DeleteOptions | undefined) => Promise<unknown>
 }
 
-const FIELD_MANAGER = 'ksctl'
+/** The field manager of every server-side apply ksctl makes. */
+export const FIELD_MANAGER = 'ksctl'
 const applyHeader = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply)
 
 /**
@@ -107,8 +108,12 @@ export class ManifestObjects {
 
   ref(object: ManifestObject): ObjectRef {
     const {resource} = this.access(object)
+    const group = object.apiVersion.includes('/')
+      ? object.apiVersion.slice(0, object.apiVersion.indexOf('/'))
+      : ''
     return {
       resource,
+      ...(group === '' ? {} : {group}),
       name: object.metadata.name,
       ...(object.metadata.namespace === undefined ? {} : {namespace: object.metadata.namespace}),
     }
@@ -131,11 +136,15 @@ export class ManifestObjects {
 
   /**
    * Deletes `object`; `false` when it was already gone. With `preconditions` (the uid and resourceVersion
-   * it was read at) the server refuses, with a conflict, to delete an object that changed.
+   * it was read at) the server refuses, with a conflict, to delete an object that changed. With `dryRun`,
+   * a server dry run.
    */
-  async remove(object: ManifestObject, preconditions?: V1Preconditions): Promise<boolean> {
+  async remove(object: ManifestObject, preconditions?: V1Preconditions, dryRun = false): Promise<boolean> {
     const access = this.access(object)
-    const body = preconditions === undefined ? undefined : {preconditions}
+    const body =
+      preconditions === undefined && !dryRun
+        ? undefined
+        : {...(preconditions === undefined ? {} : {preconditions}), ...(dryRun ? {dryRun: ['All']} : {})}
     const result = await this.client.find({verb: 'delete', object: this.ref(object)}, () =>
       access.remove(object.metadata.name, object.metadata.namespace ?? '', body),
     )

@@ -20,10 +20,13 @@ export interface ObjectEdit<T extends object> {
   summary: string
   read(): Promise<T | undefined>
   change(current: T | undefined): T | undefined
-  /** Creates (current undefined) or replaces `desired`, which carries the resourceVersion of `current`. */
-  write(desired: T, current: T | undefined): Promise<void>
-  /** Deletes the object (for a `change` that returns undefined). */
-  remove?(current: T): Promise<void>
+  /**
+   * Creates (current undefined) or replaces `desired`, which carries the resourceVersion of `current`, and
+   * returns what the server stored; with `dryRun`, the request is a server dry run (nothing is stored).
+   */
+  write(desired: T, current: T | undefined, dryRun: boolean): Promise<T>
+  /** Deletes the object (for a `change` that returns undefined); with `dryRun`, as a server dry run. */
+  remove?(current: T, dryRun: boolean): Promise<void>
 }
 
 /** The outcome of previewing or applying an edit: part of the `--json` contract of every changing command. */
@@ -32,6 +35,8 @@ export interface EditOutcome {
   object: ObjectRef
   summary: string
   changed: boolean
+  /** What the change does to the object: `create`, `update` or `delete`; `none` when unchanged. */
+  action: 'none' | 'create' | 'update' | 'delete'
   /**
    * Unified diff of the object as YAML, before and after, with every credential shown as its fingerprint
    * (`redactObject`). Empty when nothing changes.
@@ -48,20 +53,26 @@ export async function previewEdit<T extends object>(edit: ObjectEdit<T>): Promis
 
 /**
  * Applies `edit`: read, change, write with the read resourceVersion; on a conflict, all of it again on the
- * fresh object. An object already in the desired state is not written.
+ * fresh object. An object already in the desired state is not written. With `dryRun` every write is a
+ * server dry run, and the outcome compares the object with what the server says it would store.
  */
-export async function applyEdit<T extends object>(edit: ObjectEdit<T>): Promise<EditOutcome> {
+export async function applyEdit<T extends object>(
+  edit: ObjectEdit<T>,
+  {dryRun = false}: {dryRun?: boolean} = {},
+): Promise<EditOutcome> {
   return retryOnConflict(async () => {
     const current = await edit.read()
     const desired = edit.change(cloneOrUndefined(current))
     const result = outcome(edit, current, desired)
     if (!result.changed) return result
     if (desired !== undefined) {
-      await edit.write(desired, current)
-    } else if (current !== undefined) {
+      const stored = await edit.write(desired, current, dryRun)
+      return dryRun ? outcome(edit, current, stored) : result
+    }
+    if (current !== undefined) {
       if (edit.remove === undefined)
         throw new Error(`internal error: ${edit.summary} wants a delete it cannot do`)
-      await edit.remove(current)
+      await edit.remove(current, dryRun)
     }
     return result
   })
@@ -94,6 +105,13 @@ export function compareObjects(
     object,
     summary,
     changed,
+    action: !changed
+      ? 'none'
+      : current === undefined
+        ? 'create'
+        : desired === undefined
+          ? 'delete'
+          : 'update',
     diff: changed ? redact(createTwoFilesPatch(name, name, before, after, 'current', 'desired')) : '',
   }
 }

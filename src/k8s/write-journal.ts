@@ -19,8 +19,11 @@ const PAST_TENSE: Partial<Record<Operation['verb'], string>> = {
   delete: 'deleted',
 }
 
+/** Reviews are created to be answered, and store nothing: an access review is not a write. */
+const REVIEW_RESOURCES: ReadonlySet<string> = new Set(['selfsubjectaccessreviews'])
+
 export function isWrite(operation: Operation): boolean {
-  return WRITE_VERBS.has(operation.verb)
+  return WRITE_VERBS.has(operation.verb) && !REVIEW_RESOURCES.has(operation.object.resource)
 }
 
 /**

@@ -1,6 +1,8 @@
 /** Where KubeSphere keeps what ksctl reads and writes (see shared/reference/kubesphere.md). */
 export const KUBESPHERE_NAMESPACE = 'kubesphere-system'
 export const INSTALLER_CONFIGURATION_NAME = 'ks-installer'
+/** 3.x: ks-installer's own Deployment, which 4.x has not. */
+export const INSTALLER_DEPLOYMENT_NAME = 'ks-installer'
 export const KUBESPHERE_CONFIG_NAME = 'kubesphere-config'
 export const KUBESPHERE_CONFIG_KEY = 'kubesphere.yaml'
 export const TOWER_SERVICE_NAME = 'tower'

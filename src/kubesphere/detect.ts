@@ -1,5 +1,7 @@
+import type {V1Deployment} from '@kubernetes/client-node'
 import {load} from 'js-yaml'
 
+import {KsctlError} from '../errors.js'
 import type {ClusterClient, DecodedSecret} from '../k8s/cluster-client.js'
 import {apiVersionOf, ClusterConfigurationResource, type CustomObject} from '../k8s/resources.js'
 import {allInOrder} from '../promises.js'
@@ -10,6 +12,7 @@ import {
   CLUSTER_CONNECTION_SECRET_TYPE,
   DEFAULT_HOST_CLUSTER_NAME,
   INSTALLER_CONFIGURATION_NAME,
+  INSTALLER_DEPLOYMENT_NAME,
   KUBESPHERE_CONFIG_KEY,
   KUBESPHERE_CONFIG_NAME,
   KUBESPHERE_NAMESPACE,
@@ -53,6 +56,12 @@ export interface KubeSphereInfo {
   tower: TowerService
   proxyAddress: ProxyAddress
   jwtSecretFingerprint?: string
+  /**
+   * Set when the install is not whole enough to work on, such as KubeSphere 3.x without its ks-installer
+   * ClusterConfiguration: what is missing, the signs the edition was told from, and what to do. Commands
+   * that change anything refuse while it is set (requireComplete).
+   */
+  incomplete?: {message: string; signs: string[]; suggestions: string[]}
 }
 
 type ClusterConfiguration = CustomObject & {
@@ -96,16 +105,130 @@ export async function detectKubeSphere(client: ClusterClient): Promise<KubeSpher
   if (configMap === undefined) {
     return {...base, installed: false, role: 'none', tower, proxyAddress: {}}
   }
-  const annotations = namespace.metadata?.annotations ?? {}
-  const [connectionSecret, apiServerVersion] = await allInOrder([
+  // No ClusterConfiguration: 4.x keeps none, but a 3.x install may have lost it. The edition is told from
+  // what each leaves behind, not from the missing object.
+  const [connectionSecret, apiServerVersion, installerDeployment] = await allInOrder([
     client.findSecret(KUBESPHERE_NAMESPACE, TOWER_CONNECTION_SECRET_NAME),
     coreVersionFromDeployments(client),
+    client.findDeployment(KUBESPHERE_NAMESPACE, INSTALLER_DEPLOYMENT_NAME),
   ])
+  const signs = editionSigns(config, configMap.metadata?.labels ?? {}, apiServerVersion, installerDeployment)
+  if (signs['3.x'].length > 0) {
+    const installerVersion = apiServerVersion ?? imageTag(installerDeployment)
+    return {
+      ...base,
+      ...describeConfigOnlyInstaller(config, tower),
+      ...(installerVersion === undefined ? {} : {version: installerVersion}),
+      incomplete: missingInstallerConfiguration(client.context, installerVersion, signs, served),
+    }
+  }
+  const annotations = namespace.metadata?.annotations ?? {}
   return {
     ...base,
     ...describeCoreEdition(config, tower, connectionSettings(connectionSecret), annotations),
     ...(apiServerVersion === undefined ? {} : {version: apiServerVersion}),
   }
+}
+
+/**
+ * Refuses to change a cluster whose install is incomplete (see KubeSphereInfo.incomplete): ksctl would
+ * change objects the missing one overwrites, or read the wrong edition's settings.
+ */
+export function requireComplete(info: KubeSphereInfo): void {
+  if (info.incomplete === undefined) return
+  throw new KsctlError(`context "${info.context}": ${info.incomplete.message}; nothing was changed`, {
+    code: 'PRECONDITION_FAILED',
+    context: info.context,
+    suggestions: info.incomplete.suggestions,
+  })
+}
+
+type EditionSigns = Record<Edition, string[]>
+
+/**
+ * What each edition leaves behind besides the ClusterConfiguration. 3.x: the ks-installer Deployment,
+ * kubesphere.yaml's 3.x layout (`authentication.jwtSecret`, kubesphere.md §2.1), a v3 ks-apiserver. 4.x:
+ * the 4.x layout (`authentication.issuer`, §2.2), a v4 ks-apiserver, a Helm-managed kubesphere-config. Any
+ * 4.x sign outweighs the 3.x ones: ks-upgrade keeps 3.x leftovers, and a 4.x cluster has no installer.
+ */
+function editionSigns(
+  config: KubeSphereConfig,
+  configLabels: Record<string, string>,
+  apiServerVersion: string | undefined,
+  installerDeployment: V1Deployment | undefined,
+): EditionSigns {
+  const signs: EditionSigns = {'3.x': [], '4.x': []}
+  const authentication = config.authentication ?? {}
+  if (authentication.issuer !== undefined)
+    signs['4.x'].push(`${KUBESPHERE_CONFIG_NAME} has authentication.issuer`)
+  if (/^v?4\./.test(apiServerVersion ?? '')) signs['4.x'].push(`ks-apiserver ${apiServerVersion ?? ''}`)
+  if (configLabels['app.kubernetes.io/managed-by'] === 'Helm')
+    signs['4.x'].push(`${KUBESPHERE_CONFIG_NAME} is managed by Helm`)
+  if (signs['4.x'].length > 0) return signs
+  if (installerDeployment !== undefined)
+    signs['3.x'].push(`deployment ${KUBESPHERE_NAMESPACE}/${INSTALLER_DEPLOYMENT_NAME}`)
+  if (authentication.jwtSecret !== undefined)
+    signs['3.x'].push(`${KUBESPHERE_CONFIG_NAME} has the 3.x layout (authentication.jwtSecret)`)
+  if (/^v?3\./.test(apiServerVersion ?? '')) signs['3.x'].push(`ks-apiserver ${apiServerVersion ?? ''}`)
+  return signs
+}
+
+/** 3.x read from kubesphere-config alone, when the ClusterConfiguration that renders it is gone. */
+function describeConfigOnlyInstaller(config: KubeSphereConfig, tower: TowerService): EditionFields {
+  const multicluster = config.multicluster ?? {}
+  // 3.0–3.2 render no clusterRole: only a host has the multicluster block, with enable true.
+  const role =
+    multicluster.clusterRole === undefined && multicluster.enable === true
+      ? 'host'
+      : toRole(multicluster.clusterRole)
+  const jwtSecret = config.authentication?.jwtSecret
+  return {
+    installed: true,
+    edition: '3.x',
+    role,
+    ...(role === 'host'
+      ? {hostClusterName: nonEmpty(multicluster.hostClusterName) ?? DEFAULT_HOST_CLUSTER_NAME}
+      : {}),
+    ...(role === 'member' && nonEmpty(multicluster.clusterName) !== undefined
+      ? {memberClusterName: multicluster.clusterName}
+      : {}),
+    tower,
+    proxyAddress: proxyAddress(
+      nonEmpty(multicluster.proxyPublishAddress),
+      `configmap ${KUBESPHERE_CONFIG_NAME}`,
+      tower,
+    ),
+    ...(nonEmpty(jwtSecret) === undefined ? {} : {jwtSecretFingerprint: fingerprint(jwtSecret ?? '')}),
+  }
+}
+
+function missingInstallerConfiguration(
+  context: string,
+  version: string | undefined,
+  signs: EditionSigns,
+  served: Set<string>,
+): NonNullable<KubeSphereInfo['incomplete']> {
+  const crd = served.has(apiVersionOf(ClusterConfigurationResource))
+  const release = version === undefined ? 'v3.4.1' : version
+  return {
+    message:
+      `KubeSphere 3.x without its ks-installer ClusterConfiguration ${KUBESPHERE_NAMESPACE}/${INSTALLER_CONFIGURATION_NAME} ` +
+      `(${crd ? 'its CRD is still served' : 'its CRD is not served either'}; signs of 3.x: ${signs['3.x'].join(', ')}): ` +
+      'ks-installer renders kubesphere-config from it, so a change made without it would not last',
+    signs: signs['3.x'],
+    suggestions: [
+      `recreate it with the settings this cluster has (spec.multicluster.clusterRole; on a member, the host's jwtSecret ` +
+        `as spec.authentication.jwtSecret), starting from the release's cluster-configuration.yaml: ` +
+        `https://github.com/kubesphere/ks-installer/releases/download/${release}/cluster-configuration.yaml, ` +
+        `then kubectl --context ${context} apply -f cluster-configuration.yaml`,
+      `then check with: ksctl info --context ${context}`,
+    ],
+  }
+}
+
+function imageTag(deployment: V1Deployment | undefined): string | undefined {
+  const image = deployment?.spec?.template.spec?.containers[0]?.image
+  return image?.includes(':') === true ? image.slice(image.lastIndexOf(':') + 1) : undefined
 }
 
 type EditionFields = Omit<KubeSphereInfo, 'context' | 'server' | 'kubernetesVersion'>

@@ -6,7 +6,7 @@ import {ClusterResource} from '../k8s/resources.js'
 import {fingerprint, redactor} from '../redact.js'
 import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
 import {agentArgument} from './cluster-identity.js'
-import {conditionOf, type KubeSphereCluster} from './cluster-object.js'
+import {conditionOf, memberUidOf, type KubeSphereCluster} from './cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import {detectKubeSphere, type KubeSphereInfo} from './detect.js'
 import {probeProxyAddress} from './proxy-probe.js'
@@ -67,6 +67,7 @@ export async function diagnose(
   ])
   findings.push(...proxyAddress)
   findings.push(...clusterFindings(host, name, cluster))
+  findings.push(...(await duplicateRegistrationFindings(host, name, cluster)))
   if (member !== undefined) {
     const [memberInfo, agent] = await Promise.all([
       detectKubeSphere(member),
@@ -200,6 +201,29 @@ function clusterFindings(
     ]
   }
   return [{check: 'cluster', status: 'ok', message: `cluster "${name}" uses the proxy connection`}]
+}
+
+/** Another Cluster on the host standing for the same member (by kube-system UID): one member, two names. */
+async function duplicateRegistrationFindings(
+  host: ClusterClient,
+  name: string,
+  cluster: KubeSphereCluster | undefined,
+): Promise<Finding[]> {
+  const uid = cluster === undefined ? undefined : memberUidOf(cluster)
+  if (uid === undefined) return []
+  const others = (await host.listCustomObjects<KubeSphereCluster>(ClusterResource))
+    .filter((other) => other.metadata?.name !== name && memberUidOf(other) === uid)
+    .map((other) => other.metadata?.name ?? '')
+  if (others.length === 0) return []
+  return [
+    {
+      check: 'registration',
+      status: 'fail',
+      message: `the member of cluster "${name}" (kube-system UID ${uid}) is registered under two names: ${[name, ...others].map((n) => `"${n}"`).join(', ')}`,
+      why: 'KubeSphere must not import the same cluster twice: both Clusters reach one member, whose agent serves only one of them',
+      fix: `keep the Cluster the member's agent connects as, and delete the other: kubectl --context ${host.context} delete cluster ${others[0] ?? ''}`,
+    },
+  ]
 }
 
 function agentFindings(

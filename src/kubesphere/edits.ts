@@ -2,7 +2,7 @@ import type {V1ConfigMap} from '@kubernetes/client-node'
 import {isMap, isScalar, parseDocument} from 'yaml'
 
 import {KsctlError} from '../errors.js'
-import type {ClusterClient, DecodedSecret} from '../k8s/cluster-client.js'
+import {decodeSecret, type ClusterClient, type DecodedSecret} from '../k8s/cluster-client.js'
 import type {ObjectEdit} from '../k8s/object-edit.js'
 import {ClusterConfigurationResource, resourceName, type CustomObject} from '../k8s/resources.js'
 import {parseKubeSphereConfig} from './config.js'
@@ -28,6 +28,7 @@ export function installerSpecEdit(
 ): ObjectEdit<InstallerConfiguration> {
   const object = {
     resource: resourceName(ClusterConfigurationResource),
+    group: ClusterConfigurationResource.group,
     name: INSTALLER_CONFIGURATION_NAME,
     namespace: KUBESPHERE_NAMESPACE,
   }
@@ -48,9 +49,8 @@ export function installerSpecEdit(
       mutateSpec(current.spec)
       return current
     },
-    write: async (desired) => {
-      await client.replaceCustomObject(ClusterConfigurationResource, desired)
-    },
+    write: (desired, _current, dryRun) =>
+      client.replaceCustomObject(ClusterConfigurationResource, desired, dryRun),
   }
 }
 
@@ -87,9 +87,7 @@ export function kubesphereConfigEdit(
       current.data = {...current.data, [KUBESPHERE_CONFIG_KEY]: edited}
       return current
     },
-    write: async (desired) => {
-      await client.replaceConfigMap(desired)
-    },
+    write: (desired, _current, dryRun) => client.replaceConfigMap(desired, dryRun),
   }
 }
 
@@ -117,9 +115,7 @@ export function towerConnectionSecretEdit(
       current.data = {...current.data, [CLUSTER_CONNECTION_SECRET_KEY]: edited}
       return current
     },
-    write: async (desired) => {
-      await client.replaceSecret(desired)
-    },
+    write: async (desired, _current, dryRun) => decodeSecret(await client.replaceSecret(desired, dryRun)),
   }
 }
 

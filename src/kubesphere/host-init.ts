@@ -1,8 +1,10 @@
 import {formatDuration} from '../cli/duration.js'
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {editWrites, requireAccess} from '../k8s/access-review.js'
+import {runEdit, type DryRun} from '../k8s/dry-run.js'
 import {kubectl} from '../k8s/kubectl.js'
-import {applyEdit, previewEdit, type EditOutcome} from '../k8s/object-edit.js'
+import {previewEdit, type EditOutcome} from '../k8s/object-edit.js'
 import {ClusterConfigurationResource, ClusterResource, type CustomObject} from '../k8s/resources.js'
 import {
   DEFAULT_HOST_CLUSTER_NAME,
@@ -11,7 +13,7 @@ import {
   KUBESPHERE_NAMESPACE,
   TOWER_SERVICE_NAME,
 } from './constants.js'
-import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from './detect.js'
 import {installerSpecEdit, setIn} from './edits.js'
 import {validateHostClusterName} from './names.js'
 import {waitUntil} from './wait.js'
@@ -19,7 +21,7 @@ import {waitUntil} from './wait.js'
 export interface HostInitOptions {
   name?: string | undefined
   force: boolean
-  dryRun: boolean
+  dryRun: DryRun
   wait: boolean
   /** The user's `--timeout`, when given: the limit of the wait for the installer instead of its default. */
   waitTimeoutMs?: number | undefined
@@ -51,6 +53,7 @@ export const INSTALLER_LOGS_COMMAND =
 export async function hostInit(client: ClusterClient, options: HostInitOptions): Promise<HostInitResult> {
   const name = options.name === undefined ? undefined : validateHostClusterName(options.name)
   const info = await detectKubeSphere(client)
+  requireComplete(info)
   if (!info.installed || info.edition === undefined) {
     throw new KsctlError(`KubeSphere is not installed in context "${client.context}"`, {
       code: 'PRECONDITION_FAILED',
@@ -118,13 +121,15 @@ async function initInstallerHost(
       if (name !== undefined) setIn(spec, ['multicluster', 'hostClusterName'], name)
     },
   )
-  const change = options.dryRun ? await previewEdit(edit) : await applyEdit(edit)
+  const preview = await previewEdit(edit)
+  await requireAccess(editWrites(client, preview), options.dryRun)
+  const change = options.dryRun === 'client' ? preview : await runEdit(edit, options.dryRun)
   const result: HostInitResult = {
     context: client.context,
     edition: '3.x',
     hostClusterName: targetName,
     alreadyHost: !change.changed,
-    dryRun: options.dryRun,
+    dryRun: options.dryRun !== false,
     changes: [change],
     ...(info.multiclusterStatus === undefined ? {} : {multiclusterStatus: info.multiclusterStatus}),
   }

@@ -16,6 +16,8 @@ export function renderInfo(info: KubeSphereInfo): string {
     ['Tower service', info.installed ? describeTower(info) : undefined],
     ['Proxy address', info.installed && info.role === 'host' ? describeProxyAddress(info) : undefined],
     ['jwtSecret', info.jwtSecretFingerprint],
+    ['Incomplete', info.incomplete?.message],
+    ['To fix', info.incomplete?.suggestions.join('; ')],
   ])
 }
 

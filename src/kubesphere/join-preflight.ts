@@ -6,7 +6,7 @@ import {kubeSystemUid} from './cluster-identity.js'
 import {type KubeSphereCluster, memberUidOf} from './cluster-object.js'
 import {parseKubeSphereConfig} from './config.js'
 import {KUBESPHERE_CONFIG_KEY, KUBESPHERE_CONFIG_NAME, KUBESPHERE_NAMESPACE} from './constants.js'
-import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from './detect.js'
 import {parseProxyAddress} from './proxy-address.js'
 
 export interface JoinSide {
@@ -52,9 +52,38 @@ export async function joinPreflight(
       ["a cluster cannot join itself: pass the member cluster's context as --member-context"],
     )
   }
+  requireComplete(hostInfo)
+  requireComplete(memberInfo)
   const edition = requireHost(hostClient, hostInfo)
   const proxyAddress = resolveProxyAddress(hostClient, hostInfo, proxyAddressOverride)
   requireJoinableMember(memberClient, memberInfo, edition, hostInfo, name)
+  const existing = await checkRegistration(hostClient, memberClient, name, memberUid)
+  return {
+    name,
+    edition,
+    host: {
+      client: hostClient,
+      info: hostInfo,
+      uid: hostUid,
+      jwtSecret: await readJwtSecret(hostClient, edition),
+    },
+    member: {client: memberClient, info: memberInfo, uid: memberUid},
+    proxyAddress,
+    existing,
+  }
+}
+
+/**
+ * The host's Clusters leave `name` to this member: free, or already this member's (a re-run), and no other
+ * Cluster stands for the member (by kube-system UID). Returns this member's Cluster, if there is one.
+ * Checked in preflight, and again once the join holds its lock (see join-lock.ts).
+ */
+export async function checkRegistration(
+  hostClient: ClusterClient,
+  memberClient: ClusterClient,
+  name: string,
+  memberUid: string,
+): Promise<KubeSphereCluster | undefined> {
   const clusters = await hostClient.listCustomObjects<KubeSphereCluster>(ClusterResource)
   const existing = clusters.find((cluster) => cluster.metadata?.name === name)
   if (existing !== undefined && memberUidOf(existing) !== memberUid) {
@@ -78,19 +107,7 @@ export async function joinPreflight(
       ],
     )
   }
-  return {
-    name,
-    edition,
-    host: {
-      client: hostClient,
-      info: hostInfo,
-      uid: hostUid,
-      jwtSecret: await readJwtSecret(hostClient, edition),
-    },
-    member: {client: memberClient, info: memberInfo, uid: memberUid},
-    proxyAddress,
-    existing,
-  }
+  return existing
 }
 
 function requireHost(client: ClusterClient, info: KubeSphereInfo): Edition {

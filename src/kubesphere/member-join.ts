@@ -1,8 +1,10 @@
 import {formatDuration} from '../cli/duration.js'
 import {KsctlError} from '../errors.js'
+import {applyWrites, editWrites, requireAccess, type PlannedWrite} from '../k8s/access-review.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
-import {applyManifest, type ManifestObject} from '../k8s/manifest-objects.js'
-import {applyEdit, compareObjects, previewEdit, type EditOutcome} from '../k8s/object-edit.js'
+import {runEdit, type DryRun} from '../k8s/dry-run.js'
+import {applyManifest, ManifestObjects, type ManifestObject} from '../k8s/manifest-objects.js'
+import {compareObjects, previewEdit, type EditOutcome} from '../k8s/object-edit.js'
 import {ClusterResource, apiVersionOf} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {fingerprint} from '../redact.js'
@@ -18,7 +20,9 @@ import {
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import type {Edition} from './detect.js'
 import {installerSpecEdit, setIn} from './edits.js'
-import {joinPreflight, type JoinPreflight} from './join-preflight.js'
+import {planClusterApply} from './cluster-apply.js'
+import {checkRegistration, joinPreflight, type JoinPreflight} from './join-preflight.js'
+import {joinLock} from './join-lock.js'
 import {waitForJoin} from './join-wait.js'
 import {waitUntil} from './wait.js'
 
@@ -33,7 +37,9 @@ export interface MemberJoinOptions {
   replicas?: number | undefined
   /** Apply the agent manifest to the member; otherwise it is the command's output (file or stdout). */
   apply: boolean
-  dryRun: boolean
+  dryRun: DryRun
+  /** `--timeout`, each API request's time-out (0: none): the join lock outlives one request. */
+  requestTimeoutMs: number
   /** The user's `--timeout`, when given: the limit of the wait for the token instead of its default. */
   waitTimeoutMs?: number | undefined
 }
@@ -79,21 +85,20 @@ export async function memberJoin(
   const preflight = await joinPreflight(hostClient, memberClient, options.name, options.proxyAddress)
   const warnings: string[] = []
   const changes: EditOutcome[] = []
-  const run = async (edit: Parameters<typeof applyEdit>[0]) => {
-    const outcome = options.dryRun ? await previewEdit(edit) : await applyEdit(edit)
+  const record = (outcome: EditOutcome) => {
     changes.push(outcome)
     if (outcome.changed && !options.dryRun)
       log.info(`${memberOrHost(outcome.context, preflight)}: ${outcome.summary}`)
   }
 
-  if (preflight.edition === '3.x') {
-    await run(
-      installerSpecEdit(memberClient, "copy the host's jwtSecret and set clusterRole to member", (spec) => {
-        setIn(spec, ['authentication', 'jwtSecret'], preflight.host.jwtSecret)
-        setIn(spec, ['multicluster', 'clusterRole'], 'member')
-      }),
-    )
-  } else {
+  const installerEdit =
+    preflight.edition === '3.x'
+      ? installerSpecEdit(memberClient, "copy the host's jwtSecret and set clusterRole to member", (spec) => {
+          setIn(spec, ['authentication', 'jwtSecret'], preflight.host.jwtSecret)
+          setIn(spec, ['multicluster', 'clusterRole'], 'member')
+        })
+      : undefined
+  if (preflight.edition === '4.x') {
     const memberFingerprint = preflight.member.info.jwtSecretFingerprint
     if (memberFingerprint !== undefined && memberFingerprint !== fingerprint(preflight.host.jwtSecret)) {
       warnings.push(
@@ -104,8 +109,47 @@ export async function memberJoin(
     }
   }
 
-  const clusterObject = desiredCluster(preflight, options)
-  changes.push(...(await applyManifest(hostClient, [clusterObject], options.dryRun)))
+  // The plan, before any write: every write it makes is checked with the API servers, the Cluster's apply
+  // is tried as a server dry run, and a new registration is locked against joins of the member under
+  // other names.
+  const installerPreview = installerEdit === undefined ? undefined : await previewEdit(installerEdit)
+  const clusterApply = planClusterApply(
+    hostClient,
+    desiredCluster(preflight, options),
+    preflight.existing,
+    memberClient.context,
+  )
+  const lock =
+    preflight.existing === undefined
+      ? joinLock(
+          hostClient,
+          {name: options.name, memberUid: preflight.member.uid, memberContext: memberClient.context},
+          {dryRun: options.dryRun, requestTimeoutMs: options.requestTimeoutMs},
+        )
+      : undefined
+  await requireAccess(
+    [
+      ...(installerPreview === undefined ? [] : editWrites(memberClient, installerPreview)),
+      ...(lock?.writes ?? []),
+      ...clusterApply.writes,
+      ...(options.apply
+        ? await agentWrites(memberClient, renderAgent(preflight, options, TOKEN_PLACEHOLDER))
+        : []),
+    ],
+    options.dryRun,
+  )
+  await clusterApply.validate()
+
+  await lock?.acquire(() => checkRegistration(hostClient, memberClient, options.name, preflight.member.uid))
+  try {
+    if (installerEdit !== undefined && installerPreview !== undefined) {
+      record(options.dryRun === 'client' ? installerPreview : await runEdit(installerEdit, options.dryRun))
+    }
+    await lock?.confirm()
+    changes.push(await clusterApply.apply(options.dryRun))
+  } finally {
+    await lock?.release()
+  }
   if (!options.dryRun) log.info(`host: Cluster "${options.name}" is registered (connection type proxy)`)
 
   const cluster = options.dryRun
@@ -116,18 +160,11 @@ export async function memberJoin(
   const settings = options.dryRun
     ? await previewAgentSettings(hostClient, options.name, overrides, TOKEN_PLACEHOLDER)
     : await readAgentSettings(hostClient, options.name, overrides)
-  const agent = renderAgentManifest({
-    edition: preflight.edition,
-    clusterName: options.name,
-    token: settings.token,
-    proxyAddress: preflight.proxyAddress,
-    image: settings.image,
-    replicas: options.replicas,
-  })
+  const agent = renderAgent(preflight, options, settings.token, settings.image)
 
   let agentManifest: ManifestObject[] | undefined
   if (options.apply) {
-    changes.push(...(await applyAgent(memberClient, agent, options.dryRun)))
+    changes.push(...(await applyAgent(memberClient, agent, options.dryRun, warnings)))
     if (!options.dryRun) log.info(`member: agent applied in namespace ${KUBESPHERE_NAMESPACE}`)
   } else {
     agentManifest = agent
@@ -140,7 +177,7 @@ export async function memberJoin(
     edition: preflight.edition,
     proxyAddress: preflight.proxyAddress,
     hostJwtSecretFingerprint: fingerprint(preflight.host.jwtSecret),
-    dryRun: options.dryRun,
+    dryRun: options.dryRun !== false,
     changes,
     ...(agentManifest === undefined ? {} : {agentManifest}),
     ...joinState(cluster),
@@ -166,6 +203,32 @@ function joinState(cluster: KubeSphereCluster | undefined): Pick<MemberJoinResul
     conditions: Object.fromEntries((cluster?.status?.conditions ?? []).map((c) => [c.type, c.status])),
     ready: isConditionTrue(cluster, 'Ready'),
   }
+}
+
+function renderAgent(
+  preflight: JoinPreflight,
+  options: MemberJoinOptions,
+  token: string,
+  image?: string,
+): ManifestObject[] {
+  return renderAgentManifest({
+    edition: preflight.edition,
+    clusterName: options.name,
+    token,
+    proxyAddress: preflight.proxyAddress,
+    image: image ?? options.agentImage,
+    replicas: options.replicas,
+  })
+}
+
+/** The agent's server-side applies: a patch each, and a create for each object not on the member yet. */
+async function agentWrites(member: ClusterClient, objects: ManifestObject[]): Promise<PlannedWrite[]> {
+  const manifest = new ManifestObjects(member)
+  const writes: PlannedWrite[] = []
+  for (const object of objects) {
+    writes.push(...applyWrites(member, manifest, object, (await manifest.find(object)) !== undefined))
+  }
+  return writes
 }
 
 function desiredCluster(preflight: JoinPreflight, options: MemberJoinOptions): ManifestObject {
@@ -234,30 +297,47 @@ async function waitForToken(
 }
 
 /**
- * Server-side applies the agent. On a dry run the namespace may not exist yet, and the server cannot
- * dry-run objects inside it: those are shown as they would be created.
+ * Server-side applies the agent, or dry-runs it. A dry run creates no namespace, and the API server cannot
+ * dry-run objects in a namespace that does not exist: those are shown as they would be created, unchecked
+ * by the server, and a server dry run says so.
  */
 async function applyAgent(
   client: ClusterClient,
   objects: ManifestObject[],
-  dryRun: boolean,
+  dryRun: DryRun,
+  warnings: string[],
 ): Promise<EditOutcome[]> {
   if (!dryRun) return applyManifest(client, objects, false)
-  const namespace = await client.findNamespace(KUBESPHERE_NAMESPACE)
-  if (namespace !== undefined) return applyManifest(client, objects, true)
-  return objects.map((object) =>
-    compareObjects(
-      client.context,
-      {
-        resource: `${object.kind.toLowerCase()}s`,
-        name: object.metadata.name,
-        ...(object.metadata.namespace === undefined ? {} : {namespace: object.metadata.namespace}),
-      },
-      `create ${object.kind} ${object.metadata.name}`,
-      undefined,
-      object,
-    ),
-  )
+  if ((await client.findNamespace(KUBESPHERE_NAMESPACE)) !== undefined)
+    return applyManifest(client, objects, true)
+  const unchecked = objects.filter((object) => object.metadata.namespace === KUBESPHERE_NAMESPACE)
+  if (dryRun === 'server' && unchecked.length > 0) {
+    warnings.push(
+      `namespace ${KUBESPHERE_NAMESPACE} does not exist yet in context "${client.context}" and a dry run does not create ` +
+        `it, so the API server could not check ${unchecked.map((object) => `${object.kind} ${object.metadata.name}`).join(', ')}`,
+    )
+  }
+  const outcomes: EditOutcome[] = []
+  for (const object of objects) {
+    if (dryRun === 'server' && object.metadata.namespace === undefined) {
+      outcomes.push(...(await applyManifest(client, [object], true)))
+      continue
+    }
+    outcomes.push(
+      compareObjects(
+        client.context,
+        {
+          resource: `${object.kind.toLowerCase()}s`,
+          name: object.metadata.name,
+          ...(object.metadata.namespace === undefined ? {} : {namespace: object.metadata.namespace}),
+        },
+        `create ${object.kind} ${object.metadata.name}`,
+        undefined,
+        object,
+      ),
+    )
+  }
+  return outcomes
 }
 
 function memberOrHost(context: string, preflight: JoinPreflight): string {

@@ -1,7 +1,9 @@
 import type {KubernetesObject, V1Namespace, V1Preconditions} from '@kubernetes/client-node'
 
 import {describeObject, invalidInput, KsctlError, preconditionFailed, type ObjectRef} from '../errors.js'
+import {editWrites, requireAccess, type PlannedWrite} from '../k8s/access-review.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import type {DryRun} from '../k8s/dry-run.js'
 import {ManifestObjects, type ManifestObject} from '../k8s/manifest-objects.js'
 import {applyEdit, previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/object-edit.js'
 import {ClusterResource, resourceName} from '../k8s/resources.js'
@@ -14,10 +16,16 @@ import {
   MEMBER_CLUSTER_NAME_ANNOTATION,
   MEMBER_HOST_CLUSTER_ANNOTATION,
 } from './constants.js'
-import {detectKubeSphere, type Edition} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition} from './detect.js'
 import {installerSpecEdit, setIn} from './edits.js'
 import {requireKubeSphereHost} from './host-check.js'
 import {INSTALLER_LOGS_COMMAND} from './host-init.js'
+import {
+  finalizationProbeWrites,
+  needsFinalization,
+  probeFinalization,
+  waitUntilClusterGone,
+} from './cluster-finalization.js'
 import {agentArgument, kubeSystemUid} from './cluster-identity.js'
 import {
   checkClusterIdentity,
@@ -30,7 +38,9 @@ import {
 
 export interface MemberLeaveOptions {
   name: string
-  dryRun: boolean
+  dryRun: DryRun
+  /** The user's `--timeout`, when given: the limit of the wait for KubeSphere to finish deleting the Cluster. */
+  waitTimeoutMs?: number | undefined
   /** When the member cannot be reached: remove the host's Cluster anyway, and say what the member keeps. */
   force: boolean
   /**
@@ -60,11 +70,13 @@ const SERVICE_ACCOUNT = 'tower'
 const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/
 
 /**
- * Removes a member from its host: the agent on the member first, so that it stops dialing the proxy, then
- * the host's Cluster, then (3.x) the member's clusterRole, or (4.x) the member's record of the host. Every
- * check comes before any change: the Cluster must be this member's (by kube-system UID) and not the host's
- * own. Each step deletes or edits one object with optimistic concurrency, so a second run finds everything
- * already removed and changes nothing.
+ * Removes a member from its host: the host's Cluster first, waiting until KubeSphere has finished deleting
+ * it (its controller reaches the member through the agent), then the agent on the member, then (3.x) the
+ * member's clusterRole, or (4.x) the member's record of the host. Every check comes before any change: the
+ * Cluster must be this member's (by kube-system UID) and not the host's own, the user must have the rights
+ * for every write, and KubeSphere must be able to finish the Cluster's deletion. Each step deletes or edits
+ * one object with optimistic concurrency, so a second run finds everything already removed and changes
+ * nothing.
  */
 export async function memberLeave(
   host: ClusterClient,
@@ -80,13 +92,25 @@ export async function memberLeave(
   const plan = await planLeave(host, member, options)
   let changes = await runSteps(plan.steps, (step) => step.preview())
   const pending = changes.filter((change) => change.changed)
-  if (!options.dryRun && pending.length > 0) {
-    if (!(await options.confirm(confirmationQuestion(name, pending)))) {
+  const probe = options.dryRun === 'client' ? undefined : plan.probe
+  await requireAccess(
+    [
+      ...plan.steps.flatMap((step, index) => {
+        const change = changes[index]
+        return change === undefined ? [] : editWrites(step.client, change)
+      }),
+      ...(probe?.writes ?? []),
+    ],
+    options.dryRun,
+  )
+  await probe?.run()
+  if (options.dryRun !== 'client' && pending.length > 0) {
+    if (options.dryRun === false && !(await options.confirm(confirmationQuestion(name, pending)))) {
       throw new KsctlError('not confirmed: nothing was changed', {code: 'INTERRUPTED'})
     }
     changes = await runSteps(plan.steps, async (step) => {
-      const outcome = await step.apply()
-      if (outcome.changed)
+      const outcome = await step.apply(options.dryRun === 'server')
+      if (outcome.changed && options.dryRun === false)
         log.info(`${outcome.context === host.context ? 'host' : 'member'}: ${outcome.summary}`)
       return outcome
     })
@@ -100,7 +124,7 @@ export async function memberLeave(
     name,
     hostContext: host.context,
     memberContext: member.context,
-    dryRun: options.dryRun,
+    dryRun: options.dryRun !== false,
     changes,
     notes: [...plan.notes, ...notesOfApplied],
   }
@@ -108,8 +132,11 @@ export async function memberLeave(
 
 /** One step of leaving. `alreadyDone` replaces the summary of a step that finds nothing to do. */
 interface LeaveStep {
+  /** The cluster the step changes. */
+  client: ClusterClient
   preview(): Promise<EditOutcome>
-  apply(): Promise<EditOutcome>
+  /** Applies the step; with `dryRun`, as a server dry run. */
+  apply(dryRun: boolean): Promise<EditOutcome>
   alreadyDone: string
   /** A note that holds once this step has changed something for real. */
   noteWhenApplied?: string
@@ -118,6 +145,8 @@ interface LeaveStep {
 interface LeavePlan {
   steps: LeaveStep[]
   notes: string[]
+  /** A check made after the access review and before any change (see cluster-finalization.ts). */
+  probe?: {writes: PlannedWrite[]; run(): Promise<void>}
 }
 
 async function planLeave(
@@ -127,6 +156,7 @@ async function planLeave(
 ): Promise<LeavePlan> {
   const {name} = options
   const hostInfo = await detectKubeSphere(host)
+  requireComplete(hostInfo)
   const {edition, hostClusterName} = requireKubeSphereHost(host, hostInfo, [
     `pass the context of the host that cluster "${name}" belongs to as --host-context`,
   ])
@@ -138,10 +168,21 @@ async function planLeave(
     throw hostClusterRefused(host, name)
   }
   const state = await readMemberOrForce(host, member, options.name, options.force)
+  if (state !== undefined) requireComplete(state.info)
   const plan: LeavePlan = {steps: [], notes: []}
   const agentObjects = agentObjectsOf(edition)
+  // The Cluster goes first and the agent once KubeSphere has let the Cluster go: its controller reaches
+  // the member through the agent to finish (cluster-finalization.ts).
+  plan.steps.push(clusterRemovalStep(host, member, name, state, options.waitTimeoutMs))
   if (state === undefined) {
     plan.notes.push(unreachableMemberNote(host, member, name, edition, agentObjects))
+    if ((cluster?.metadata?.finalizers ?? []).length > 0) {
+      plan.notes.push(
+        `KubeSphere's controller finishes deleting cluster "${name}" (finalizer ${(cluster?.metadata?.finalizers ?? []).join(', ')}); ` +
+          'on KubeSphere 3.4 its Cluster webhook admits that only while the member is reachable through the agent, ' +
+          'so with the member gone the Cluster can stay listed, marked for deletion',
+      )
+    }
   } else {
     if (state.uid === hostUid) {
       throw preconditionFailed(
@@ -152,9 +193,14 @@ async function planLeave(
       )
     }
     verifyMember(host, member, name, cluster, state)
+    if (needsFinalization(cluster)) {
+      plan.probe = {
+        writes: finalizationProbeWrites(host, name),
+        run: () => probeFinalization(host, cluster, member.context),
+      }
+    }
     plan.steps.push(...(await agentRemovalSteps(member, agentObjects, plan.notes)))
   }
-  plan.steps.push(clusterRemovalStep(host, member, name, cluster, state))
   if (state !== undefined) {
     addMemberSettingsSteps(
       plan,
@@ -216,7 +262,7 @@ async function agentRemovalSteps(
     }
     const edit = removalEdit(member, ref, `delete ${object.kind} ${object.metadata.name}`, {
       read: () => manifest.find<KubernetesObject>(object),
-      remove: (preconditions) => manifest.remove(object, preconditions),
+      remove: (preconditions, dryRun) => manifest.remove(object, preconditions, dryRun),
       ...(guard === undefined ? {} : {guard}),
     })
     steps.push(leaveStep(edit, ALREADY_REMOVED))
@@ -224,34 +270,37 @@ async function agentRemovalSteps(
   return steps
 }
 
-/** The host's Cluster, checked again at each attempt; without `state` (member unreachable) by label only. */
+/**
+ * The host's Cluster, checked again at each attempt; without `state` (member unreachable) by label only.
+ * A real run then waits until KubeSphere has finished deleting it.
+ */
 function clusterRemovalStep(
   host: ClusterClient,
   member: ClusterClient,
   name: string,
-  cluster: KubeSphereCluster | undefined,
   state: MemberState | undefined,
+  waitTimeoutMs: number | undefined,
 ): LeaveStep {
   const edit = removalEdit<KubeSphereCluster>(
     host,
-    {resource: resourceName(ClusterResource), name},
+    {resource: resourceName(ClusterResource), group: ClusterResource.group, name},
     `delete Cluster ${name}`,
     {
       read: () => host.findCustomObject<KubeSphereCluster>(ClusterResource, name),
-      remove: (preconditions) => host.deleteCustomObject(ClusterResource, name, undefined, preconditions),
+      remove: (preconditions, dryRun) =>
+        host.deleteCustomObject(ClusterResource, name, undefined, preconditions, dryRun),
       guard: (current) => checkClusterIdentity(host, member, current, state?.uid),
     },
   )
-  const finalizers = cluster?.metadata?.finalizers ?? []
+  const step = leaveStep(edit, ALREADY_REMOVED)
   return {
-    ...leaveStep(edit, ALREADY_REMOVED),
-    ...(finalizers.length === 0
-      ? {}
-      : {
-          noteWhenApplied:
-            `KubeSphere's controller finishes deleting cluster "${name}" (finalizer ${finalizers.join(', ')}); ` +
-            'until then it is listed, marked for deletion',
-        }),
+    ...step,
+    async apply(dryRun) {
+      const outcome = await step.apply(dryRun)
+      // Unreachable (--force), the member keeps its agent anyway: nothing to wait for.
+      if (!dryRun && state !== undefined) await waitUntilClusterGone(host, name, waitTimeoutMs)
+      return outcome
+    },
   }
 }
 
@@ -343,9 +392,7 @@ function hostRecordEdit(
       )
       return current
     },
-    write: async (desired) => {
-      await member.replaceNamespace(desired)
-    },
+    write: (desired, _current, dryRun) => member.replaceNamespace(desired, dryRun),
   }
 }
 
@@ -360,7 +407,7 @@ function removalEdit<T extends KubernetesObject>(
   summary: string,
   access: {
     read: () => Promise<T | undefined>
-    remove: (preconditions: V1Preconditions) => Promise<unknown>
+    remove: (preconditions: V1Preconditions, dryRun: boolean) => Promise<unknown>
     /** Throws when the object is not one to delete. */
     guard?: (current: T) => void
   },
@@ -376,14 +423,22 @@ function removalEdit<T extends KubernetesObject>(
       return undefined
     },
     write: () => Promise.reject(new Error(`internal error: "${summary}" only deletes`)),
-    remove: async (current) => {
-      await access.remove({uid: current.metadata?.uid, resourceVersion: current.metadata?.resourceVersion})
+    remove: async (current, dryRun) => {
+      await access.remove(
+        {uid: current.metadata?.uid, resourceVersion: current.metadata?.resourceVersion},
+        dryRun,
+      )
     },
   }
 }
 
 function leaveStep<T extends object>(edit: ObjectEdit<T>, alreadyDone: string): LeaveStep {
-  return {preview: () => previewEdit(edit), apply: () => applyEdit(edit), alreadyDone}
+  return {
+    client: edit.client,
+    preview: () => previewEdit(edit),
+    apply: (dryRun) => applyEdit(edit, {dryRun}),
+    alreadyDone,
+  }
 }
 
 async function runSteps(

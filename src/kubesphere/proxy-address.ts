@@ -2,16 +2,18 @@ import {BlockList, isIPv4} from 'node:net'
 
 import type {V1Node} from '@kubernetes/client-node'
 
-import {invalidInput, KsctlError, usageError} from '../errors.js'
+import {invalidInput, KsctlError, usageError, type ObjectRef} from '../errors.js'
+import {editWrites, requireAccess} from '../k8s/access-review.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {runEdit, type DryRun} from '../k8s/dry-run.js'
 import {kubectl} from '../k8s/kubectl.js'
-import {applyEdit, previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/object-edit.js'
+import {previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/object-edit.js'
 import {
   CLUSTER_CONNECTION_SECRET_TYPE,
   KUBESPHERE_NAMESPACE,
   TOWER_CONNECTION_SECRET_NAME,
 } from './constants.js'
-import {detectKubeSphere, type Edition, type KubeSphereInfo} from './detect.js'
+import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from './detect.js'
 import {
   installerSpecEdit,
   kubesphereConfigEdit,
@@ -36,7 +38,7 @@ export interface SetProxyAddressOptions {
   address?: string | undefined
   agentImage?: string | undefined
   restart: boolean
-  dryRun: boolean
+  dryRun: DryRun
   /** Asks the user to pick an address (on a terminal) or fails naming ADDRESS; injected by the command. */
   choose: (offer: AddressOffer) => Promise<string>
   now?: Date
@@ -117,6 +119,7 @@ export async function setProxyAddress(
 ): Promise<SetProxyAddressResult> {
   const given = options.address === undefined ? undefined : parseProxyAddress(options.address).origin
   const info = await detectKubeSphere(client)
+  requireComplete(info)
   const edition = requireHost(client, info)
   if (options.agentImage !== undefined && edition === '3.x') {
     throw usageError(
@@ -136,7 +139,7 @@ export async function setProxyAddress(
       edition,
       address: info.proxyAddress.effective ?? tower.loadBalancerAddress,
       source: 'load-balancer',
-      dryRun: options.dryRun,
+      dryRun: options.dryRun !== false,
       changes: [],
       restarted: [],
       warnings,
@@ -171,21 +174,35 @@ export async function setProxyAddress(
     )
   }
   const edits = await addressEdits(client, edition, address, options.agentImage)
-  const changes: EditOutcome[] = []
-  for (const edit of edits) changes.push(options.dryRun ? await previewEdit(edit) : await applyEdit(edit))
-  const changed = changes.some((change) => change.changed)
+  const previews: EditOutcome[] = []
+  for (const edit of edits) previews.push(await previewEdit(edit))
+  const changed = previews.some((change) => change.changed)
   const needRestart = changed ? deploymentsToRestart(info) : []
   const restartTargets = options.restart ? needRestart : []
-  if (!options.dryRun) {
+  await requireAccess(
+    [
+      ...previews.flatMap((preview) => editWrites(client, preview)),
+      ...restartTargets.map((name) => ({client, verb: 'patch' as const, object: deploymentRef(name)})),
+    ],
+    options.dryRun,
+  )
+  const changes: EditOutcome[] = options.dryRun === 'client' ? previews : []
+  if (options.dryRun !== 'client') {
+    for (const edit of edits) changes.push(await runEdit(edit, options.dryRun))
     for (const name of restartTargets)
-      await client.restartDeployment(KUBESPHERE_NAMESPACE, name, options.now ?? new Date())
+      await client.restartDeployment(
+        KUBESPHERE_NAMESPACE,
+        name,
+        options.now ?? new Date(),
+        options.dryRun === 'server',
+      )
   }
   return {
     context: client.context,
     edition,
     address,
     source,
-    dryRun: options.dryRun,
+    dryRun: options.dryRun !== false,
     changes,
     restarted: restartTargets,
     warnings,
@@ -257,6 +274,11 @@ async function addressEdits(
     edits.push(towerConnectionSecretEdit(client, what, settings([])))
   }
   return edits
+}
+
+/** A Deployment `kubectl rollout restart` patches, as the access review names it. */
+function deploymentRef(name: string): ObjectRef {
+  return {resource: 'deployments', group: 'apps', name, namespace: KUBESPHERE_NAMESPACE}
 }
 
 /** 3.0–3.2 and 4.x ks-apiserver read their configuration once; 3.3+ watches the file. */

@@ -11,6 +11,8 @@ export interface RecordedRequest {
   authorization: string | undefined
   contentType: string | undefined
   body: unknown
+  /** Sent as a dry run (`dryRun=All` in the query, or in a delete's options). */
+  dryRun: boolean
 }
 
 interface StoredObject {
@@ -38,6 +40,8 @@ export class FakeApiServer {
   readonly requests: RecordedRequest[] = []
   private readonly objects = new Map<string, StoredObject>()
   private readonly failures: InjectedFailure[] = []
+  /** Writes the user may not make, as SelfSubjectAccessReview answers them: `verb group/resource`. */
+  private readonly deniedAccess = new Set<string>()
   private server: Server | undefined
   private revision = 100
   url = ''
@@ -105,9 +109,27 @@ export class FakeApiServer {
     this.failures.push({method, path, status, message, remaining: times})
   }
 
-  /** Requests that changed something, for "nothing was written" assertions. */
+  /** Requests that changed something, for "nothing was written" assertions (access reviews change nothing). */
   writes(): RecordedRequest[] {
-    return this.requests.filter((request) => request.method !== 'GET')
+    return this.requests.filter((request) => request.method !== 'GET' && request.path !== ACCESS_REVIEW_PATH)
+  }
+
+  /** SelfSubjectAccessReviews answer `verb` on `resource` (`deployments.apps`, `configmaps`) as not allowed. */
+  denyAccess(verb: string, resource: string): void {
+    this.deniedAccess.add(`${verb} ${resource}`)
+  }
+
+  /** The writes access reviews were asked about, as `verb resource namespace/name`. */
+  accessReviews(): string[] {
+    return this.requests
+      .filter((request) => request.path === ACCESS_REVIEW_PATH)
+      .map((request) => {
+        const attributes = reviewAttributes(request.body)
+        const resource =
+          attributes.group === '' ? attributes.resource : `${attributes.resource}.${attributes.group}`
+        const target = [attributes.namespace, attributes.name].filter((part) => part !== '').join('/')
+        return `${attributes.verb} ${resource}${target === '' ? '' : ` ${target}`}`
+      })
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -119,7 +141,9 @@ export class FakeApiServer {
       authorization: request.headers.authorization,
       contentType: request.headers['content-type'],
       body: text === '' ? undefined : (JSON.parse(text) as unknown),
+      dryRun: false,
     }
+    recorded.dryRun = url.searchParams.get('dryRun') === 'All' || isDryRunDelete(recorded.body)
     this.requests.push(recorded)
     if (recorded.authorization !== `Bearer ${this.token}`) {
       return send(response, 401, status(401, 'Unauthorized', 'Unauthorized'))
@@ -131,6 +155,13 @@ export class FakeApiServer {
       return send(response, failure.status, status(failure.status, reasonOf(failure.status), failure.message))
     }
     if (url.pathname === '/apis') return send(response, 200, this.discovery())
+    if (url.pathname === ACCESS_REVIEW_PATH && recorded.method === 'POST') {
+      const attributes = reviewAttributes(recorded.body)
+      const resource =
+        attributes.group === '' ? attributes.resource : `${attributes.resource}.${attributes.group}`
+      const allowed = !this.deniedAccess.has(`${attributes.verb} ${resource}`)
+      return send(response, 201, {...(recorded.body as object), status: {allowed}})
+    }
     if (url.pathname === '/version') {
       return send(response, 200, {
         major: '1',
@@ -142,7 +173,7 @@ export class FakeApiServer {
     if (url.pathname.endsWith('/status') && this.objects.has(url.pathname.slice(0, -'/status'.length))) {
       url.pathname = url.pathname.slice(0, -'/status'.length)
     }
-    const dryRun = url.searchParams.get('dryRun') === 'All'
+    const {dryRun} = recorded
     switch (recorded.method) {
       case 'GET':
         return this.read(url, response)
@@ -153,7 +184,7 @@ export class FakeApiServer {
       case 'PATCH':
         return this.patch(url.pathname, recorded, dryRun, response)
       case 'DELETE':
-        return this.remove(url.pathname, response)
+        return this.remove(url.pathname, dryRun, response)
       default:
         return send(response, 405, status(405, 'MethodNotAllowed', 'method not allowed'))
     }
@@ -242,12 +273,34 @@ export class FakeApiServer {
     send(response, 200, dryRun ? patched : this.objects.get(path))
   }
 
-  private remove(path: string, response: ServerResponse): void {
+  private remove(path: string, dryRun: boolean, response: ServerResponse): void {
     const current = this.objects.get(path)
     if (current === undefined) return send(response, 404, notFound(path))
-    this.objects.delete(path)
+    if (!dryRun) this.objects.delete(path)
     send(response, 200, status(200, 'Success', 'deleted'))
   }
+}
+
+const ACCESS_REVIEW_PATH = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews'
+
+function reviewAttributes(
+  body: unknown,
+): Record<'verb' | 'group' | 'resource' | 'namespace' | 'name', string> {
+  const attributes =
+    (body as {spec?: {resourceAttributes?: Record<string, string>}} | undefined)?.spec?.resourceAttributes ??
+    {}
+  return {
+    verb: attributes.verb ?? '',
+    group: attributes.group ?? '',
+    resource: attributes.resource ?? '',
+    namespace: attributes.namespace ?? '',
+    name: attributes.name ?? '',
+  }
+}
+
+/** DeleteOptions with `dryRun: ["All"]` in the body, which the API server honours like the query parameter. */
+function isDryRunDelete(body: unknown): boolean {
+  return (body as {dryRun?: string[]} | undefined)?.dryRun?.includes('All') === true
 }
 
 interface JsonPatchOperation {

@@ -25,7 +25,10 @@ type Installer = {
  *   marks AgentAvailable (and the cluster controller Ready, with status.uid) once the member runs an agent
  *   whose --name and --token match;
  * - ks-installer on any cluster: on a spec change, re-renders kubesphere-config's jwtSecret and role and
- *   reports multicluster enabled for a host.
+ *   reports multicluster enabled for a host;
+ * - with `clusterKubeconfig`, the proxy also issues `spec.connection.kubeconfig`, as Tower does (through it
+ *   KubeSphere's Cluster webhook reaches the member); with `finalizer`, the cluster controller's finalizer:
+ *   put on every proxy Cluster, removed (an UPDATE, like the controller's) once the Cluster is deleted.
  * `stop()` ends it; `pause()` freezes it to test timeouts.
  */
 export class KubeSphereStandIn {
@@ -39,7 +42,13 @@ export class KubeSphereStandIn {
     kubeconfigPath: string,
     private readonly host: string,
     private readonly member: string | undefined,
-    private readonly behaviour: {proxy?: boolean; agentConnects?: boolean; installer?: boolean} = {},
+    private readonly behaviour: {
+      proxy?: boolean
+      agentConnects?: boolean
+      installer?: boolean
+      clusterKubeconfig?: string
+      finalizer?: boolean
+    } = {},
   ) {
     this.clients = ClusterClients.load({kubeconfig: kubeconfigPath})
   }
@@ -76,6 +85,7 @@ export class KubeSphereStandIn {
     if (this.behaviour.proxy === false) return
     for (const cluster of await host.listCustomObjects<KubeSphereCluster>(ClusterResource)) {
       if (cluster.spec?.joinFederation !== true || cluster.spec.connection?.type !== 'proxy') continue
+      if (this.behaviour.finalizer === true && (await controllerFinalizerPass(host, cluster))) continue
       await this.proxyPass(host, cluster)
     }
   }
@@ -95,6 +105,9 @@ export class KubeSphereStandIn {
               kubesphereAPIServerPort: port + 10000,
               kubernetesAPIEndpoint: 'https://10.0.0.50:6443',
               kubesphereAPIEndpoint: 'http://10.0.0.50:80',
+              ...(this.behaviour.clusterKubeconfig === undefined
+                ? {}
+                : {kubeconfig: Buffer.from(this.behaviour.clusterKubeconfig).toString('base64')}),
             },
           },
           status: {conditions: withCondition(cluster, 'Initialized', 'True', 'Cluster has been initialized')},
@@ -136,6 +149,34 @@ export class KubeSphereStandIn {
     })
   }
 }
+
+/**
+ * The cluster controller's finalizer: added to a Cluster that lacks it, removed from one being deleted.
+ * Returns true when the Cluster is being deleted (nothing else is done with it).
+ */
+async function controllerFinalizerPass(host: ClusterClient, cluster: KubeSphereCluster): Promise<boolean> {
+  const name = cluster.metadata?.name ?? ''
+  const finalizers = cluster.metadata?.finalizers ?? []
+  const deleting = cluster.metadata?.deletionTimestamp !== undefined
+  if (deleting === finalizers.includes(CONTROLLER_FINALIZER)) {
+    await host.patchCustomObject(ClusterResource, name, {
+      strategy: 'json',
+      body: [
+        {op: 'test', path: '/metadata/resourceVersion', value: cluster.metadata?.resourceVersion},
+        {
+          op: finalizers.length === 0 ? 'add' : 'replace',
+          path: '/metadata/finalizers',
+          value: deleting
+            ? finalizers.filter((finalizer) => finalizer !== CONTROLLER_FINALIZER)
+            : [...finalizers, CONTROLLER_FINALIZER],
+        },
+      ],
+    })
+  }
+  return deleting
+}
+
+const CONTROLLER_FINALIZER = 'finalizer.cluster.kubesphere.io'
 
 /** What the cluster controller reads from a member: 3.x from its installer, else the ks-core the host installs. */
 async function kubeSphereVersionOf(member: ClusterClient): Promise<string> {

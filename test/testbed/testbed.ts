@@ -40,6 +40,8 @@ export type ClusterName = 'host' | 'member'
 
 export const adminUser = 'ksctl-admin'
 export const limitedUser = 'ksctl-limited'
+/** Reads everything, writes nothing: contexts `host-readonly` and `member-readonly`. */
+export const readOnlyUser = 'ksctl-readonly'
 const clusterNames: ClusterName[] = ['host', 'member']
 const readyTimeoutMs = 90_000
 const buildScript = path.join(import.meta.dirname, 'build.sh')
@@ -54,6 +56,7 @@ interface RunCredentials {
   serving: CertificateAndKey
   admin: ClientCertificate
   limited: ClientCertificate
+  readOnly: ClientCertificate
 }
 
 class PortClashError extends Error {}
@@ -149,7 +152,7 @@ function matchOrThrow(text: string, pattern: RegExp, source: string): string {
 
 async function createRunCredentials(): Promise<RunCredentials> {
   const ca = await createCertificateAuthority({commonName: 'ksctl-testbed-ca', validityDays: 2})
-  const [serving, admin, limited] = await Promise.all([
+  const [serving, admin, limited, readOnly] = await Promise.all([
     issueCertificate(ca, {
       commonName: 'kube-apiserver',
       dnsNames: ['localhost'],
@@ -158,12 +161,14 @@ async function createRunCredentials(): Promise<RunCredentials> {
     }),
     issueCertificate(ca, {commonName: adminUser, organizations: ['system:masters'], usage: 'client'}),
     issueCertificate(ca, {commonName: limitedUser, usage: 'client'}),
+    issueCertificate(ca, {commonName: readOnlyUser, usage: 'client'}),
   ])
   return {
     ca,
     serving,
     admin: {caPem: ca.certPem, certPem: admin.certPem, keyPem: admin.keyPem},
     limited: {caPem: ca.certPem, certPem: limited.certPem, keyPem: limited.keyPem},
+    readOnly: {caPem: ca.certPem, certPem: readOnly.certPem, keyPem: readOnly.keyPem},
   }
 }
 
@@ -303,29 +308,42 @@ async function waitUntil(
 }
 
 async function grantLimitedAccess(cluster: ApiServer, admin: ClientCertificate): Promise<void> {
+  const grants = [
+    {
+      user: limitedUser,
+      rules: [{apiGroups: [''], resources: ['namespaces', 'configmaps'], verbs: ['get', 'list']}],
+    },
+    {user: readOnlyUser, rules: [{apiGroups: ['*'], resources: ['*'], verbs: ['get', 'list', 'watch']}]},
+  ]
   const rbac = `${cluster.url}/apis/rbac.authorization.k8s.io/v1`
-  const role = {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: {name: limitedUser},
-    rules: [{apiGroups: [''], resources: ['namespaces', 'configmaps'], verbs: ['get', 'list']}],
-  }
-  const binding = {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: {name: limitedUser},
-    roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: limitedUser},
-    subjects: [{apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: limitedUser}],
-  }
-  for (const [resource, object] of [
-    ['clusterroles', role],
-    ['clusterrolebindings', binding],
-  ] as const) {
-    const response = await request(`${rbac}/${resource}`, {method: 'POST', json: object, credentials: admin})
-    if (response.status !== 201) {
-      throw new Error(
-        `${cluster.name}: creating ${resource}/${limitedUser} failed: HTTP ${response.status} ${response.body}`,
-      )
+  for (const {user, rules} of grants) {
+    const role = {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: {name: user},
+      rules,
+    }
+    const binding = {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: {name: user},
+      roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: user},
+      subjects: [{apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user}],
+    }
+    for (const [resource, object] of [
+      ['clusterroles', role],
+      ['clusterrolebindings', binding],
+    ] as const) {
+      const response = await request(`${rbac}/${resource}`, {
+        method: 'POST',
+        json: object,
+        credentials: admin,
+      })
+      if (response.status !== 201) {
+        throw new Error(
+          `${cluster.name}: creating ${resource}/${user} failed: HTTP ${response.status} ${response.body}`,
+        )
+      }
     }
   }
 }
@@ -347,12 +365,17 @@ function kubeconfigYaml(clusters: ApiServer[], credentials: RunCredentials): str
     users: [
       ...clusters.map(({name}) => ({name: `${name}-admin`, user: user(credentials.admin)})),
       ...clusters.map(({name}) => ({name: `${name}-limited`, user: user(credentials.limited)})),
+      ...clusters.map(({name}) => ({name: `${name}-readonly`, user: user(credentials.readOnly)})),
     ],
     contexts: [
       ...clusters.map(({name}) => ({name, context: {cluster: name, user: `${name}-admin`}})),
       ...clusters.map(({name}) => ({
         name: `${name}-limited`,
         context: {cluster: name, user: `${name}-limited`},
+      })),
+      ...clusters.map(({name}) => ({
+        name: `${name}-readonly`,
+        context: {cluster: name, user: `${name}-readonly`},
       })),
     ],
   })

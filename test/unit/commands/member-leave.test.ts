@@ -78,7 +78,7 @@ describe('ksctl member leave', () => {
       seedFake(clusters.member, 'ks34-none')
     })
 
-    it('deletes the agent, then the Cluster, then sets the role back to none, keeping the jwtSecret', async () => {
+    it('deletes the Cluster, then the agent, then sets the role back to none, keeping the jwtSecret', async () => {
       await join()
       const token = (clusters.host.get(clusterPath('member1'))?.spec as {connection: {token: string}})
         .connection.token
@@ -100,9 +100,9 @@ describe('ksctl member leave', () => {
           change.summary,
         ]),
         [
+          ['host', 'clusters.cluster.kubesphere.io', true, 'delete Cluster member1'],
           ['member', 'deployments', true, 'delete Deployment cluster-agent'],
           ['member', 'poddisruptionbudgets', false, 'already removed'],
-          ['host', 'clusters.cluster.kubesphere.io', true, 'delete Cluster member1'],
           [
             'member',
             'clusterconfigurations.installer.kubesphere.io',
@@ -114,13 +114,15 @@ describe('ksctl member leave', () => {
       assert.deepEqual(
         lines(stderr).filter((line) => /^(host|member): /.test(line)),
         [
-          'member: delete Deployment cluster-agent',
           'host: delete Cluster member1',
+          'member: delete Deployment cluster-agent',
           'member: set spec.multicluster.clusterRole back to none',
         ],
-        'the agent goes first, so that it stops dialing; the role last',
+        "the Cluster goes first, while KubeSphere's controller can still reach the member through the agent; the role last",
       )
-      const clusterDelete = clusters.host.writes().find((w) => w.method === 'DELETE')
+      const clusterDelete = clusters.host
+        .writes()
+        .find((w) => w.method === 'DELETE' && w.path === clusterPath('member1'))
       assert.deepEqual(
         (clusterDelete?.body as {preconditions: {uid: string}} | undefined)?.preconditions.uid,
         clusterUid,
@@ -129,9 +131,9 @@ describe('ksctl member leave', () => {
       assert.equal(
         stdout,
         [
+          'changed host: clusters.cluster.kubesphere.io member1 (delete Cluster member1)',
           'changed member: deployments kubesphere-system/cluster-agent (delete Deployment cluster-agent)',
           'unchanged member: poddisruptionbudgets kubesphere-system/cluster-agent (already removed)',
-          'changed host: clusters.cluster.kubesphere.io member1 (delete Cluster member1)',
           'changed member: clusterconfigurations.installer.kubesphere.io kubesphere-system/ks-installer ' +
             '(set spec.multicluster.clusterRole back to none)',
           "note: the member keeps the host's jwtSecret (spec.authentication.jwtSecret of its ClusterConfiguration): " +
@@ -224,7 +226,7 @@ describe('ksctl member leave', () => {
       }
     })
 
-    it('keeps a Cluster that KubeSphere is already deleting as it is', async () => {
+    it('keeps the agent until KubeSphere has finished deleting the Cluster, and says so when it takes too long', async () => {
       await join()
       const cluster = clusters.host.get(clusterPath('member1'))
       assert.ok(cluster !== undefined)
@@ -236,13 +238,29 @@ describe('ksctl member leave', () => {
           finalizers: ['finalizer.cluster.kubesphere.io'],
         },
       })
+      const stuck = await leave('member1', '--yes', '--timeout', '1s')
+      assert.equal(stuck.exitCode, 1)
+      assert.match(
+        stuck.stderr,
+        /^error: cluster "member1" is still being deleted in context "host" after 1s/m,
+      )
+      assert.ok(
+        clusters.member.get(agentPath) !== undefined,
+        "the agent stays while KubeSphere's controller needs it",
+      )
+      assert.equal(
+        clusters.host.writes().filter((w) => w.method === 'DELETE' && w.path === clusterPath('member1'))
+          .length,
+        0,
+        'already being deleted',
+      )
+
+      clusters.host.delete(clusterPath('member1'))
       const {exitCode, result} = await leave('member1', '--yes')
       assert.equal(exitCode, 0)
+      assert.equal(clusters.member.get(agentPath), undefined)
       const clusterChange = result?.changes.find((change) => change.context === 'host')
-      assert.equal(clusterChange?.changed, false)
       assert.equal(clusterChange?.summary, 'already removed')
-      assert.ok(clusters.host.get(clusterPath('member1')) !== undefined)
-      assert.equal(clusters.host.writes().filter((w) => w.method === 'DELETE').length, 0)
     })
   })
 
@@ -283,11 +301,11 @@ describe('ksctl member leave', () => {
     assert.deepEqual(
       result?.changes.map((change) => [change.object.resource, change.object.name, change.changed]),
       [
+        ['clusters.cluster.kubesphere.io', 'member1', true],
         ['deployments', 'cluster-agent', true],
         ['poddisruptionbudgets', 'cluster-agent', false],
         ['clusterrolebindings', 'tower', true],
         ['serviceaccounts', 'tower', true],
-        ['clusters.cluster.kubesphere.io', 'member1', true],
         ['namespaces', 'kubesphere-system', true],
       ],
     )
@@ -295,7 +313,22 @@ describe('ksctl member leave', () => {
       clusters.member.writes().filter((w) => w.method === 'DELETE' && w.path === namespacePath).length,
       0,
     )
-    assert.match(stdout, /^note: KubeSphere's controller finishes deleting cluster "member1" \(finalizer /m)
+    const probe = clusters.host.requests.find(
+      (request) =>
+        request.method === 'PATCH' &&
+        request.path === clusterPath('member1') &&
+        request.contentType === 'application/json-patch+json',
+    )
+    assert.deepEqual(
+      probe?.body,
+      [
+        {op: 'test', path: '/metadata/finalizers', value: ['finalizer.cluster.kubesphere.io']},
+        {op: 'remove', path: '/metadata/finalizers'},
+      ],
+      "before any change, the finalizer's removal is sent as a dry run: KubeSphere must be able to finish",
+    )
+    assert.equal(clusters.host.get(clusterPath('member1')), undefined)
+    assert.doesNotMatch(stdout, /^note: KubeSphere's controller/m)
   })
 
   it('deletes the PodDisruptionBudget of an agent with several replicas', async () => {
@@ -389,7 +422,7 @@ describe('ksctl member leave', () => {
         [],
         joined,
         2,
-        /confirmation needed: remove cluster "member1": delete Deployment cluster-agent in context "member", delete Cluster member1 in context "host", set spec\.multicluster\.clusterRole back to none in context "member"\?\n.*→ pass --yes to go ahead without asking/,
+        /confirmation needed: remove cluster "member1": delete Cluster member1 in context "host", delete Deployment cluster-agent in context "member", set spec\.multicluster\.clusterRole back to none in context "member"\?\n.*→ pass --yes to go ahead without asking/,
       ],
       ['an invalid name', 'Member_1', ['--yes'], joined, 2, /NAME "Member_1" is not a cluster name/],
       [

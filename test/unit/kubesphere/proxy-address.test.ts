@@ -44,7 +44,7 @@ describe('proxy address: choosing and reloading', () => {
     let offered: AddressChoice[] = []
     const result = await setProxyAddress(host(), {
       restart: false,
-      dryRun: true,
+      dryRun: 'client',
       choose: async (offer) => {
         offered = offer.choices
         return offer.choices[0]?.value ?? ''
