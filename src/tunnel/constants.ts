@@ -63,6 +63,12 @@ export const MAX_CONCURRENT_STREAMS = 16_384
 /** Both sides send a PING this often. */
 export const PING_INTERVAL_MS = 10_000
 
+/**
+ * How long a PING may go unanswered, with nothing else from the peer, before the peer counts as unresponsive (at
+ * most the ping interval): the proxy sends no new stream to it until it is heard from again.
+ */
+export const PING_ANSWER_DEADLINE_MS = 2_000
+
 /** A link with no frame received for this many ping intervals is dead. */
 export const KEEPALIVE_MISSED_INTERVALS = 3
 

@@ -63,6 +63,10 @@ export interface SessionStats {
 interface SessionEvents {
   /** The session is over; the reason is undefined after a graceful close or a local `close()`. */
   close: [reason: TunnelSessionError | undefined]
+  /** A PING went unanswered for the answer deadline with nothing else from the peer (PROTOCOL.md §7). */
+  unresponsive: []
+  /** The peer was heard from again after 'unresponsive'. */
+  responsive: []
   /** Emitted before `close` when the session failed, and only if someone listens. */
   error: [error: TunnelSessionError]
 }
@@ -110,13 +114,22 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     this.host = {
       sendFrame: (frame, callback) => this.send(frame, callback),
       streamEnded: (stream) => this.forget(stream),
+      peerResponsive: () => this.keepalive.responsive,
     }
-    const pingIntervalMs = this.options.pingIntervalMs
-    this.keepalive = new Keepalive(pingIntervalMs, pingIntervalMs * KEEPALIVE_MISSED_INTERVALS, {
-      sendPing: (opaque) =>
-        this.send({type: FrameType.Ping, flags: Flag.None, streamId: SESSION_STREAM_ID, opaque}),
-      dead: (silentMs) => this.fail(new KeepaliveTimeoutError(silentMs)),
-    })
+    const {pingIntervalMs, answerDeadlineMs} = this.options
+    this.keepalive = new Keepalive(
+      {intervalMs: pingIntervalMs, timeoutMs: pingIntervalMs * KEEPALIVE_MISSED_INTERVALS, answerDeadlineMs},
+      {
+        sendPing: (opaque) =>
+          this.send({type: FrameType.Ping, flags: Flag.None, streamId: SESSION_STREAM_ID, opaque}),
+        dead: (silentMs) => this.fail(new KeepaliveTimeoutError(silentMs)),
+        unresponsive: () => {
+          for (const stream of [...this.streams.values()]) stream.sessionUnresponsive()
+          this.emit('unresponsive')
+        },
+        responsive: () => this.emit('responsive'),
+      },
+    )
     transport.onMessage((message, isBinary) => this.receive(message, isBinary))
     transport.onClose((code, reason) => this.transportEnded(code, reason))
     this.keepalive.start()
@@ -134,6 +147,11 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
 
   get closed(): boolean {
     return this.ended
+  }
+
+  /** False while a PING of ours has gone unanswered past its deadline with nothing else from the peer. */
+  get responsive(): boolean {
+    return this.keepalive.responsive
   }
 
   /** Proxy only: asks the agent for `destination` and resolves once the agent accepted (ACK). */
@@ -375,6 +393,14 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
       return
     }
     const message = encodeFrame(frame)
+    // An open or data expect the peer to react; the answer to an open may take as long as the agent's dial, a
+    // PING's shows within the answer deadline whether the peer still hears us (PROTOCOL.md §7).
+    if (
+      frame.type === FrameType.Data ||
+      (frame.type === FrameType.WindowUpdate && frame.flags === Flag.SYN)
+    ) {
+      this.keepalive.probe()
+    }
     this.counters.framesSent++
     this.bytesSent += message.byteLength
     this.options.trace?.(`send ${describeFrame(frame)}`)

@@ -18,6 +18,8 @@ export interface StreamHost {
   sendFrame(frame: Frame, callback?: SendCallback): void
   /** The stream reached Closed or Reset: forget it. */
   streamEnded(stream: TunnelStream): void
+  /** Whether the session's peer answers PINGs in time (PROTOCOL.md §7). */
+  peerResponsive(): boolean
 }
 
 export interface TunnelStreamOptions {
@@ -192,6 +194,16 @@ export class TunnelStream extends Duplex {
     if (this.isDraining) return
     this.isDraining = true
     this.emit('draining')
+  }
+
+  /** False while the session's peer has not answered a PING in time: a stream kept for reuse gets no new work. */
+  get peerResponsive(): boolean {
+    return this.host.peerResponsive()
+  }
+
+  /** The session's peer has not answered a PING in time. Emits 'unresponsive'. */
+  sessionUnresponsive(): void {
+    this.emit('unresponsive')
   }
 
   /** The session is gone: nothing can be sent any more. */

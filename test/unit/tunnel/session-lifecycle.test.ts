@@ -107,6 +107,45 @@ for (const kind of linkKinds) {
       })
     })
 
+    describe('responsiveness', () => {
+      it('an open on a quiet link sends a PING along: a peer that answers nothing is unresponsive at the answer deadline, then responsive when heard from', async () => {
+        let agentLink: SeveredTransport | undefined
+        // The proxy's own PINGs are far apart: only the open's PING can show the silence in time.
+        pair = connect(link, {
+          proxy: {pingIntervalMs: 60_000, answerDeadlineMs: 100},
+          agent: {pingIntervalMs: 400},
+          wrapAgent: (transport) => (agentLink = new SeveredTransport(transport)),
+        })
+        // Quiet for longer than half the answer deadline: the open sends its PING at once.
+        await delay(100)
+        agentLink!.dropOutgoing = true
+        const silencedAt = performance.now()
+        const unresponsive = new Promise<void>((resolve) => pair!.proxy.once('unresponsive', resolve))
+        const opening = pair.proxy.openStream('kubernetes')
+        opening.catch(() => undefined)
+        await unresponsive
+        const elapsedMs = performance.now() - silencedAt
+        assert.ok(elapsedMs < 1000, `unresponsive after ${Math.round(elapsedMs)} ms; the deadline is 100 ms`)
+        assert.equal(pair.proxy.responsive, false)
+        assert.equal(pair.proxy.closed, false, 'unresponsive is not dead')
+        const responsive = new Promise<void>((resolve) => pair!.proxy.once('responsive', resolve))
+        agentLink!.dropOutgoing = false
+        // The agent's next PING is the first frame the proxy hears again.
+        await responsive
+        assert.equal(pair.proxy.responsive, true)
+      })
+
+      it('stays responsive while the peer answers', async () => {
+        pair = connect(link, {proxy: {pingIntervalMs: intervalMs, answerDeadlineMs: intervalMs}})
+        let unresponsive = 0
+        pair.proxy.on('unresponsive', () => unresponsive++)
+        for (let i = 0; i < 5; i++) await openPair(pair)
+        await delay(intervalMs * 6)
+        assert.equal(unresponsive, 0)
+        assert.equal(pair.proxy.responsive, true)
+      })
+    })
+
     describe('shutdown', () => {
       it('GO_AWAY refuses new streams, lets open ones finish, then closes cleanly', async () => {
         pair = connect(link)
