@@ -17,6 +17,7 @@ import {
   serviceAccountCredentials,
 } from '../../src/tower/agent-dial.js'
 import {OpsServer} from '../../src/tower/health.js'
+import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
 import {TowerMetrics} from '../../src/tower/metrics.js'
 import {parseHostPort} from '../../src/tower/net.js'
 import {runUntilSignalled} from '../../src/tower/signals.js'
@@ -51,7 +52,10 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
     }),
     'proxy-ca': Flags.string({description: 'PEM file of the CA that signed the proxy certificate'}),
     'proxy-pin': Flags.string({description: 'sha256:<hex> of the proxy certificate public key (SPKI)'}),
-    keepalive: Flags.string({description: 'interval of tunnel pings', default: '30s'}),
+    keepalive: Flags.string({
+      description: 'interval of tunnel pings; a link silent for three intervals is dead',
+      default: defaultKeepalive,
+    }),
     'kubernetes-service': Flags.string({
       description: 'the member kube-apiserver, host[:port] (port 443), without --kubeconfig',
       default: 'kubernetes.default.svc',
@@ -126,7 +130,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
       ...(flags['proxy-ca'] !== undefined && {proxyCa: await readFile(flags['proxy-ca'], 'utf8')}),
       ...(pin !== undefined && {proxyPin: pin}),
       ...(egressProxy !== undefined && {egressProxy}),
-      keepaliveMs: parseDuration(flags.keepalive, '--keepalive'),
+      keepaliveMs: parseKeepalive(flags.keepalive),
       maxRetry: flags['max-retry'],
       maxRetryIntervalMs: parseDuration(flags['max-retry-interval'], '--max-retry-interval'),
       goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),

@@ -11,6 +11,7 @@ import type {CertificateAndKey} from '../../src/pki/certificates.js'
 import {FileClusterRegistry} from '../../src/tower/file-registry.js'
 import type {ClusterRegistry} from '../../src/tower/registry.js'
 import {loadProxyCa} from '../../src/tower/issue-kubeconfig.js'
+import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
 import {parseListenAddress} from '../../src/tower/net.js'
 import {serverCertificate, TowerProxy} from '../../src/tower/proxy.js'
 import {runUntilSignalled} from '../../src/tower/signals.js'
@@ -70,6 +71,10 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       multiple: true,
       default: [],
     }),
+    keepalive: Flags.string({
+      description: 'interval of tunnel pings; a link silent for three intervals is dead',
+      default: defaultKeepalive,
+    }),
     'grace-period': Flags.string({
       description: 'on SIGTERM, how long open streams may finish',
       default: '30s',
@@ -82,6 +87,8 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
     const proxyLog = log.child({component: 'proxy'})
     parseListenAddress(flags.listen, '--listen')
     parseListenAddress(flags['front-end'], '--front-end')
+    const pingIntervalMs = parseKeepalive(flags.keepalive)
+    const goAwayGraceMs = parseDuration(flags['grace-period'], '--grace-period')
     const {ca, registry} =
       flags.clusters === undefined
         ? await this.kubernetesMode(proxyLog)
@@ -94,7 +101,8 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       frontEnd: flags['front-end'],
       serverNames: flags['server-name'],
       ...(flags['metrics-address'] !== undefined && {metricsAddress: flags['metrics-address']}),
-      goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),
+      pingIntervalMs,
+      goAwayGraceMs,
       log: proxyLog,
     })
     await proxy.start()

@@ -120,9 +120,9 @@ export class TowerAgent {
     return this.loop
   }
 
-  /** Holds a live session. */
+  /** Holds a live session whose proxy answers its PINGs in time. */
   get ready(): boolean {
-    return this.session !== undefined && !this.session.closed
+    return this.session !== undefined && !this.session.closed && this.session.responsive
   }
 
   /**

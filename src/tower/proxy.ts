@@ -47,13 +47,16 @@ export class TowerProxy {
   constructor(private readonly options: ProxyOptions) {
     this.metrics = options.metrics ?? new TowerMetrics()
     this.knownTokens = new Map(options.registry.list().map((cluster) => [cluster.name, cluster.token]))
-    this.pool = new SessionPool({
-      changed: (cluster, sessions) => {
-        this.metrics.sessions.set({cluster}, sessions)
-        if (sessions === 0) options.registry.agentDisconnected(cluster, {sessions})
-        else options.registry.agentConnected(cluster, {sessions})
+    this.pool = new SessionPool(
+      {
+        changed: (cluster, sessions) => {
+          this.metrics.sessions.set({cluster}, sessions)
+          if (sessions === 0) options.registry.agentDisconnected(cluster, {sessions})
+          else options.registry.agentConnected(cluster, {sessions})
+        },
       },
-    })
+      {log: options.log},
+    )
     this.forwarder = new Forwarder(this.pool, this.metrics, options.log)
     this.metrics.beforeRender(() => {
       for (const cluster of options.registry.list()) {
