@@ -20,7 +20,7 @@ import {OpsServer} from '../../src/tower/health.js'
 import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
 import {TowerMetrics} from '../../src/tower/metrics.js'
 import {parseHostPort} from '../../src/tower/net.js'
-import {runUntilSignalled} from '../../src/tower/signals.js'
+import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/signals.js'
 
 export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentCommand> {
   static override summary = 'Run the tunnel agent in a member cluster: dial the proxy, serve its streams.'
@@ -97,6 +97,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
   async run(): Promise<void> {
     const {flags} = this
     if (flags.v !== undefined) log.configure(flags.v >= 4 ? 'debug' : 'info')
+    exitOnEscapedError(log)
     redactor.register(flags.token)
     const token = tokenSource(flags.token, flags['token-file'])
     const proxyUrl = normalizeProxyUrl(flags['proxy-server'])

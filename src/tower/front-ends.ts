@@ -40,6 +40,9 @@ const http2Settings = {maxConcurrentStreams: 1000, initialWindowSize: 256 * 1024
  */
 const http2SessionWindowBytes = http2Settings.maxConcurrentStreams * http2Settings.initialWindowSize
 
+/** How long a per-cluster port that could not be opened waits before the next try. */
+const portRetryMs = 5000
+
 interface ClusterListeners {
   kubernetes?: {port: number; listener: FrontEndListener}
   kubesphere?: {port: number; listener: FrontEndListener}
@@ -90,6 +93,8 @@ export class FrontEnds {
   private pathRouted: FrontEndListener | undefined
   private readonly perCluster = new Map<string, ClusterListeners>()
   private syncing: Promise<void> = Promise.resolve()
+  private retryTimer: NodeJS.Timeout | undefined
+  private stopped = false
 
   constructor(private readonly options: FrontEndOptions) {}
 
@@ -115,12 +120,16 @@ export class FrontEnds {
     return {kubernetes: listeners?.kubernetes?.port, kubesphere: listeners?.kubesphere?.port}
   }
 
-  /** Opens and closes per-cluster ports to match the registry; changes are applied one sync at a time. */
+  /**
+   * Opens and closes per-cluster ports to match the registry; changes are applied one sync at a time. A port that
+   * cannot be opened (another process holds it) is reported on its cluster and tried again after a while; the
+   * other clusters' ports are opened all the same.
+   */
   sync(): Promise<void> {
     this.syncing = this.syncing
       .then(() => this.applyRegistry())
       .catch((error: unknown) => {
-        this.options.log.error('cannot open a per-cluster port', {
+        this.options.log.error('cannot apply the clusters to the front ends', {
           reason: error instanceof Error ? error.message : String(error),
         })
       })
@@ -129,6 +138,8 @@ export class FrontEnds {
 
   /** See {@link FrontEndListener.stopAccepting}. */
   stopAccepting(): void {
+    this.stopped = true
+    clearTimeout(this.retryTimer)
     for (const listener of this.listeners()) listener.stopAccepting()
   }
 
@@ -160,7 +171,28 @@ export class FrontEnds {
       }
       if (cluster === undefined) this.perCluster.delete(name)
     }
-    for (const cluster of wanted.values()) await this.openClusterPorts(cluster)
+    let failed = false
+    for (const cluster of wanted.values()) {
+      try {
+        await this.openClusterPorts(cluster)
+      } catch (error) {
+        failed = true
+        const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error)
+        this.options.log.error('cannot open a per-cluster port; trying again', {
+          cluster: cluster.name,
+          reason,
+        })
+        this.options.registry.problem(cluster.name, {
+          reason: 'PortUnavailable',
+          message: `ksctl tower proxy cannot listen on the Cluster's ports ${cluster.kubernetesPort ?? '-'} and ${cluster.kubespherePort ?? '-'} (${reason}); it tries again every ${portRetryMs / 1000}s`,
+        })
+      }
+    }
+    clearTimeout(this.retryTimer)
+    if (failed && !this.stopped) {
+      this.retryTimer = setTimeout(() => void this.sync(), portRetryMs)
+      this.retryTimer.unref()
+    }
   }
 
   private async openClusterPorts(cluster: RegisteredCluster): Promise<void> {

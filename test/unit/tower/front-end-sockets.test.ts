@@ -96,4 +96,29 @@ describe('tower proxy sockets', function () {
       for (const socket of sockets) assert.ok(noDelayOf(socket), `Nagle is on at the ${what}`)
     }
   })
+
+  it("opens the other clusters' ports when one cluster's port is taken, and that one once it is free", async () => {
+    recorder = recordAcceptedSockets()
+    const blocker = net.createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    const taken = (blocker.address() as net.AddressInfo).port
+    const free = await freePort()
+    const log = new CapturedLog()
+    harness = await startProxy(log, [
+      {name: 'blocked', token: `${clusterToken}-b`, kubernetesPort: taken},
+      {name: 'member', token: clusterToken, kubernetesPort: free},
+    ])
+    member = await memberSetup(log, harness)
+    try {
+      assert.equal(harness.proxy.clusterPorts('member').kubernetes, free)
+      assert.equal(harness.proxy.clusterPorts('blocked').kubernetes, undefined)
+      assert.match(
+        log.text,
+        /"cannot open a per-cluster port; trying again","cluster":"blocked","reason":"EADDRINUSE"/,
+      )
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()))
+    }
+    await until(() => harness.proxy.clusterPorts('blocked').kubernetes === taken, 10_000)
+  })
 })
