@@ -2,12 +2,20 @@ import type {Logger} from '../log.js'
 import type {TunnelSession, TunnelStream} from '../tunnel/index.js'
 import {OpenRefusedError, TunnelError, WireErrorCode} from '../tunnel/index.js'
 
-/** No session of the cluster could take a new stream. */
+/** No session of the cluster could take a new stream: none is connected, or none answers. */
 export class NoSessionError extends Error {
   override readonly name = 'NoSessionError'
 
-  constructor(readonly cluster: string) {
-    super(`no agent of cluster ${cluster} is connected`)
+  constructor(
+    readonly cluster: string,
+    /** Agents are connected, but none answers its PINGs in time. */
+    readonly unresponsive = false,
+  ) {
+    super(
+      unresponsive
+        ? `the agent of cluster ${cluster} is connected but does not answer (a PING went unanswered): the member may be overloaded or cut off`
+        : `no agent of cluster ${cluster} is connected`,
+    )
   }
 }
 
@@ -48,10 +56,11 @@ interface Ejection {
  * stream (PROTOCOL.md §5.1), so any request can be opened again elsewhere.
  *
  * A session is out of the rotation while its agent does not answer a PING in time (unresponsive, PROTOCOL.md §7),
- * until it is heard from again; and, for one destination, after an open to it failed, for a time that doubles with
- * each failure in a row (1 s, 2 s, … 30 s: outlier ejection, as Envoy does it) until an open succeeds. Without
- * that, an agent whose destination refuses at once always had the fewest open streams and got every new stream.
- * Sessions out of the rotation are still tried, last, when no other is left.
+ * until it is heard from again: no stream is opened on it, and when no other is left the open fails at once. For
+ * one destination, a session is also out of the rotation after an open to it failed, for a time that doubles with
+ * each failure in a row (1 s, 2 s, … 30 s: outlier ejection, as Envoy does it) until an open succeeds; such a
+ * session is still tried, last, when no other is left. Without that, an agent whose destination refuses at once
+ * always had the fewest open streams and got every new stream.
  */
 export class SessionPool {
   private readonly sessions = new Map<string, Set<TunnelSession>>()
@@ -105,24 +114,26 @@ export class SessionPool {
   }
 
   /**
-   * The order in which a new stream to `destination` tries the cluster's live sessions: those in the rotation,
-   * fewest open streams first; then the others, responsive ones first, the soonest back in the rotation first.
+   * The order in which a new stream to `destination` tries the cluster's live, responsive sessions: those in the
+   * rotation for it, fewest open streams first; then those out of it, the soonest back first.
    */
   candidates(cluster: string, destination?: string): TunnelSession[] {
     const now = this.now()
-    const live = [...(this.sessions.get(cluster) ?? [])].filter((session) => !session.closed)
+    const live = this.live(cluster).filter((session) => session.responsive)
     const ejectedUntil = (session: TunnelSession): number =>
       destination === undefined ? 0 : (this.ejections.get(session)?.get(destination)?.until ?? 0)
-    const inRotation = (session: TunnelSession): boolean => session.responsive && ejectedUntil(session) <= now
-    const rotation = live.filter(inRotation).sort((a, b) => a.stats.streamsActive - b.stats.streamsActive)
-    const others = live
-      .filter((session) => !inRotation(session))
-      .sort((a, b) => Number(b.responsive) - Number(a.responsive) || ejectedUntil(a) - ejectedUntil(b))
-    return [...rotation, ...others]
+    const rotation = live
+      .filter((session) => ejectedUntil(session) <= now)
+      .sort((a, b) => a.stats.streamsActive - b.stats.streamsActive)
+    const ejected = live
+      .filter((session) => ejectedUntil(session) > now)
+      .sort((a, b) => ejectedUntil(a) - ejectedUntil(b))
+    return [...rotation, ...ejected]
   }
 
   async openStream(cluster: string, destination: string, signal?: AbortSignal): Promise<TunnelStream> {
-    let lastError: unknown = new NoSessionError(cluster)
+    const noSession = (): NoSessionError => new NoSessionError(cluster, this.live(cluster).length > 0)
+    let lastError: unknown = noSession()
     for (const session of this.candidates(cluster, destination)) {
       try {
         const stream = await openWhileResponsive(session, destination, signal)
@@ -136,7 +147,7 @@ export class SessionPool {
     }
     // The last agent's own refusal (not allowed, cannot dial) says more than "no agent".
     const sessionFailure = lastError instanceof TunnelError && sessionFailureCodes.has(lastError.code)
-    throw sessionFailure ? new NoSessionError(cluster) : lastError
+    throw sessionFailure ? noSession() : lastError
   }
 
   /** Ends every session of a cluster now (it was removed or its token changed). */
@@ -148,6 +159,10 @@ export class SessionPool {
   async goAwayAll(): Promise<void> {
     const all = [...this.sessions.values()].flatMap((set) => [...set])
     await Promise.all(all.map((session) => session.goAway()))
+  }
+
+  private live(cluster: string): TunnelSession[] {
+    return [...(this.sessions.get(cluster) ?? [])].filter((session) => !session.closed)
   }
 
   /** After an open to `destination` failed on `session`: out of the rotation for it, for longer each time. */

@@ -112,12 +112,13 @@ describe('tower failover between agents of one cluster, under faults the test co
     cleanups.push(() => link.close())
     const allowed = new Map([['echo', {host: '127.0.0.1', port: echo.port}]])
     await agent(link.port, {allowed, keepaliveMs: 20_000})
-    await agent(harness.proxy.agentPort, {allowed, keepaliveMs: 20_000})
-    // Both agents serve, and both keep streams for reuse.
+    // The first agent alone serves for a while: the proxy keeps its streams for the next requests.
     assert.deepEqual(await rounds('/destinations/echo/warm', 2, 8), Array<number>(16).fill(200))
+    await agent(harness.proxy.agentPort, {allowed, keepaliveMs: 20_000})
 
     link.stall()
     const started = performance.now()
+    // The first requests go out on the first agent's kept streams and get no answer.
     const statuses = await rounds('/destinations/echo/during', 3, 8)
     const elapsedMs = performance.now() - started
     assert.deepEqual(statuses, Array<number>(24).fill(200))
@@ -125,15 +126,53 @@ describe('tower failover between agents of one cluster, under faults the test co
       elapsedMs < 15_000,
       `24 requests took ${Math.round(elapsedMs)} ms with one agent's link stalled`,
     )
+    assert.match(log.text, /an agent stopped answering: its session is out of the rotation/)
     assert.equal(
       harness.proxy.pool.count('member'),
       2,
       'the stalled session is out of the rotation, not dead',
     )
+    assert.equal(harness.proxy.pool.candidates('member').length, 1)
 
     link.heal()
-    await until(() => harness.proxy.pool.candidates('member').every((session) => session.responsive), 10_000)
+    await until(() => harness.proxy.pool.candidates('member').length === 2, 10_000)
     assert.match(log.text, /its session is back in the rotation/)
+  })
+})
+
+describe('tower proxy with its only agent silent', function () {
+  this.timeout(60_000)
+
+  it('fails a request within seconds with 502 saying the agent does not answer, not at the keepalive deadline', async () => {
+    const log = new CapturedLog()
+    const harness = await startProxy(log, undefined, {pingIntervalMs: 20_000})
+    const credentials = await clientCredentials(harness.ca)
+    const echo = await startUpstream()
+    const link = await FaultyLink.start({host: '127.0.0.1', port: harness.proxy.agentPort})
+    const agent = startAgent(log, link.port, {
+      keepaliveMs: 20_000,
+      allowed: new Map([['echo', {host: '127.0.0.1', port: echo.port}]]),
+    })
+    const url = `https://127.0.0.1:${harness.proxy.frontEndPort}/clusters/member/destinations/echo/x`
+    try {
+      await until(() => agent.ready && harness.proxy.pool.count('member') === 1)
+      link.stall()
+      const started = performance.now()
+      const answer = await frontEndRequest(url, credentials)
+      const elapsedMs = performance.now() - started
+      assert.equal(answer.status, 502)
+      assert.match(answer.body, /the agent of cluster member is connected but does not answer/)
+      assert.ok(elapsedMs < 10_000, `answered after ${Math.round(elapsedMs)} ms`)
+      link.heal()
+      await until(() => harness.proxy.pool.candidates('member').length === 1, 10_000)
+      assert.equal((await frontEndRequest(url, credentials)).status, 200)
+    } finally {
+      link.heal()
+      await agent.stop()
+      await harness.proxy.stop()
+      await link.close()
+      await echo.close()
+    }
   })
 })
 
