@@ -271,6 +271,15 @@ export class TowerAgent {
           ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
           onOpen: (request) => serveOpen(request, {cluster: options.name, ...options}),
         })
+        session.on('bufferLimit', (stream, heldBytes) =>
+          options.log.warn(
+            'reset a stream whose upstream stopped reading: the session held more than its budget',
+            {
+              destination: stream.destination,
+              heldBytes,
+            },
+          ),
+        )
         this.session = session
         options.metrics.agentConnected.set(1)
         options.log.info('connected to the proxy', {cluster: options.name})

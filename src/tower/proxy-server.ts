@@ -38,6 +38,8 @@ export interface AgentListenerOptions {
   limiter?: FailureLimiter
   pingIntervalMs?: number
   goAwayGraceMs?: number
+  /** Unread data one agent's session may hold (PROTOCOL.md §8.2); the protocol's default otherwise. */
+  bufferBudgetBytes?: number
 }
 
 /**
@@ -140,7 +142,17 @@ export class AgentListener {
         role: 'proxy',
         ...(this.options.pingIntervalMs !== undefined && {pingIntervalMs: this.options.pingIntervalMs}),
         ...(this.options.goAwayGraceMs !== undefined && {goAwayGraceMs: this.options.goAwayGraceMs}),
+        ...(this.options.bufferBudgetBytes !== undefined && {
+          bufferBudgetBytes: this.options.bufferBudgetBytes,
+        }),
       })
+      session.on('bufferLimit', (stream, heldBytes) =>
+        log.warn('reset a stream whose reader stopped: the session held more unread data than its budget', {
+          cluster: cluster.name,
+          destination: stream.destination,
+          heldBytes,
+        }),
+      )
       this.options.pool.add(cluster.name, session)
       log.info('agent connected', {
         cluster: cluster.name,

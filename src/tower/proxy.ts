@@ -27,6 +27,7 @@ export interface ProxyOptions {
   metrics?: TowerMetrics
   pingIntervalMs?: number
   goAwayGraceMs?: number
+  bufferBudgetBytes?: number
 }
 
 /**
@@ -97,6 +98,7 @@ export class TowerProxy {
       metrics,
       ...(options.pingIntervalMs !== undefined && {pingIntervalMs: options.pingIntervalMs}),
       ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
+      ...(options.bufferBudgetBytes !== undefined && {bufferBudgetBytes: options.bufferBudgetBytes}),
     })
     registry.onChange(() => this.registryChanged())
     if (options.metricsAddress !== undefined) {

@@ -132,7 +132,11 @@ export class SessionPool {
   }
 
   async openStream(cluster: string, destination: string, signal?: AbortSignal): Promise<TunnelStream> {
-    const noSession = (): NoSessionError => new NoSessionError(cluster, this.live(cluster).length > 0)
+    const noSession = (): NoSessionError =>
+      new NoSessionError(
+        cluster,
+        this.live(cluster).some((session) => !session.responsive),
+      )
     let lastError: unknown = noSession()
     for (const session of this.candidates(cluster, destination)) {
       try {

@@ -7,6 +7,7 @@ import {
   MAX_DATA_PAYLOAD_BYTES,
   MAX_WINDOW_BYTES,
   PING_ANSWER_DEADLINE_MS,
+  SESSION_BUFFER_BUDGET_BYTES,
   PING_INTERVAL_MS,
   STREAM_CLOSE_TIMEOUT_MS,
   STREAM_OPEN_TIMEOUT_MS,
@@ -22,6 +23,8 @@ export interface CommonSessionOptions {
   dataFrameBytes?: number
   /** Streams this side allows at once; the agent refuses SYNs beyond it, the proxy refuses to open more. */
   maxConcurrentStreams?: number
+  /** Received data the session's streams may hold unread, all together; at least one receive window. */
+  bufferBudgetBytes?: number
   pingIntervalMs?: number
   /** How long a PING may go unanswered before the peer counts as unresponsive; at most the ping interval. */
   answerDeadlineMs?: number
@@ -56,6 +59,7 @@ export function resolveOptions(options: TunnelSessionOptions): ResolvedOptions {
     receiveWindowBytes: options.receiveWindowBytes ?? INITIAL_WINDOW_BYTES,
     dataFrameBytes: options.dataFrameBytes ?? DATA_FRAME_BYTES,
     maxConcurrentStreams: options.maxConcurrentStreams ?? MAX_CONCURRENT_STREAMS,
+    bufferBudgetBytes: options.bufferBudgetBytes ?? SESSION_BUFFER_BUDGET_BYTES,
     pingIntervalMs,
     answerDeadlineMs: options.answerDeadlineMs ?? Math.min(PING_ANSWER_DEADLINE_MS, pingIntervalMs),
     streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? STREAM_OPEN_TIMEOUT_MS,
@@ -66,6 +70,7 @@ export function resolveOptions(options: TunnelSessionOptions): ResolvedOptions {
   requireRange('receiveWindowBytes', resolved.receiveWindowBytes, INITIAL_WINDOW_BYTES, MAX_WINDOW_BYTES)
   requireRange('dataFrameBytes', resolved.dataFrameBytes, 1, MAX_DATA_PAYLOAD_BYTES)
   requireRange('maxConcurrentStreams', resolved.maxConcurrentStreams, 1, 2 ** 31)
+  requireRange('bufferBudgetBytes', resolved.bufferBudgetBytes, resolved.receiveWindowBytes, 2 ** 50)
   for (const name of [
     'pingIntervalMs',
     'answerDeadlineMs',

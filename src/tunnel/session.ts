@@ -53,6 +53,10 @@ export interface SessionStats {
   streamsActive: number
   streamsOpened: number
   streamsRefused: number
+  /** Streams reset because the session held more unread data than its budget. */
+  streamsResetForBuffer: number
+  /** Data received and not yet read, over all streams. */
+  bytesHeld: number
   framesSent: number
   framesReceived: number
   bytesSent: number
@@ -67,6 +71,8 @@ interface SessionEvents {
   unresponsive: []
   /** The peer was heard from again after 'unresponsive'. */
   responsive: []
+  /** The session held more unread data than its budget: `stream`, which held the most, was reset. */
+  bufferLimit: [stream: TunnelStream, heldBytes: number]
   /** Emitted before `close` when the session failed, and only if someone listens. */
   error: [error: TunnelSessionError]
 }
@@ -102,6 +108,9 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
   private readonly counters = {streamsOpened: 0, streamsRefused: 0, framesSent: 0, framesReceived: 0}
   private bytesSent = 0
   private bytesReceived = 0
+  /** Data received on all streams and not read yet; bounded by the buffer budget. */
+  private heldBytes = 0
+  private streamsReset = 0
 
   constructor(
     private readonly transport: Transport,
@@ -115,6 +124,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
       sendFrame: (frame, callback) => this.send(frame, callback),
       streamEnded: (stream) => this.forget(stream),
       peerResponsive: () => this.keepalive.responsive,
+      heldChanged: (deltaBytes) => (this.heldBytes += deltaBytes),
     }
     const {pingIntervalMs, answerDeadlineMs} = this.options
     this.keepalive = new Keepalive(
@@ -139,6 +149,8 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     return {
       ...this.counters,
       streamsActive: this.streams.size,
+      streamsResetForBuffer: this.streamsReset,
+      bytesHeld: this.heldBytes,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
       rttMs: this.keepalive.rttMs,
@@ -252,6 +264,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     switch (frame.type) {
       case FrameType.Data:
         this.lookup(frame.streamId)?.handleData(frame)
+        if (this.heldBytes > this.options.bufferBudgetBytes) this.shedBuffers()
         return
       case FrameType.WindowUpdate:
         this.handleStreamControl(frame)
@@ -266,6 +279,28 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         const unreachable: never = frame
         return unreachable
       }
+    }
+  }
+
+  /**
+   * Over budget: resets the streams holding the most until the session is within it again. A stream holds at most
+   * its window, so only many readers that stopped reading at once get here.
+   */
+  private shedBuffers(): void {
+    while (this.heldBytes > this.options.bufferBudgetBytes) {
+      let largest: TunnelStream | undefined
+      for (const stream of this.streams.values()) {
+        if (largest === undefined || stream.heldBytes > largest.heldBytes) largest = stream
+      }
+      if (largest === undefined || largest.heldBytes === 0) return
+      const heldBytes = largest.heldBytes
+      this.streamsReset++
+      largest.destroy(
+        new TunnelError('TUNNEL_ERR_BUFFER_LIMIT', 'session buffer budget exceeded', {
+          wireCode: WireErrorCode.BufferLimit,
+        }),
+      )
+      this.emit('bufferLimit', largest, heldBytes)
     }
   }
 

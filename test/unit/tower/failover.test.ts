@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import type http from 'node:http'
+import https from 'node:https'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import TowerAgentCommand from '../../../commands/tower/agent.js'
@@ -171,6 +173,68 @@ describe('tower proxy with its only agent silent', function () {
       await agent.stop()
       await harness.proxy.stop()
       await link.close()
+      await echo.close()
+    }
+  })
+})
+
+describe('tower proxy with host clients that stop reading', function () {
+  this.timeout(60_000)
+
+  it('holds no more than its session budget: the streams holding the most are reset, the others and new requests are served', async () => {
+    const budgetBytes = 2 * 1024 * 1024
+    const log = new CapturedLog()
+    const harness = await startProxy(log, undefined, {bufferBudgetBytes: budgetBytes})
+    const credentials = await clientCredentials(harness.ca)
+    const echo = await startUpstream()
+    const agent = startAgent(log, harness.proxy.agentPort, {
+      allowed: new Map([['echo', {host: '127.0.0.1', port: echo.port}]]),
+    })
+    const url = (path: string) =>
+      `https://127.0.0.1:${harness.proxy.frontEndPort}/clusters/member/destinations/echo${path}`
+    const stalled: http.IncomingMessage[] = []
+    try {
+      await until(() => agent.ready)
+      // Twelve downloads whose client reads the head and then nothing: twelve windows are more than the budget.
+      const size = 8 * 1024 * 1024
+      for (let index = 0; index < 12; index++) {
+        const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+          https.get(url(`/big/${size}`), {agent: false, ...credentials}, resolve).on('error', reject)
+        })
+        response.pause()
+        stalled.push(response)
+      }
+      const session = () => harness.proxy.pool.candidates('member')[0]
+      await until(() => (session()?.stats.streamsResetForBuffer ?? 0) > 0, 30_000)
+      const stats = session()?.stats
+      assert.ok((stats?.bytesHeld ?? Infinity) <= budgetBytes, `${stats?.bytesHeld} bytes held`)
+      assert.match(log.text, /reset a stream whose reader stopped/)
+      assert.equal((await frontEndRequest(url('/after'), credentials)).status, 200)
+      // The readers come back: those whose stream was reset get a cut response, the others all of it.
+      const outcomes = await Promise.all(
+        stalled.map(
+          (response) =>
+            new Promise<string>((resolve) => {
+              let bytes = 0
+              response.on('data', (chunk: Buffer) => (bytes += chunk.length))
+              response.once('error', () => resolve('cut'))
+              response.once('close', () => resolve(response.complete && bytes === size ? 'whole' : 'cut'))
+              response.resume()
+            }),
+        ),
+      )
+      const resets = session()?.stats.streamsResetForBuffer ?? 0
+      assert.deepEqual(
+        [
+          outcomes.filter((outcome) => outcome === 'cut').length,
+          outcomes.filter((outcome) => outcome === 'whole').length,
+        ],
+        [resets, 12 - resets],
+      )
+    } finally {
+      for (const response of stalled) response.destroy()
+      await agent.stop()
+      await harness.proxy.stop()
       await echo.close()
     }
   })

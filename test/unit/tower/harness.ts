@@ -202,7 +202,12 @@ export async function startProxy(
   clusters: {name: string; token: string; kubernetesPort?: number; kubespherePort?: number}[] = [
     {name: 'member', token: clusterToken},
   ],
-  options: {listen?: string; goAwayGraceMs?: number; pingIntervalMs?: number} = {},
+  options: {
+    listen?: string
+    goAwayGraceMs?: number
+    pingIntervalMs?: number
+    bufferBudgetBytes?: number
+  } = {},
 ): Promise<ProxyHarness> {
   const dir = await tempDir()
   const clustersFile = path.join(dir, 'clusters.yaml')
@@ -219,6 +224,7 @@ export async function startProxy(
     log: log.logger(),
     goAwayGraceMs: options.goAwayGraceMs ?? 2000,
     ...(options.pingIntervalMs !== undefined && {pingIntervalMs: options.pingIntervalMs}),
+    ...(options.bufferBudgetBytes !== undefined && {bufferBudgetBytes: options.bufferBudgetBytes}),
   })
   await proxy.start()
   return {proxy, registry, clustersFile, ca}
