@@ -138,7 +138,7 @@ export class MemberApiRelay {
       extraHeaders:
         credentials.authorization === undefined ? [] : ['Authorization', credentials.authorization],
       fail: (error) => {
-        this.upstreamReached = false
+        if (cannotConnect(error)) this.upstreamReached = false
         const reason = describeError(error)
         this.log.warn('cannot reach the member kube-apiserver', {reason})
         fail(
@@ -152,6 +152,24 @@ export class MemberApiRelay {
       relay.fail(asError(error))
     }
   }
+}
+
+/** Failures to connect at all (not a stream the server reset): the next stream checks reachability first. */
+const connectFailures = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+])
+
+function cannotConnect(error: Error): boolean {
+  const code = (error as {code?: unknown}).code
+  // TLS verification failures (a wrong CA, an expired certificate) fail every connection the same way.
+  return typeof code === 'string' && (connectFailures.has(code) || /CERT|SELF_SIGNED|UNABLE_TO/.test(code))
 }
 
 /** A TLS handshake with kube-apiserver, then the connection closes; rejects when it cannot be made in time. */
