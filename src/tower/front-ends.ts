@@ -1,5 +1,6 @@
 import http from 'node:http'
 import http2 from 'node:http2'
+import type {Server} from 'node:net'
 import type {Duplex} from 'node:stream'
 import type {TLSSocket} from 'node:tls'
 
@@ -157,7 +158,13 @@ export class FrontEnds {
     return listeners
   }
 
+  /** Read through a method: `stopAccepting()` may flip the flag while a sync awaits, which narrowing cannot see. */
+  private stopRequested(): boolean {
+    return this.stopped
+  }
+
   private async applyRegistry(): Promise<void> {
+    if (this.stopped) return
     const wanted = new Map(this.options.registry.list().map((cluster) => [cluster.name, cluster]))
     for (const [name, listeners] of this.perCluster) {
       const cluster = wanted.get(name)
@@ -189,7 +196,7 @@ export class FrontEnds {
       }
     }
     clearTimeout(this.retryTimer)
-    if (failed && !this.stopped) {
+    if (failed && !this.stopRequested()) {
       this.retryTimer = setTimeout(() => void this.sync(), portRetryMs)
       this.retryTimer.unref()
     }
@@ -206,7 +213,8 @@ export class FrontEnds {
         path: request.url ?? '/',
         stripAuthorization: true,
       }))
-      await listen(server, {host: this.options.host, port: cluster.kubernetesPort})
+      if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubernetesPort})))
+        return
       listeners.kubernetes = {
         port: cluster.kubernetesPort,
         listener: new SecureListener(server, http2SessionWindowBytes),
@@ -227,9 +235,19 @@ export class FrontEnds {
       server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         this.options.forwarder.forwardUpgrade(request, socket, head, route(request) as ForwardTarget)
       })
-      await listen(server, {host: this.options.host, port: cluster.kubespherePort})
+      if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubespherePort})))
+        return
       listeners.kubesphere = {port: cluster.kubespherePort, listener: new PlainListener(server)}
     }
+  }
+
+  /** A sync under way when the proxy stops must not leave a port open behind it (it would keep the process alive). */
+  private async listenUnlessStopped(server: Server, address: ListenAddress): Promise<boolean> {
+    if (this.stopRequested()) return false
+    await listen(server, address)
+    if (!this.stopRequested()) return true
+    server.close()
+    return false
   }
 
   private httpsServer(route: Route): http2.Http2SecureServer {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import diagnosticsChannel from 'node:diagnostics_channel'
 import http from 'node:http'
 import https from 'node:https'
+import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
 
 import {freePort} from '../../testbed/http.js'
@@ -120,5 +121,29 @@ describe('tower proxy sockets', function () {
       await new Promise<void>((resolve) => blocker.close(() => resolve()))
     }
     await until(() => harness.proxy.clusterPorts('blocked').kubernetes === taken, 10_000)
+  })
+
+  it('leaves no per-cluster port open when it stops while a new cluster’s port is being opened', async () => {
+    recorder = recordAcceptedSockets()
+    const log = new CapturedLog()
+    harness = await startProxy(log)
+    member = await memberSetup(log, harness)
+    const port = await freePort()
+    await writeFile(
+      harness.clustersFile,
+      JSON.stringify([
+        {name: 'member', token: clusterToken},
+        {name: 'added', token: `${clusterToken}-added`, kubernetesPort: port},
+      ]),
+    )
+    // The reload starts opening the new port; the proxy stops before that is done.
+    await harness.registry.reload()
+    await harness.proxy.stop()
+    const probe = net.createServer()
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject)
+      probe.listen(port, '127.0.0.1', resolve)
+    })
+    await new Promise<void>((resolve) => probe.close(() => resolve()))
   })
 })
