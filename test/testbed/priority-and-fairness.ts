@@ -26,7 +26,10 @@ export interface SaturatedUser {
   /** A context of `kubeconfigPath` that acts as the user (the admin, impersonating it). */
   context: string
   kubeconfigPath: string
-  /** Lets the held requests finish: the user's requests are served again. */
+  /**
+   * Lets the held requests finish and deletes the FlowSchema and its level: the user's requests are served again
+   * (the level keeps one seat, which two requests at once would still overflow).
+   */
   release(): Promise<void>
   /** Removes everything this made (after `release`). */
   undo(): Promise<void>
@@ -40,7 +43,7 @@ export interface SaturatedUser {
  * Kubernetes 1.35 does not reject a lone request at a level with `nominalConcurrencyShares: 0` (and no lending or
  * borrowing): it still seats one at a time, so a zero-share level alone answers 429 only to requests that arrive
  * together. Holding requests in admission (which runs inside the level's seat) makes every other one 429, until
- * `release()`.
+ * `release()` lets them go and removes the level.
  */
 export async function saturateUser(
   kubeconfigPath: string,
@@ -164,17 +167,19 @@ export async function saturateUser(
       (error: unknown) => (error as {code?: number}).code ?? 0,
     )
   const holders: Promise<unknown>[] = []
-  // A few held creates at a time fill whatever seats the level has; more are sent until a lone request is refused.
+  let unsettled = 0
+  // A few creates at a time, held in the webhook, fill whatever seats the level has; more are sent while every
+  // one still out is held (the webhook or the priority level may take a moment to be in force), until a lone
+  // request is refused.
   await waitFor(`requests of ${user} to be refused with 429`, async () => {
-    if (held.length === holders.length) {
+    if (held.length >= unsettled) {
       for (let index = 0; index < 4; index++) {
+        unsettled++
         holders.push(
           userCore
-            .createNamespacedConfigMap({
-              namespace: name,
-              body: {metadata: {name: `hold-${holders.length}`}},
-            })
-            .catch(() => undefined),
+            .createNamespacedConfigMap({namespace: name, body: {metadata: {generateName: 'hold-'}}})
+            .catch(() => undefined)
+            .finally(() => unsettled--),
         )
       }
     }
@@ -188,6 +193,9 @@ export async function saturateUser(
       released = true
       for (const answer of held.splice(0)) answer()
       await Promise.all(holders)
+      await flowControl.deleteFlowSchema({name})
+      await flowControl.deletePriorityLevelConfiguration({name})
+      await waitFor(`requests of ${user} to be served again`, async () => (await status()) === 200)
     },
     undo: async () => {
       released = true
