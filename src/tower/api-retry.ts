@@ -1,6 +1,7 @@
 import {ApiException} from '@kubernetes/client-node'
 
-import {KsctlError} from '../errors.js'
+import type {KsctlError} from '../errors.js'
+import {isTransient} from '../k8s/api-errors.js'
 import type {Logger} from '../log.js'
 import {Backoff} from './backoff.js'
 
@@ -8,16 +9,15 @@ import {Backoff} from './backoff.js'
 const longestWaitMs = 30_000
 
 /**
- * Whether an API failure is one to wait out, and how long the server asked to wait: HTTP 429 (API Priority and
- * Fairness rejected the request, or a new CRD's storage is "(re)initializing"), 5xx, a time-out or an unreachable
- * server. Anything else (unauthorized, forbidden, not found, invalid) stays wrong until someone changes it.
+ * Whether an API failure is one to wait out ({@link isTransient}: HTTP 429, as API Priority and Fairness answers
+ * or a new CRD's storage while it is "(re)initializing", 5xx, a time-out, an unreachable server), and how long the
+ * server asked to wait. Anything else (unauthorized, forbidden, not found, invalid) stays wrong until someone
+ * changes it.
  */
 export function transientFailure(error: unknown): {retryAfterMs: number | undefined} | undefined {
-  if (!(error instanceof KsctlError)) return undefined
-  if (error.code === 'UNREACHABLE' || error.code === 'TIMEOUT') return {retryAfterMs: undefined}
-  const cause = error.cause
-  if (!(cause instanceof ApiException) || (cause.code !== 429 && cause.code < 500)) return undefined
-  const headers = cause.headers as Record<string, string | undefined>
+  if (!isTransient(error)) return undefined
+  const cause = (error as KsctlError).cause
+  const headers = (cause instanceof ApiException ? cause.headers : {}) as Record<string, string | undefined>
   const seconds = Number(headers['retry-after'])
   return {retryAfterMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined}
 }
