@@ -236,11 +236,13 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
     {buildDestinations, serviceAccountCredentials},
     {TowerMetrics},
     {log},
+    {defaultKeepalive, parseKeepalive},
   ] = await Promise.all([
     import('../../src/tower/agent.js'),
     import('../../src/tower/agent-dial.js'),
     import('../../src/tower/metrics.js'),
     import('../../src/log.js'),
+    import('../../src/tower/keepalive.js'),
   ])
   const names = Array.from({length: count}, (_, index) => `agent-${String(index).padStart(5, '0')}`)
   const setup = await startProxy(
@@ -260,7 +262,7 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
         token: async () => tokenFor(name),
         proxyUrl: normalizeProxyUrl(setup.agentLinkUrl),
         ...(proxyCa !== undefined && {proxyCa}),
-        keepaliveMs: 30_000,
+        keepaliveMs: parseKeepalive(defaultKeepalive),
         maxRetry: 0,
         maxRetryIntervalMs: 5_000,
         destinations: buildDestinations({

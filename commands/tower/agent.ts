@@ -17,9 +17,10 @@ import {
   serviceAccountCredentials,
 } from '../../src/tower/agent-dial.js'
 import {OpsServer} from '../../src/tower/health.js'
+import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
 import {TowerMetrics} from '../../src/tower/metrics.js'
 import {parseHostPort} from '../../src/tower/net.js'
-import {runUntilSignalled} from '../../src/tower/signals.js'
+import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/signals.js'
 
 export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentCommand> {
   static override summary = 'Run the tunnel agent in a member cluster: dial the proxy, serve its streams.'
@@ -51,7 +52,10 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
     }),
     'proxy-ca': Flags.string({description: 'PEM file of the CA that signed the proxy certificate'}),
     'proxy-pin': Flags.string({description: 'sha256:<hex> of the proxy certificate public key (SPKI)'}),
-    keepalive: Flags.string({description: 'interval of tunnel pings', default: '30s'}),
+    keepalive: Flags.string({
+      description: 'interval of tunnel pings; a link silent for three intervals is dead',
+      default: defaultKeepalive,
+    }),
     'kubernetes-service': Flags.string({
       description: 'the member kube-apiserver, host[:port] (port 443), without --kubeconfig',
       default: 'kubernetes.default.svc',
@@ -93,6 +97,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
   async run(): Promise<void> {
     const {flags} = this
     if (flags.v !== undefined) log.configure(flags.v >= 4 ? 'debug' : 'info')
+    exitOnEscapedError(log)
     redactor.register(flags.token)
     const token = tokenSource(flags.token, flags['token-file'])
     const proxyUrl = normalizeProxyUrl(flags['proxy-server'])
@@ -126,7 +131,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
       ...(flags['proxy-ca'] !== undefined && {proxyCa: await readFile(flags['proxy-ca'], 'utf8')}),
       ...(pin !== undefined && {proxyPin: pin}),
       ...(egressProxy !== undefined && {egressProxy}),
-      keepaliveMs: parseDuration(flags.keepalive, '--keepalive'),
+      keepaliveMs: parseKeepalive(flags.keepalive),
       maxRetry: flags['max-retry'],
       maxRetryIntervalMs: parseDuration(flags['max-retry-interval'], '--max-retry-interval'),
       goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),

@@ -8,12 +8,14 @@ import {invalidInput, usageError} from '../../src/errors.js'
 import {log} from '../../src/log.js'
 import type {Logger} from '../../src/log.js'
 import type {CertificateAndKey} from '../../src/pki/certificates.js'
+import {KUBERNETES_PORT_RANGE, parsePortRange, type PortRange} from '../../src/tower/cluster-reconcile.js'
 import {FileClusterRegistry} from '../../src/tower/file-registry.js'
 import type {ClusterRegistry} from '../../src/tower/registry.js'
 import {loadProxyCa} from '../../src/tower/issue-kubeconfig.js'
+import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
 import {parseListenAddress} from '../../src/tower/net.js'
 import {serverCertificate, TowerProxy} from '../../src/tower/proxy.js'
-import {runUntilSignalled} from '../../src/tower/signals.js'
+import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/signals.js'
 
 export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyCommand> {
   static override summary =
@@ -48,6 +50,11 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       default: '8760h',
     }),
     resync: Flags.string({description: 'Kubernetes mode: how often Clusters are reconciled', default: '5s'}),
+    'cluster-ports': Flags.string({
+      description:
+        "Kubernetes mode: the range each Cluster's kubernetes port is chosen from (its kubesphere port is 10000 higher)",
+      default: `${KUBERNETES_PORT_RANGE.first}-${KUBERNETES_PORT_RANGE.last}`,
+    }),
     listen: Flags.string({description: 'address of the agents WebSocket listener', default: '0.0.0.0:8080'}),
     'tls-cert': Flags.string({description: 'serving certificate (PEM) of the agent listener'}),
     'tls-key': Flags.string({description: 'key (PEM) of --tls-cert'}),
@@ -70,6 +77,10 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       multiple: true,
       default: [],
     }),
+    keepalive: Flags.string({
+      description: 'interval of tunnel pings; a link silent for three intervals is dead',
+      default: defaultKeepalive,
+    }),
     'grace-period': Flags.string({
       description: 'on SIGTERM, how long open streams may finish',
       default: '30s',
@@ -80,11 +91,17 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
   async run(): Promise<void> {
     const {flags} = this
     const proxyLog = log.child({component: 'proxy'})
+    exitOnEscapedError(proxyLog)
     parseListenAddress(flags.listen, '--listen')
     parseListenAddress(flags['front-end'], '--front-end')
+    const pingIntervalMs = parseKeepalive(flags.keepalive)
+    const goAwayGraceMs = parseDuration(flags['grace-period'], '--grace-period')
+    const portRange = parsePortRange(flags['cluster-ports'], '--cluster-ports')
+    const resyncMs = parseDuration(flags.resync, '--resync')
+    const kubeconfigValidityMs = parseDuration(flags['kubeconfig-validity'], '--kubeconfig-validity')
     const {ca, registry} =
       flags.clusters === undefined
-        ? await this.kubernetesMode(proxyLog)
+        ? await this.kubernetesMode(proxyLog, {portRange, resyncMs, kubeconfigValidityMs})
         : await this.standaloneMode(flags.clusters)
     const proxy = new TowerProxy({
       registry,
@@ -94,7 +111,8 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       frontEnd: flags['front-end'],
       serverNames: flags['server-name'],
       ...(flags['metrics-address'] !== undefined && {metricsAddress: flags['metrics-address']}),
-      goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),
+      pingIntervalMs,
+      goAwayGraceMs,
       log: proxyLog,
     })
     await proxy.start()
@@ -134,31 +152,37 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
    */
   private async kubernetesMode(
     proxyLog: Logger,
+    settings: {portRange: PortRange; resyncMs: number; kubeconfigValidityMs: number},
   ): Promise<{ca: CertificateAndKey; registry: ClusterRegistry}> {
     const {flags} = this
     // Loaded here only: the Kubernetes client library costs ~85 MiB that standalone mode does without.
-    const [{ClusterClients}, {KubernetesClusterRegistry}, {loadOrCreateProxyCa}] = await Promise.all([
-      import('../../src/k8s/clients.js'),
-      import('../../src/tower/kubernetes-registry.js'),
-      import('../../src/tower/proxy-ca.js'),
-    ])
+    const [{ClusterClients}, {KubernetesClusterRegistry}, {loadOrCreateProxyCa}, {retryTransient}] =
+      await Promise.all([
+        import('../../src/k8s/clients.js'),
+        import('../../src/tower/kubernetes-registry.js'),
+        import('../../src/tower/proxy-ca.js'),
+        import('../../src/tower/api-retry.js'),
+      ])
     const client = ClusterClients.load(
       {kubeconfig: flags.kubeconfig, inClusterFallback: true},
       this.timeoutMs,
     ).forContext(flags.context)
     const ca =
       flags['ca-cert'] === undefined && flags['ca-key'] === undefined
-        ? await loadOrCreateProxyCa(client, flags.namespace, proxyLog)
+        ? await retryTransient(() => loadOrCreateProxyCa(client, flags.namespace, proxyLog), {
+            log: proxyLog,
+            what: 'read the proxy CA',
+          })
         : await loadProxyCa(
             {caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir: flags['state-dir']},
             false,
           )
     const registry = new KubernetesClusterRegistry(client, {
       ca,
-      kubeconfigValidityDays:
-        parseDuration(flags['kubeconfig-validity'], '--kubeconfig-validity') / 86_400_000,
-      resyncMs: parseDuration(flags.resync, '--resync'),
+      kubeconfigValidityDays: settings.kubeconfigValidityMs / 86_400_000,
+      resyncMs: settings.resyncMs,
       namespace: flags.namespace,
+      portRange: settings.portRange,
       log: proxyLog,
     })
     await registry.start()

@@ -83,8 +83,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected override catch(error: Error & {exitCode?: number}): Promise<never> {
     const failure = toKsctlError(error)
+    // Undefined when the flags themselves failed to parse.
+    const flags = this.flags as Partial<BaseFlags<T>> | undefined
     if (this.jsonEnabled()) {
       this.logJson(errorJson(failure))
+    } else if (flags?.['log-format'] === 'json') {
+      // A collector reading JSON lines (the tower processes) gets the error as one of them.
+      log.error(failure.message, errorLogFields(failure))
     } else {
       process.stderr.write(renderError(failure))
     }
@@ -123,6 +128,15 @@ export function errorJson(error: KsctlError): ErrorJson {
       suggestions: error.suggestions.map(redact),
     },
   }
+}
+
+/** An error as the fields of a log line; the stack of its cause only at --log-level debug, as in text. */
+export function errorLogFields(error: KsctlError): Record<string, unknown> {
+  const fields: Record<string, unknown> = {...errorJson(error).error}
+  // The message is the line's own.
+  delete fields.message
+  const stack = error.cause instanceof Error ? error.cause.stack : undefined
+  return {...fields, ...(log.enabled('debug') && stack !== undefined && {stack: redact(stack)})}
 }
 
 export function renderError(error: KsctlError): string {

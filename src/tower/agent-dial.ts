@@ -28,7 +28,11 @@ export type Destination =
       /** Connects and returns a socket ready for the bytes the proxy sends on the stream. */
       dial(signal: AbortSignal): Promise<Duplex>
     }
-  | {serve(stream: Duplex): void}
+  | {
+      serve(stream: Duplex): void
+      /** Whether what the server relays to can be reached now: a stream is refused (DIAL_FAILED) when not. */
+      reachable(signal: AbortSignal): Promise<boolean>
+    }
 
 /** TLS settings and the credential for the member's kube-apiserver, gathered afresh for every stream. */
 export interface KubernetesCredentials {
@@ -141,7 +145,10 @@ export function buildDestinations(settings: DestinationSettings): Map<string, De
     settings.log,
     settings.credentialsTtlMs,
   )
-  destinations.set(kubernetesDestination, {serve: (stream) => kubernetes.serve(stream)})
+  destinations.set(kubernetesDestination, {
+    serve: (stream) => kubernetes.serve(stream),
+    reachable: (signal) => kubernetes.reachable(signal),
+  })
   if (settings.kubesphere !== undefined) {
     const address = settings.kubesphere
     destinations.set(kubesphereDestination, {dial: (signal) => dialTcp(address, signal)})
@@ -152,10 +159,6 @@ export function buildDestinations(settings: DestinationSettings): Map<string, De
   return destinations
 }
 
-/**
- * The agent's answer to an open: refuse names not on the allow-list, dial, accept once connected (so ACK
- * means "reachable"), then splice the stream to the connection.
- */
 export interface ServeContext {
   cluster: string
   destinations: Map<string, Destination>
@@ -163,6 +166,10 @@ export interface ServeContext {
   metrics: TowerMetrics
 }
 
+/**
+ * The agent's answer to an open: refuse names not on the allow-list, dial (or check the served destination's
+ * upstream), accept once connected (so ACK means "reachable"), then splice the stream to the connection.
+ */
 export function serveOpen(request: OpenRequest, {cluster, destinations, log, metrics}: ServeContext): void {
   const destination = destinations.get(request.destination)
   if (destination === undefined) {
@@ -177,8 +184,19 @@ export function serveOpen(request: OpenRequest, {cluster, destinations, log, met
     metrics.countStreamBytes(cluster, stream, 'to_agent')
     return stream
   }
+  const refuse = (): void => {
+    metrics.streamOpenSeconds.observe({cluster, outcome: 'failed'}, (performance.now() - started) / 1000)
+    request.reject(WireErrorCode.DialFailed)
+  }
   if ('serve' in destination) {
-    destination.serve(accept())
+    destination.reachable(request.signal).then(
+      (reachable) => {
+        if (request.signal.aborted) return
+        if (reachable) destination.serve(accept())
+        else refuse()
+      },
+      () => refuse(),
+    )
     return
   }
   destination.dial(request.signal).then(
@@ -187,9 +205,8 @@ export function serveOpen(request: OpenRequest, {cluster, destinations, log, met
       else splice(accept(), upstream)
     },
     (error: unknown) => {
-      metrics.streamOpenSeconds.observe({cluster, outcome: 'failed'}, (performance.now() - started) / 1000)
       log.warn('cannot reach destination', {destination: request.destination, reason: describeError(error)})
-      request.reject(WireErrorCode.DialFailed)
+      refuse()
     },
   )
 }

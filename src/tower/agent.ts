@@ -120,9 +120,9 @@ export class TowerAgent {
     return this.loop
   }
 
-  /** Holds a live session. */
+  /** Holds a live session whose proxy answers its PINGs in time. */
   get ready(): boolean {
-    return this.session !== undefined && !this.session.closed
+    return this.session !== undefined && !this.session.closed && this.session.responsive
   }
 
   /**
@@ -271,6 +271,15 @@ export class TowerAgent {
           ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
           onOpen: (request) => serveOpen(request, {cluster: options.name, ...options}),
         })
+        session.on('bufferLimit', (stream, heldBytes) =>
+          options.log.warn(
+            'reset a stream whose upstream stopped reading: the session held more than its budget',
+            {
+              destination: stream.destination,
+              heldBytes,
+            },
+          ),
+        )
         this.session = session
         options.metrics.agentConnected.set(1)
         options.log.info('connected to the proxy', {cluster: options.name})

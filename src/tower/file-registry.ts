@@ -140,6 +140,11 @@ export class FileClusterRegistry implements ClusterRegistry {
     return this.presence.get(name) ?? 0
   }
 
+  /** Standalone mode has no object to report a problem on: the proxy's log line is the report. */
+  problem(): void {
+    // Nothing to write to.
+  }
+
   close(): Promise<void> {
     return Promise.resolve()
   }

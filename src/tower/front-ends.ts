@@ -1,5 +1,6 @@
 import http from 'node:http'
 import http2 from 'node:http2'
+import type {Server} from 'node:net'
 import type {Duplex} from 'node:stream'
 import type {TLSSocket} from 'node:tls'
 
@@ -39,6 +40,9 @@ const http2Settings = {maxConcurrentStreams: 1000, initialWindowSize: 256 * 1024
  * stops it: a stalled upload never blocks the other requests on its connection.
  */
 const http2SessionWindowBytes = http2Settings.maxConcurrentStreams * http2Settings.initialWindowSize
+
+/** How long a per-cluster port that could not be opened waits before the next try. */
+const portRetryMs = 5000
 
 interface ClusterListeners {
   kubernetes?: {port: number; listener: FrontEndListener}
@@ -90,6 +94,8 @@ export class FrontEnds {
   private pathRouted: FrontEndListener | undefined
   private readonly perCluster = new Map<string, ClusterListeners>()
   private syncing: Promise<void> = Promise.resolve()
+  private retryTimer: NodeJS.Timeout | undefined
+  private stopped = false
 
   constructor(private readonly options: FrontEndOptions) {}
 
@@ -115,12 +121,16 @@ export class FrontEnds {
     return {kubernetes: listeners?.kubernetes?.port, kubesphere: listeners?.kubesphere?.port}
   }
 
-  /** Opens and closes per-cluster ports to match the registry; changes are applied one sync at a time. */
+  /**
+   * Opens and closes per-cluster ports to match the registry; changes are applied one sync at a time. A port that
+   * cannot be opened (another process holds it) is reported on its cluster and tried again after a while; the
+   * other clusters' ports are opened all the same.
+   */
   sync(): Promise<void> {
     this.syncing = this.syncing
       .then(() => this.applyRegistry())
       .catch((error: unknown) => {
-        this.options.log.error('cannot open a per-cluster port', {
+        this.options.log.error('cannot apply the clusters to the front ends', {
           reason: error instanceof Error ? error.message : String(error),
         })
       })
@@ -129,6 +139,8 @@ export class FrontEnds {
 
   /** See {@link FrontEndListener.stopAccepting}. */
   stopAccepting(): void {
+    this.stopped = true
+    clearTimeout(this.retryTimer)
     for (const listener of this.listeners()) listener.stopAccepting()
   }
 
@@ -146,7 +158,13 @@ export class FrontEnds {
     return listeners
   }
 
+  /** Read through a method: `stopAccepting()` may flip the flag while a sync awaits, which narrowing cannot see. */
+  private stopRequested(): boolean {
+    return this.stopped
+  }
+
   private async applyRegistry(): Promise<void> {
+    if (this.stopped) return
     const wanted = new Map(this.options.registry.list().map((cluster) => [cluster.name, cluster]))
     for (const [name, listeners] of this.perCluster) {
       const cluster = wanted.get(name)
@@ -160,7 +178,28 @@ export class FrontEnds {
       }
       if (cluster === undefined) this.perCluster.delete(name)
     }
-    for (const cluster of wanted.values()) await this.openClusterPorts(cluster)
+    let failed = false
+    for (const cluster of wanted.values()) {
+      try {
+        await this.openClusterPorts(cluster)
+      } catch (error) {
+        failed = true
+        const reason = error instanceof Error && 'code' in error ? String(error.code) : String(error)
+        this.options.log.error('cannot open a per-cluster port; trying again', {
+          cluster: cluster.name,
+          reason,
+        })
+        this.options.registry.problem(cluster.name, {
+          reason: 'PortUnavailable',
+          message: `ksctl tower proxy cannot listen on the Cluster's ports ${cluster.kubernetesPort ?? '-'} and ${cluster.kubespherePort ?? '-'} (${reason}); it tries again every ${portRetryMs / 1000}s`,
+        })
+      }
+    }
+    clearTimeout(this.retryTimer)
+    if (failed && !this.stopRequested()) {
+      this.retryTimer = setTimeout(() => void this.sync(), portRetryMs)
+      this.retryTimer.unref()
+    }
   }
 
   private async openClusterPorts(cluster: RegisteredCluster): Promise<void> {
@@ -174,7 +213,8 @@ export class FrontEnds {
         path: request.url ?? '/',
         stripAuthorization: true,
       }))
-      await listen(server, {host: this.options.host, port: cluster.kubernetesPort})
+      if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubernetesPort})))
+        return
       listeners.kubernetes = {
         port: cluster.kubernetesPort,
         listener: new SecureListener(server, http2SessionWindowBytes),
@@ -195,9 +235,19 @@ export class FrontEnds {
       server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         this.options.forwarder.forwardUpgrade(request, socket, head, route(request) as ForwardTarget)
       })
-      await listen(server, {host: this.options.host, port: cluster.kubespherePort})
+      if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubespherePort})))
+        return
       listeners.kubesphere = {port: cluster.kubespherePort, listener: new PlainListener(server)}
     }
+  }
+
+  /** A sync under way when the proxy stops must not leave a port open behind it (it would keep the process alive). */
+  private async listenUnlessStopped(server: Server, address: ListenAddress): Promise<boolean> {
+    if (this.stopRequested()) return false
+    await listen(server, address)
+    if (!this.stopRequested()) return true
+    server.close()
+    return false
   }
 
   private httpsServer(route: Route): http2.Http2SecureServer {

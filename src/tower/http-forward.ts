@@ -122,8 +122,7 @@ export class Forwarder {
 /** 403 when the agent does not serve the destination (a setting to change), 502 when it cannot now. */
 function forwardFailure(target: ForwardTarget, error: unknown): {status: number; message: string} {
   const {cluster, destination} = target
-  if (error instanceof NoSessionError)
-    return {status: 502, message: `no agent of cluster ${cluster} is connected`}
+  if (error instanceof NoSessionError) return {status: 502, message: error.message}
   if (
     error instanceof OpenRefusedError &&
     isKnownErrorCode(error.wireCode) &&

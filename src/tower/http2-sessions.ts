@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 import http2 from 'node:http2'
 import tls from 'node:tls'
 
+import {INITIAL_WINDOW_BYTES} from '../tunnel/index.js'
 import {hostPort, type ListenAddress} from './net.js'
 
 /** Until a server's SETTINGS arrive, as many streams as Go's HTTP/2 transport assumes. */
@@ -9,11 +10,13 @@ const streamsBeforeSettings = 100
 /** A connection with no stream open for this long is closed. */
 const idleCloseMs = 60_000
 /**
- * Receive windows, as Go's HTTP/2 transport sets them: each stream is flow-controlled on its own (a watch
- * whose reader is slow holds back only itself), and the connection's window is never what stops a stream —
- * with HTTP/2's 64 KiB default, one stalled download would block every request on its connection.
+ * Receive windows. A stream's is the tunnel stream's (256 KiB): the agent forwards no faster than the tunnel's
+ * window lets it, so a larger one (Go's transport takes 4 MiB, and this agent had 1 MiB) only made each stalled
+ * stream hold that much at the agent. The connection's window is never what stops a stream, as in Go's transport:
+ * with HTTP/2's 64 KiB default, one stalled download would block every request on its connection; and at most
+ * the server's stream limit (100 to 250) times 256 KiB can be held on one connection.
  */
-const streamWindowBytes = 1024 * 1024
+const streamWindowBytes = INITIAL_WINDOW_BYTES
 const connectionWindowBytes = 1024 ** 3
 
 interface Connection {

@@ -9,9 +9,18 @@ import {KUBESPHERE_NAMESPACE} from '../kubesphere/constants.js'
 import type {Logger} from '../log.js'
 import type {CertificateAndKey} from '../pki/certificates.js'
 import {redactor} from '../redact.js'
+import {retryTransient} from './api-retry.js'
+import {ClusterEvents} from './cluster-events.js'
 import {issueKubeconfig} from './issue-kubeconfig.js'
-import {assignClusters, isProxyCluster, withCondition, type ClusterAssignment} from './cluster-reconcile.js'
-import type {AgentPresence, ClusterRegistry, RegisteredCluster} from './registry.js'
+import {
+  assignClusters,
+  isProxyCluster,
+  KUBERNETES_PORT_RANGE,
+  withCondition,
+  type ClusterAssignment,
+  type PortRange,
+} from './cluster-reconcile.js'
+import type {AgentPresence, ClusterProblem, ClusterRegistry, RegisteredCluster} from './registry.js'
 
 export interface KubernetesRegistryOptions {
   /** The proxy's CA: signs the client certificates of the kubeconfigs written into Clusters. */
@@ -20,8 +29,12 @@ export interface KubernetesRegistryOptions {
   resyncMs: number
   /** Where the mc-NAME Services live (Tower: kubesphere-system). */
   namespace?: string
+  /** The per-cluster kubernetes ports to choose from (Tower's 6000–6999 by default). */
+  portRange?: PortRange
   log: Logger
   now?: () => Date
+  /** How a retry waits (tests make it instant). */
+  sleep?: (ms: number) => Promise<void>
 }
 
 const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
@@ -36,11 +49,18 @@ const ISSUED_USER = 'ksctl-tower-client'
  * proxy Cluster gets a token (when empty), collision-free ports, Service `kubesphere-system/mc-NAME`,
  * its endpoints and `Initialized`; `AgentAvailable` follows the agents' sessions, and the first agent
  * gets the Cluster an issued kubeconfig. Removed Clusters lose their Service.
+ *
+ * Each Cluster is reconciled on its own: one whose write fails, or that finds no free port, gets a Warning Event
+ * (see {@link ClusterEvents}) and is tried again on the next pass, while the others are served. A Cluster whose
+ * write failed is still served with the token and ports it holds, as agents know them.
  */
 export class KubernetesClusterRegistry implements ClusterRegistry {
   private clusters = new Map<string, ClusterAssignment>()
+  /** The proxy Clusters of the last pass, for the events about them. */
+  private objects = new Map<string, KubeSphereCluster>()
   private readonly listeners: (() => void)[] = []
   private readonly manifests: ManifestObjects
+  private readonly events: ClusterEvents
   private timer: NodeJS.Timeout | undefined
   private closed = false
   private pass: Promise<void> = Promise.resolve()
@@ -52,11 +72,20 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     private readonly options: KubernetesRegistryOptions,
   ) {
     this.manifests = new ManifestObjects(client)
+    this.events = new ClusterEvents(client, options.log, () => this.now())
   }
 
-  /** Reconciles once (failing loudly if that fails), then every `resyncMs`. */
+  /**
+   * Reconciles once, then every `resyncMs`. The first pass waits out what a controller waits out (HTTP 429, as
+   * right after the Cluster CRD is created, 5xx, an unreachable API server), with backoff; other failures
+   * (forbidden, no Cluster CRD) are thrown.
+   */
   async start(): Promise<void> {
-    await this.reconcile()
+    await retryTransient(() => this.reconcile(), {
+      log: this.options.log,
+      what: 'list the Clusters',
+      ...(this.options.sleep !== undefined && {sleep: this.options.sleep}),
+    })
     const again = () => {
       if (this.closed) return
       this.timer = setTimeout(() => {
@@ -100,71 +129,128 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     await Promise.all(this.writes.values())
   }
 
-  /** One reconcile pass over all Clusters; exposed so that tests need not wait for the timer. */
+  /** A front end could not serve a Cluster (its port is taken): an Event on the Cluster says so. */
+  problem(name: string, problem: ClusterProblem): void {
+    const cluster = this.objects.get(name)
+    if (cluster !== undefined) void this.events.warn(cluster, problem.reason, problem.message)
+  }
+
+  /**
+   * One reconcile pass over all Clusters; exposed so that tests need not wait for the timer. Only a failed list
+   * fails the pass; each Cluster's own failure is reported on it.
+   */
   async reconcile(): Promise<void> {
     const [clusters, services] = await Promise.all([
       this.client.listCustomObjects<KubeSphereCluster>(ClusterResource),
       this.client.listServices(this.namespace, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
     ])
-    const assignments = assignClusters(clusters)
+    const proxyClusters = new Map(
+      clusters.filter(isProxyCluster).map((cluster) => [cluster.metadata?.name ?? '', cluster]),
+    )
+    this.objects = proxyClusters
+    const {assignments, unassigned} = assignClusters(clusters, this.portRange)
+    const next = new Map<string, ClusterAssignment>()
     for (const assignment of assignments) {
-      const cluster = clusters.find((candidate) => candidate.metadata?.name === assignment.name)
+      const cluster = proxyClusters.get(assignment.name)
+      if (cluster === undefined) continue
       const service = services.find(
         (candidate) => candidate.metadata?.labels?.[CLUSTER_LABEL] === assignment.name,
       )
-      if (cluster !== undefined) await this.reconcileCluster(cluster, assignment, service)
+      try {
+        next.set(assignment.name, await this.reconcileCluster(cluster, assignment, service))
+        this.events.resolved(assignment.name)
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error)
+        this.options.log.warn('cannot reconcile a Cluster; trying again on the next pass', {
+          cluster: assignment.name,
+          reason,
+        })
+        await this.events.warn(
+          cluster,
+          'ReconcileFailed',
+          `ksctl tower proxy cannot initialize the Cluster: ${reason}`,
+        )
+        // Agents hold what the Cluster holds: serve that, or what was served before.
+        const served = holds(cluster, assignment) ? assignment : this.clusters.get(assignment.name)
+        if (served !== undefined) next.set(assignment.name, served)
+      }
     }
-    await this.removeOrphanServices(services, new Set(assignments.map((assignment) => assignment.name)))
-    const next = new Map(assignments.map((assignment) => [assignment.name, assignment]))
+    const {first, last} = this.portRange
+    for (const name of unassigned) {
+      this.options.log.warn('no free port for a Cluster; trying again on the next pass', {cluster: name})
+      const cluster = proxyClusters.get(name)
+      if (cluster === undefined) continue
+      await this.events.warn(
+        cluster,
+        'NoFreePort',
+        `ksctl tower proxy has no free port in ${first}-${last} for the Cluster: remove proxy Clusters no longer used, or widen --cluster-ports`,
+      )
+    }
+    await this.removeOrphanServices(services, new Set(proxyClusters.keys()))
     const changed = JSON.stringify([...next.entries()]) !== JSON.stringify([...this.clusters.entries()])
     this.clusters = next
     if (changed) for (const listener of this.listeners) listener()
   }
 
+  /**
+   * Service mc-NAME, the Cluster's connection and Initialized; returns what the Cluster now holds. A Cluster that
+   * changed since it was listed is read again and the write retried (on conflict); a token someone else set
+   * meanwhile is kept.
+   */
   private async reconcileCluster(
-    cluster: KubeSphereCluster,
+    listed: KubeSphereCluster,
     assignment: ClusterAssignment,
     existing: V1Service | undefined,
-  ): Promise<void> {
-    redactor.register(assignment.token)
+  ): Promise<ClusterAssignment> {
     const wanted = serviceFor(assignment, this.namespace)
     const service =
       existing !== undefined && samePorts(existing, wanted)
         ? existing
         : await this.manifests.apply<V1Service>(wanted)
     const clusterIp = service.spec?.clusterIP
-    const connection = (cluster.spec?.connection ?? {}) as Record<string, unknown>
-    const desired = {
-      token: assignment.token,
-      kubernetesAPIServerPort: assignment.kubernetesPort,
-      kubesphereAPIServerPort: assignment.kubespherePort,
-      ...(clusterIp === undefined || clusterIp === 'None'
-        ? {}
-        : {
-            kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
-            kubesphereAPIEndpoint: `http://${clusterIp}:80`,
-          }),
-    }
-    const conditions = withCondition(
-      cluster.status?.conditions ?? [],
-      {type: 'Initialized', status: 'True', reason: 'Initialized', message: 'Cluster has been initialized'},
-      this.now(),
-    )
-    const unchanged =
-      Object.entries(desired).every(([key, value]) => connection[key] === value) &&
-      conditions === cluster.status?.conditions
-    if (unchanged) return
-    await this.client.patchCustomObject(ClusterResource, assignment.name, {
-      strategy: 'merge',
-      body: {
-        metadata: {resourceVersion: cluster.metadata?.resourceVersion},
-        spec: {connection: desired},
-        status: {conditions},
-      },
-    })
-    this.options.log.info('initialized cluster', {
-      cluster: assignment.name,
-      kubernetesPort: assignment.kubernetesPort,
+    return retryOnConflict(async (attempt) => {
+      const cluster =
+        attempt === 1
+          ? listed
+          : await this.client.findCustomObject<KubeSphereCluster>(ClusterResource, assignment.name)
+      if (cluster === undefined || !isProxyCluster(cluster)) return assignment
+      const connection = (cluster.spec?.connection ?? {}) as Record<string, unknown>
+      const token =
+        typeof connection.token === 'string' && connection.token !== '' ? connection.token : assignment.token
+      redactor.register(token)
+      const desired = {
+        token,
+        kubernetesAPIServerPort: assignment.kubernetesPort,
+        kubesphereAPIServerPort: assignment.kubespherePort,
+        ...(clusterIp === undefined || clusterIp === 'None'
+          ? {}
+          : {
+              kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
+              kubesphereAPIEndpoint: `http://${clusterIp}:80`,
+            }),
+      }
+      const conditions = withCondition(
+        cluster.status?.conditions ?? [],
+        {type: 'Initialized', status: 'True', reason: 'Initialized', message: 'Cluster has been initialized'},
+        this.now(),
+      )
+      const unchanged =
+        Object.entries(desired).every(([key, value]) => connection[key] === value) &&
+        conditions === cluster.status?.conditions
+      if (unchanged) return {...assignment, token}
+      await this.client.patchCustomObject(ClusterResource, assignment.name, {
+        strategy: 'merge',
+        body: {
+          metadata: {resourceVersion: cluster.metadata?.resourceVersion},
+          spec: {connection: desired},
+          status: {conditions},
+        },
+      })
+      this.options.log.info('initialized cluster', {
+        cluster: assignment.name,
+        kubernetesPort: assignment.kubernetesPort,
+      })
+      return {...assignment, token}
     })
   }
 
@@ -172,12 +258,22 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     for (const service of services) {
       const name = service.metadata?.labels?.[CLUSTER_LABEL]
       if (name === undefined || current.has(name)) continue
-      await this.manifests.remove({
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: {name: service.metadata?.name ?? '', namespace: this.namespace},
-      })
-      this.options.log.info('removed the Service of a deleted cluster', {cluster: name})
+      try {
+        await this.manifests.remove({
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: {name: service.metadata?.name ?? '', namespace: this.namespace},
+        })
+        this.options.log.info('removed the Service of a deleted cluster', {cluster: name})
+      } catch (error) {
+        this.options.log.warn(
+          'cannot remove the Service of a deleted cluster; trying again on the next pass',
+          {
+            cluster: name,
+            reason: error instanceof Error ? error.message : String(error),
+          },
+        )
+      }
     }
   }
 
@@ -242,9 +338,21 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     return this.options.namespace ?? KUBESPHERE_NAMESPACE
   }
 
+  private get portRange(): PortRange {
+    return this.options.portRange ?? KUBERNETES_PORT_RANGE
+  }
+
   private now(): Date {
     return this.options.now?.() ?? new Date()
   }
+}
+
+/** Whether the Cluster already holds the token and ports of `assignment` (what its agent connects with). */
+function holds(cluster: KubeSphereCluster, assignment: ClusterAssignment): boolean {
+  const connection = (cluster.spec?.connection ?? {}) as Record<string, unknown>
+  return (
+    connection.token === assignment.token && connection.kubernetesAPIServerPort === assignment.kubernetesPort
+  )
 }
 
 function toRegistered(assignment: ClusterAssignment): RegisteredCluster {

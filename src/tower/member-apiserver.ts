@@ -1,5 +1,6 @@
 import http from 'node:http'
 import https from 'node:https'
+import tls from 'node:tls'
 import type {Duplex} from 'node:stream'
 
 import type {Logger} from '../log.js'
@@ -12,6 +13,8 @@ import {withSocketMethods} from './stream-agent.js'
 
 /** How long fetched credentials are used before they are read again (a rotated token is seen within it). */
 export const credentialsTtlMs = 1000
+/** How long the check that kube-apiserver can be reached may take before a stream is refused (as a dial). */
+const probeTimeoutMs = 10_000
 
 /**
  * The agent's kubernetes destination. Each tunnel stream is an HTTP/1.1 connection from the proxy, served by
@@ -26,6 +29,8 @@ export class MemberApiRelay {
   private readonly upstreamAgent = new https.Agent({keepAlive: true, scheduling: 'lifo'})
   private readonly http2 = new Http2Sessions()
   private readonly credentials: CredentialSource
+  /** kube-apiserver was reached since the last failure: streams are accepted without a check. */
+  private upstreamReached = false
 
   constructor(
     source: CredentialSource,
@@ -42,6 +47,7 @@ export class MemberApiRelay {
         async (relay, credentials) => {
           const send = async (mayRetry: boolean): Promise<void> => {
             const reserved = await this.http2.reserve(credentials)
+            if (reserved !== undefined) this.upstreamReached = true
             // The client may have gone while credentials were read or a connection opened.
             if (response.destroyed) reserved?.release()
             else if (reserved === undefined) relayRequest(request, response, relay)
@@ -63,6 +69,9 @@ export class MemberApiRelay {
           await send(true)
         },
         (message) => {
+          // Not kept: the proxy's next request opens a new stream, which this agent refuses while kube-apiserver
+          // cannot be reached, so that the proxy sends it to another agent of the cluster.
+          response.setHeader('connection', 'close')
           failResponse(response, 502, message)
         },
       )
@@ -82,6 +91,23 @@ export class MemberApiRelay {
   /** Takes an accepted tunnel stream as one HTTP connection. */
   serve(stream: Duplex): void {
     this.server.emit('connection', withSocketMethods(stream))
+  }
+
+  /**
+   * Whether a stream may be accepted: at once while kube-apiserver answers; after a failure (and at first) only
+   * once a TLS connection to it succeeds. An ACK then means "reachable", as for the destinations the agent dials
+   * (PROTOCOL.md §5.1), and the proxy sends the streams of an agent that cannot reach it to another agent.
+   */
+  async reachable(signal: AbortSignal): Promise<boolean> {
+    if (this.upstreamReached) return true
+    try {
+      const {address, tls: options} = await this.credentials()
+      await connectTls({...options, host: address.host, port: address.port}, signal)
+      this.upstreamReached = true
+    } catch (error) {
+      this.log.warn('cannot reach the member kube-apiserver', {reason: describeError(error)})
+    }
+    return this.upstreamReached
   }
 
   private async relay(
@@ -112,6 +138,7 @@ export class MemberApiRelay {
       extraHeaders:
         credentials.authorization === undefined ? [] : ['Authorization', credentials.authorization],
       fail: (error) => {
+        if (cannotConnect(error)) this.upstreamReached = false
         const reason = describeError(error)
         this.log.warn('cannot reach the member kube-apiserver', {reason})
         fail(
@@ -125,6 +152,42 @@ export class MemberApiRelay {
       relay.fail(asError(error))
     }
   }
+}
+
+/** Failures to connect at all (not a stream the server reset): the next stream checks reachability first. */
+const connectFailures = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+])
+
+function cannotConnect(error: Error): boolean {
+  const code = (error as {code?: unknown}).code
+  // TLS verification failures (a wrong CA, an expired certificate) fail every connection the same way.
+  return typeof code === 'string' && (connectFailures.has(code) || /CERT|SELF_SIGNED|UNABLE_TO/.test(code))
+}
+
+/** A TLS handshake with kube-apiserver, then the connection closes; rejects when it cannot be made in time. */
+function connectTls(options: tls.ConnectionOptions, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(options)
+    const onAbort = (): void => {
+      socket.destroy(new Error('aborted'))
+    }
+    signal.addEventListener('abort', onAbort, {once: true})
+    socket.setTimeout(probeTimeoutMs, () => socket.destroy(new Error('connection timed out')))
+    socket.once('close', () => signal.removeEventListener('abort', onAbort))
+    socket.once('secureConnect', () => {
+      socket.destroy()
+      resolve()
+    })
+    socket.once('error', reject)
+  })
 }
 
 function asError(error: unknown): Error {

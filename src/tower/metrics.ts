@@ -12,6 +12,9 @@ export type AuthFailureReason =
 
 export type AuthEndpoint = 'agent' | 'front_end'
 
+/** Why an authenticated agent's upgrade was refused; a fixed set. */
+export type AgentRefusalReason = 'no_subprotocol' | 'unsupported_subprotocol'
+
 /**
  * The Prometheus metrics of one tower process. Each instance has its own registry so several proxies and agents
  * can run in one test process. Labels are cluster names the registry knows, directions and fixed reasons only.
@@ -23,6 +26,7 @@ export class TowerMetrics {
   readonly streamBytes: Counter<'cluster' | 'direction'>
   readonly streamOpenSeconds: Histogram<'cluster' | 'outcome'>
   readonly authFailures: Counter<'endpoint' | 'reason'>
+  readonly agentRefused: Counter<'reason'>
   readonly frontEndRequests: Counter<'cluster' | 'protocol'>
   readonly reconnects: Counter
   readonly agentConnected: Gauge
@@ -58,6 +62,12 @@ export class TowerMetrics {
       name: 'ksctl_tower_auth_failures_total',
       help: 'Rejected authentications: agents at the tunnel listener, clients at the front ends',
       labelNames: ['endpoint', 'reason'],
+      registers,
+    })
+    this.agentRefused = new Counter({
+      name: 'ksctl_tower_agent_upgrades_refused_total',
+      help: 'Agents refused before the upgrade although their token was good: no_subprotocol or unsupported_subprotocol',
+      labelNames: ['reason'],
       registers,
     })
     this.frontEndRequests = new Counter({
@@ -97,6 +107,10 @@ export class TowerMetrics {
 
   authFailure(endpoint: AuthEndpoint, reason: AuthFailureReason): void {
     this.authFailures.inc({endpoint, reason})
+  }
+
+  agentRefusal(reason: AgentRefusalReason): void {
+    this.agentRefused.inc({reason})
   }
 
   async render(): Promise<string> {

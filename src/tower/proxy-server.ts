@@ -6,7 +6,13 @@ import type {Duplex} from 'node:stream'
 import {WebSocketServer} from 'ws'
 
 import type {Logger} from '../log.js'
-import {selectSubprotocol, TunnelSession, webSocketOptions, webSocketTransport} from '../tunnel/index.js'
+import {
+  selectSubprotocol,
+  SUBPROTOCOL,
+  TunnelSession,
+  webSocketOptions,
+  webSocketTransport,
+} from '../tunnel/index.js'
 import {FailureLimiter, tokensEqual} from './auth.js'
 import type {TowerMetrics} from './metrics.js'
 import {listen, type ListenAddress} from './net.js'
@@ -32,12 +38,15 @@ export interface AgentListenerOptions {
   limiter?: FailureLimiter
   pingIntervalMs?: number
   goAwayGraceMs?: number
+  /** Unread data one agent's session may hold (PROTOCOL.md §8.2); the protocol's default otherwise. */
+  bufferBudgetBytes?: number
 }
 
 /**
  * The agents' WebSocket listener. Authenticates each upgrade request before the upgrade: the cluster name in a
  * header, its token as a bearer credential, compared in constant time. A wrong token and an unknown cluster get
- * the same 401; sources with too many failures get 429 for a while.
+ * the same 401; sources with too many failures get 429 for a while. An agent that does not offer the tunnel's
+ * sub-protocol gets 400 saying which one to speak, and never a session.
  */
 export class AgentListener {
   private readonly limiter: FailureLimiter
@@ -110,12 +119,40 @@ export class AgentListener {
       return
     }
     this.limiter.recordSuccess(source)
+    const offered = offeredSubprotocols(request)
+    if (selectSubprotocol(new Set(offered)) === false) {
+      // ws would complete the upgrade without a sub-protocol; PROTOCOL.md §1.1 says the server refuses instead.
+      metrics.agentRefusal(offered.length === 0 ? 'no_subprotocol' : 'unsupported_subprotocol')
+      const shown = offered.length === 0 ? 'none' : offered.slice(0, 4).map(sanitize).join(', ')
+      log.warn('refused an agent that does not speak the ksctl tunnel protocol', {
+        cluster: cluster.name,
+        source,
+        offered: shown,
+      })
+      refuse(
+        socket,
+        400,
+        `this is a ksctl tower proxy: an agent must offer the WebSocket sub-protocol ${SUBPROTOCOL} ` +
+          `(offered: ${shown}); run ksctl tower agent, or point KubeSphere's Tower agent at Tower's proxy`,
+      )
+      return
+    }
     this.webSockets.handleUpgrade(request, socket, head, (webSocket) => {
       const session = new TunnelSession(webSocketTransport(webSocket), {
         role: 'proxy',
         ...(this.options.pingIntervalMs !== undefined && {pingIntervalMs: this.options.pingIntervalMs}),
         ...(this.options.goAwayGraceMs !== undefined && {goAwayGraceMs: this.options.goAwayGraceMs}),
+        ...(this.options.bufferBudgetBytes !== undefined && {
+          bufferBudgetBytes: this.options.bufferBudgetBytes,
+        }),
       })
+      session.on('bufferLimit', (stream, heldBytes) =>
+        log.warn('reset a stream whose reader stopped: the session held more unread data than its budget', {
+          cluster: cluster.name,
+          destination: stream.destination,
+          heldBytes,
+        }),
+      )
       this.options.pool.add(cluster.name, session)
       log.info('agent connected', {
         cluster: cluster.name,
@@ -137,6 +174,14 @@ export class AgentListener {
 function headerValue(request: http.IncomingMessage, name: string): string | undefined {
   const value = request.headers[name]
   return Array.isArray(value) ? value[0] : value
+}
+
+/** The tokens of Sec-WebSocket-Protocol, however many header lines carry them. */
+function offeredSubprotocols(request: http.IncomingMessage): string[] {
+  return (request.headers['sec-websocket-protocol'] ?? '')
+    .split(',')
+    .map((token) => token.trim())
+    .filter((token) => token !== '')
 }
 
 function sanitize(value: string | undefined): string {

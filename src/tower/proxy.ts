@@ -27,6 +27,7 @@ export interface ProxyOptions {
   metrics?: TowerMetrics
   pingIntervalMs?: number
   goAwayGraceMs?: number
+  bufferBudgetBytes?: number
 }
 
 /**
@@ -47,13 +48,16 @@ export class TowerProxy {
   constructor(private readonly options: ProxyOptions) {
     this.metrics = options.metrics ?? new TowerMetrics()
     this.knownTokens = new Map(options.registry.list().map((cluster) => [cluster.name, cluster.token]))
-    this.pool = new SessionPool({
-      changed: (cluster, sessions) => {
-        this.metrics.sessions.set({cluster}, sessions)
-        if (sessions === 0) options.registry.agentDisconnected(cluster, {sessions})
-        else options.registry.agentConnected(cluster, {sessions})
+    this.pool = new SessionPool(
+      {
+        changed: (cluster, sessions) => {
+          this.metrics.sessions.set({cluster}, sessions)
+          if (sessions === 0) options.registry.agentDisconnected(cluster, {sessions})
+          else options.registry.agentConnected(cluster, {sessions})
+        },
       },
-    })
+      {log: options.log},
+    )
     this.forwarder = new Forwarder(this.pool, this.metrics, options.log)
     this.metrics.beforeRender(() => {
       for (const cluster of options.registry.list()) {
@@ -94,6 +98,7 @@ export class TowerProxy {
       metrics,
       ...(options.pingIntervalMs !== undefined && {pingIntervalMs: options.pingIntervalMs}),
       ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
+      ...(options.bufferBudgetBytes !== undefined && {bufferBudgetBytes: options.bufferBudgetBytes}),
     })
     registry.onChange(() => this.registryChanged())
     if (options.metricsAddress !== undefined) {

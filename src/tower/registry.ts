@@ -16,6 +16,12 @@ export interface AgentPresence {
   sessions: number
 }
 
+/** Why the proxy cannot serve a cluster, in Kubernetes' terms: a CamelCase reason and a sentence. */
+export interface ClusterProblem {
+  reason: string
+  message: string
+}
+
 export interface ClusterRegistry {
   list(): RegisteredCluster[]
   get(name: string): RegisteredCluster | undefined
@@ -25,5 +31,7 @@ export interface ClusterRegistry {
   agentConnected(name: string, presence: AgentPresence): void
   /** A session of `name` ended (closed, dead, or the cluster was removed); `sessions` is what is left. */
   agentDisconnected(name: string, presence: AgentPresence): void
+  /** The proxy cannot serve `name` as registered (its port is taken): tell whoever manages the cluster. */
+  problem(name: string, problem: ClusterProblem): void
   close(): Promise<void>
 }

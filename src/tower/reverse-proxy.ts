@@ -91,6 +91,9 @@ function writeResponseHead(response: FrontEndResponse, upstreamResponse: http.In
 /** HTTP/2 refuses some response heads HTTP/1.1 allows, such as a repeated Content-Type. */
 export class UnsendableHeadError extends Error {}
 
+/** A bodiless read given up on a connection whose far end stopped answering, to be sent on another. */
+class AbandonedReadError extends Error {}
+
 /**
  * Where and how a relayed request goes: Node's request options (an agent that owns the connections, the
  * path), the request headers to send, and what to answer when the upstream fails before its response began.
@@ -111,7 +114,8 @@ const idempotentReads = new Set(['GET', 'HEAD', 'OPTIONS'])
  * keep-alive, chunked bodies and long-lived responses (watch, logs -f) need no parser of ours. A client that
  * goes away before the response ended aborts the upstream request. A bodiless read whose kept connection was
  * closed by the other end as it went out (the race Node's `http.Agent` documents) is sent again, once, on
- * another connection.
+ * another connection; so is one waiting for its response on a tunnel stream whose agent stopped answering
+ * (the stream emits 'unresponsive', PROTOCOL.md §7): a read may be repeated (RFC 9110 §9.2.2).
  */
 export function relayRequest(request: FrontEndRequest, response: FrontEndResponse, relay: Relay): void {
   const bodiless = isBodilessRead(request)
@@ -147,6 +151,19 @@ function send(
   response.once('close', () => {
     if (!upstreamEnded) upstream.destroy()
   })
+  if (attempt.mayRetry) {
+    upstream.once('socket', (socket) => {
+      const abandon = (): void => {
+        upstream.destroy(new AbandonedReadError('the far end stopped answering'))
+      }
+      socket.once('unresponsive', abandon)
+      const settled = (): void => {
+        socket.off('unresponsive', abandon)
+      }
+      upstream.once('response', settled)
+      upstream.once('close', settled)
+    })
+  }
   upstream.on('response', (upstreamResponse) => {
     upstreamResponse.once('end', () => (upstreamEnded = true))
     try {
@@ -168,7 +185,7 @@ function send(
     if (headRefused) return
     if (response.headersSent) response.destroy()
     else if (responseGone(response)) return
-    else if (attempt.mayRetry && upstream.reusedSocket)
+    else if (attempt.mayRetry && (upstream.reusedSocket || error instanceof AbandonedReadError))
       send(request, response, relay, {...attempt, mayRetry: false})
     else relay.fail(error)
   })

@@ -31,10 +31,13 @@ export class StreamAgent extends http.Agent {
   ): undefined {
     this.openStream().then(
       (stream) => {
-        // A kept stream of a session that is going away closes now, so the session can end without cutting a request.
-        stream.once('draining', () => {
+        // A kept stream of a session that is going away closes now, so the session can end without cutting a
+        // request; one whose agent stopped answering closes too, so that new requests open streams elsewhere.
+        const closeIfIdle = (): void => {
           if (this.idleTimers.has(stream)) stream.destroy()
-        })
+        }
+        stream.once('draining', closeIfIdle)
+        stream.on('unresponsive', closeIfIdle)
         callback?.(null, withSocketMethods(stream))
       },
       (error: unknown) =>
@@ -44,7 +47,8 @@ export class StreamAgent extends http.Agent {
   }
 
   override keepSocketAlive(socket: Duplex): boolean {
-    if ((socket as TunnelStream).draining) return false
+    const stream = socket as TunnelStream
+    if (stream.draining || !stream.peerResponsive) return false
     const keep = (super.keepSocketAlive as (socket: Duplex) => boolean)(socket)
     if (keep) {
       const timer = setTimeout(() => socket.destroy(), this.idleMs)

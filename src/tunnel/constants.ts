@@ -60,8 +60,21 @@ export const DATA_FRAME_BYTES = 64 * 1024
  */
 export const MAX_CONCURRENT_STREAMS = 16_384
 
+/**
+ * What one session may hold of data received and not yet read by its streams' readers. A stream holds at most its
+ * window, so only many stalled readers at once reach it; then the stream holding the most is reset (BUFFER_LIMIT),
+ * as kube-apiserver drops its slowest watchers, and the others go on.
+ */
+export const SESSION_BUFFER_BUDGET_BYTES = 64 * 1024 * 1024
+
 /** Both sides send a PING this often. */
 export const PING_INTERVAL_MS = 10_000
+
+/**
+ * How long a PING may go unanswered, with nothing else from the peer, before the peer counts as unresponsive (at
+ * most the ping interval): the proxy sends no new stream to it until it is heard from again.
+ */
+export const PING_ANSWER_DEADLINE_MS = 2_000
 
 /** A link with no frame received for this many ping intervals is dead. */
 export const KEEPALIVE_MISSED_INTERVALS = 3

@@ -68,6 +68,8 @@ export enum WireErrorCode {
   Shutdown = 0x0b,
   /** The sender stopped hearing from the peer. */
   KeepaliveTimeout = 0x0c,
+  /** The sender's session held more unread data than its budget; this stream held the most. */
+  BufferLimit = 0x0d,
 }
 
 export interface DataFrame {
@@ -165,6 +167,7 @@ const errorCodeNames: Record<WireErrorCode, string> = {
   [WireErrorCode.CloseTimeout]: 'CLOSE_TIMEOUT',
   [WireErrorCode.Shutdown]: 'SHUTDOWN',
   [WireErrorCode.KeepaliveTimeout]: 'KEEPALIVE_TIMEOUT',
+  [WireErrorCode.BufferLimit]: 'BUFFER_LIMIT',
 }
 
 export function isKnownErrorCode(code: number): code is WireErrorCode {

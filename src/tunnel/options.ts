@@ -6,6 +6,8 @@ import {
   MAX_CONCURRENT_STREAMS,
   MAX_DATA_PAYLOAD_BYTES,
   MAX_WINDOW_BYTES,
+  PING_ANSWER_DEADLINE_MS,
+  SESSION_BUFFER_BUDGET_BYTES,
   PING_INTERVAL_MS,
   STREAM_CLOSE_TIMEOUT_MS,
   STREAM_OPEN_TIMEOUT_MS,
@@ -21,7 +23,11 @@ export interface CommonSessionOptions {
   dataFrameBytes?: number
   /** Streams this side allows at once; the agent refuses SYNs beyond it, the proxy refuses to open more. */
   maxConcurrentStreams?: number
+  /** Received data the session's streams may hold unread, all together; at least one receive window. */
+  bufferBudgetBytes?: number
   pingIntervalMs?: number
+  /** How long a PING may go unanswered before the peer counts as unresponsive; at most the ping interval. */
+  answerDeadlineMs?: number
   streamOpenTimeoutMs?: number
   streamCloseTimeoutMs?: number
   goAwayGraceMs?: number
@@ -48,11 +54,14 @@ export interface AgentSessionOptions extends CommonSessionOptions {
 export type TunnelSessionOptions = ProxySessionOptions | AgentSessionOptions
 
 export function resolveOptions(options: TunnelSessionOptions): ResolvedOptions {
+  const pingIntervalMs = options.pingIntervalMs ?? PING_INTERVAL_MS
   const resolved = {
     receiveWindowBytes: options.receiveWindowBytes ?? INITIAL_WINDOW_BYTES,
     dataFrameBytes: options.dataFrameBytes ?? DATA_FRAME_BYTES,
     maxConcurrentStreams: options.maxConcurrentStreams ?? MAX_CONCURRENT_STREAMS,
-    pingIntervalMs: options.pingIntervalMs ?? PING_INTERVAL_MS,
+    bufferBudgetBytes: options.bufferBudgetBytes ?? SESSION_BUFFER_BUDGET_BYTES,
+    pingIntervalMs,
+    answerDeadlineMs: options.answerDeadlineMs ?? Math.min(PING_ANSWER_DEADLINE_MS, pingIntervalMs),
     streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? STREAM_OPEN_TIMEOUT_MS,
     streamCloseTimeoutMs: options.streamCloseTimeoutMs ?? STREAM_CLOSE_TIMEOUT_MS,
     goAwayGraceMs: options.goAwayGraceMs ?? GO_AWAY_GRACE_MS,
@@ -61,8 +70,10 @@ export function resolveOptions(options: TunnelSessionOptions): ResolvedOptions {
   requireRange('receiveWindowBytes', resolved.receiveWindowBytes, INITIAL_WINDOW_BYTES, MAX_WINDOW_BYTES)
   requireRange('dataFrameBytes', resolved.dataFrameBytes, 1, MAX_DATA_PAYLOAD_BYTES)
   requireRange('maxConcurrentStreams', resolved.maxConcurrentStreams, 1, 2 ** 31)
+  requireRange('bufferBudgetBytes', resolved.bufferBudgetBytes, resolved.receiveWindowBytes, 2 ** 50)
   for (const name of [
     'pingIntervalMs',
+    'answerDeadlineMs',
     'streamOpenTimeoutMs',
     'streamCloseTimeoutMs',
     'goAwayGraceMs',

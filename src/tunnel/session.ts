@@ -53,6 +53,10 @@ export interface SessionStats {
   streamsActive: number
   streamsOpened: number
   streamsRefused: number
+  /** Streams reset because the session held more unread data than its budget. */
+  streamsResetForBuffer: number
+  /** Data received and not yet read, over all streams. */
+  bytesHeld: number
   framesSent: number
   framesReceived: number
   bytesSent: number
@@ -63,6 +67,12 @@ export interface SessionStats {
 interface SessionEvents {
   /** The session is over; the reason is undefined after a graceful close or a local `close()`. */
   close: [reason: TunnelSessionError | undefined]
+  /** A PING went unanswered for the answer deadline with nothing else from the peer (PROTOCOL.md §7). */
+  unresponsive: []
+  /** The peer was heard from again after 'unresponsive'. */
+  responsive: []
+  /** The session held more unread data than its budget: `stream`, which held the most, was reset. */
+  bufferLimit: [stream: TunnelStream, heldBytes: number]
   /** Emitted before `close` when the session failed, and only if someone listens. */
   error: [error: TunnelSessionError]
 }
@@ -98,6 +108,9 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
   private readonly counters = {streamsOpened: 0, streamsRefused: 0, framesSent: 0, framesReceived: 0}
   private bytesSent = 0
   private bytesReceived = 0
+  /** Data received on all streams and not read yet; bounded by the buffer budget. */
+  private heldBytes = 0
+  private streamsReset = 0
 
   constructor(
     private readonly transport: Transport,
@@ -110,13 +123,23 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     this.host = {
       sendFrame: (frame, callback) => this.send(frame, callback),
       streamEnded: (stream) => this.forget(stream),
+      peerResponsive: () => this.keepalive.responsive,
+      heldChanged: (deltaBytes) => (this.heldBytes += deltaBytes),
     }
-    const pingIntervalMs = this.options.pingIntervalMs
-    this.keepalive = new Keepalive(pingIntervalMs, pingIntervalMs * KEEPALIVE_MISSED_INTERVALS, {
-      sendPing: (opaque) =>
-        this.send({type: FrameType.Ping, flags: Flag.None, streamId: SESSION_STREAM_ID, opaque}),
-      dead: (silentMs) => this.fail(new KeepaliveTimeoutError(silentMs)),
-    })
+    const {pingIntervalMs, answerDeadlineMs} = this.options
+    this.keepalive = new Keepalive(
+      {intervalMs: pingIntervalMs, timeoutMs: pingIntervalMs * KEEPALIVE_MISSED_INTERVALS, answerDeadlineMs},
+      {
+        sendPing: (opaque) =>
+          this.send({type: FrameType.Ping, flags: Flag.None, streamId: SESSION_STREAM_ID, opaque}),
+        dead: (silentMs) => this.fail(new KeepaliveTimeoutError(silentMs)),
+        unresponsive: () => {
+          for (const stream of [...this.streams.values()]) stream.sessionUnresponsive()
+          this.emit('unresponsive')
+        },
+        responsive: () => this.emit('responsive'),
+      },
+    )
     transport.onMessage((message, isBinary) => this.receive(message, isBinary))
     transport.onClose((code, reason) => this.transportEnded(code, reason))
     this.keepalive.start()
@@ -126,6 +149,8 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     return {
       ...this.counters,
       streamsActive: this.streams.size,
+      streamsResetForBuffer: this.streamsReset,
+      bytesHeld: this.heldBytes,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
       rttMs: this.keepalive.rttMs,
@@ -134,6 +159,11 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
 
   get closed(): boolean {
     return this.ended
+  }
+
+  /** False while a PING of ours has gone unanswered past its deadline with nothing else from the peer. */
+  get responsive(): boolean {
+    return this.keepalive.responsive
   }
 
   /** Proxy only: asks the agent for `destination` and resolves once the agent accepted (ACK). */
@@ -234,6 +264,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     switch (frame.type) {
       case FrameType.Data:
         this.lookup(frame.streamId)?.handleData(frame)
+        if (this.heldBytes > this.options.bufferBudgetBytes) this.shedBuffers()
         return
       case FrameType.WindowUpdate:
         this.handleStreamControl(frame)
@@ -248,6 +279,28 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
         const unreachable: never = frame
         return unreachable
       }
+    }
+  }
+
+  /**
+   * Over budget: resets the streams holding the most until the session is within it again. A stream holds at most
+   * its window, so only many readers that stopped reading at once get here.
+   */
+  private shedBuffers(): void {
+    while (this.heldBytes > this.options.bufferBudgetBytes) {
+      let largest: TunnelStream | undefined
+      for (const stream of this.streams.values()) {
+        if (largest === undefined || stream.heldBytes > largest.heldBytes) largest = stream
+      }
+      if (largest === undefined || largest.heldBytes === 0) return
+      const heldBytes = largest.heldBytes
+      this.streamsReset++
+      largest.destroy(
+        new TunnelError('TUNNEL_ERR_BUFFER_LIMIT', 'session buffer budget exceeded', {
+          wireCode: WireErrorCode.BufferLimit,
+        }),
+      )
+      this.emit('bufferLimit', largest, heldBytes)
     }
   }
 
@@ -375,6 +428,14 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
       return
     }
     const message = encodeFrame(frame)
+    // An open or data expect the peer to react; the answer to an open may take as long as the agent's dial, a
+    // PING's shows within the answer deadline whether the peer still hears us (PROTOCOL.md §7).
+    if (
+      frame.type === FrameType.Data ||
+      (frame.type === FrameType.WindowUpdate && frame.flags === Flag.SYN)
+    ) {
+      this.keepalive.probe()
+    }
     this.counters.framesSent++
     this.bytesSent += message.byteLength
     this.options.trace?.(`send ${describeFrame(frame)}`)

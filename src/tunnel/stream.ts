@@ -18,6 +18,10 @@ export interface StreamHost {
   sendFrame(frame: Frame, callback?: SendCallback): void
   /** The stream reached Closed or Reset: forget it. */
   streamEnded(stream: TunnelStream): void
+  /** Whether the session's peer answers PINGs in time (PROTOCOL.md §7). */
+  peerResponsive(): boolean
+  /** The stream now holds `deltaBytes` more (or fewer) bytes received and not read. */
+  heldChanged(deltaBytes: number): void
 }
 
 export interface TunnelStreamOptions {
@@ -78,6 +82,8 @@ export class TunnelStream extends Duplex {
   private bytesConsumed = 0
   private bytesSent = 0
   private isDraining = false
+  /** Received and not yet taken by the reader, as last reported to the session. */
+  private held = 0
 
   constructor(
     private readonly host: StreamHost,
@@ -98,6 +104,11 @@ export class TunnelStream extends Duplex {
 
   get state(): StreamState {
     return this.currentState
+  }
+
+  /** Bytes received and not yet read, for the session's buffer budget. */
+  get heldBytes(): number {
+    return this.held
   }
 
   get stats(): TunnelStreamStats {
@@ -149,6 +160,7 @@ export class TunnelStream extends Duplex {
       this.deliver(frame.payload)
       // A 'data' listener runs inside push() and may have destroyed the stream.
       if (isTerminal(this.currentState)) return
+      this.updateHeld()
     }
     if (this.currentState === StreamState.LocalClosed) this.closeTimer?.refresh()
     if (frame.flags === Flag.FIN) {
@@ -194,6 +206,16 @@ export class TunnelStream extends Duplex {
     this.emit('draining')
   }
 
+  /** False while the session's peer has not answered a PING in time: a stream kept for reuse gets no new work. */
+  get peerResponsive(): boolean {
+    return this.host.peerResponsive()
+  }
+
+  /** The session's peer has not answered a PING in time. Emits 'unresponsive'. */
+  sessionUnresponsive(): void {
+    this.emit('unresponsive')
+  }
+
   /** The session is gone: nothing can be sent any more. */
   sessionEnded(error: Error): void {
     if (isTerminal(this.currentState)) return
@@ -205,6 +227,7 @@ export class TunnelStream extends Duplex {
   override _read(): void {
     this.returnConsumedCredit()
     this.releaseGathered()
+    this.updateHeld()
     // Data is pushed as frames arrive, not here. An empty push ends Node's "reading" phase without adding data,
     // so the reader's next read() calls _read again and every consumption is observed (Readable docs,
     // readable.push('')); otherwise the last bytes a reader takes could go uncredited and stall the peer.
@@ -236,6 +259,8 @@ export class TunnelStream extends Duplex {
     if (this.pendingWrite !== undefined) this.pendingWrite.done = true
     this.pendingWrite = undefined
     this.gathered = undefined
+    this.gatheredBytes = 0
+    this.setHeld(0)
     if (!isTerminal(this.currentState)) this.sendReset(wireCodeFor(error))
     clearTimeout(this.closeTimer)
     callback(error)
@@ -257,6 +282,18 @@ export class TunnelStream extends Duplex {
     }
     this.releaseGathered()
     this.pushBytes(payload)
+  }
+
+  /** What sits in the readable buffer and the gathering block; the reader takes it from there. */
+  private updateHeld(): void {
+    this.setHeld(this.destroyed ? 0 : this.readableLength + this.gatheredBytes)
+  }
+
+  private setHeld(bytes: number): void {
+    if (bytes === this.held) return
+    const delta = bytes - this.held
+    this.held = bytes
+    this.host.heldChanged(delta)
   }
 
   private gather(payload: Uint8Array): void {

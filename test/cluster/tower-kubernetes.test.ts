@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import {writeFile} from 'node:fs/promises'
+import net from 'node:net'
 import path from 'node:path'
 
+import {PatchStrategy, setHeaderOptions} from '@kubernetes/client-node'
 import {execa, type ResultPromise} from 'execa'
 
 import {ClusterClients} from '../../src/k8s/clients.js'
@@ -11,8 +13,11 @@ import {Logger} from '../../src/log.js'
 import {createCertificateAuthority} from '../../src/pki/certificates.js'
 import {KubernetesClusterRegistry} from '../../src/tower/kubernetes-registry.js'
 import {ksctl} from '../helpers/ksctl-process.js'
+import {startKsctl, until as untilLogged, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {tempDir} from '../helpers/temp-dir.js'
-import {freePort} from '../testbed/http.js'
+import {denyWrites} from '../testbed/admission.js'
+import {freeClusterPorts, freePort} from '../testbed/http.js'
+import {saturateUser} from '../testbed/priority-and-fairness.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
 
@@ -103,9 +108,12 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
       proxyPublishAddress: `https://127.0.0.1:${String(listenPort)}`,
     })
     await resetCluster(kubeconfig, 'member', 'plain')
+    // Free ports, not Tower's 6000-6999: a tower proxy running on this machine may hold those.
+    const clusterPorts = await freeClusterPorts(4)
     const proxyArgs = [
       ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', 'host', '--resync', '300ms'],
       ...['--listen', `127.0.0.1:${String(listenPort)}`, '--front-end', `127.0.0.1:${String(frontEndPort)}`],
+      ...['--cluster-ports', clusterPorts.flag],
     ]
     let proxy = start(proxyArgs)
     await until(() => proxy.output().includes('tower proxy started'), 'the proxy', proxy.output)
@@ -225,6 +233,210 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     assert.equal((await proxy.child).exitCode, 0)
   })
 })
+
+describe('tower proxy, Kubernetes mode, when the API server refuses', function () {
+  this.timeout(180_000)
+  const running: RunningKsctl[] = []
+  let caFlags: string[]
+
+  before(async () => {
+    const dir = tempDir('ksctl-tower-refusals-')
+    const ca = await createCertificateAuthority({commonName: 'test-tower-ca', validityDays: 2})
+    await writeFile(path.join(dir, 'ca.crt'), ca.certPem)
+    await writeFile(path.join(dir, 'ca.key'), ca.keyPem, {mode: 0o600})
+    // With the CA given, the proxy's first request is its first list of Clusters.
+    caFlags = ['--ca-cert', path.join(dir, 'ca.crt'), '--ca-key', path.join(dir, 'ca.key')]
+  })
+
+  afterEach(async () => {
+    for (const proxy of running.splice(0)) {
+      proxy.process.kill('SIGKILL')
+      await proxy.process
+    }
+  })
+
+  function proxy(context: string, kubeconfig: string, extra: string[] = []): RunningKsctl {
+    const started = startKsctl([
+      ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', context, ...caFlags],
+      ...['--listen', '127.0.0.1:0', '--front-end', '127.0.0.1:0', '--resync', '300ms', ...extra],
+    ])
+    running.push(started)
+    return started
+  }
+
+  it('waits out HTTP 429 from the real kube-apiserver on its first list (API Priority and Fairness), without a stack trace, and starts once served', async () => {
+    const kubeconfig = testBed().kubeconfigPath
+    await resetCluster(kubeconfig, 'host', 'ks41-host')
+    const saturated = await saturateUser(kubeconfig, 'host', 'ksctl-test-tower-proxy')
+    try {
+      const started = proxy(saturated.context, saturated.kubeconfigPath, [
+        '--cluster-ports',
+        (await freeClusterPorts(2)).flag,
+      ])
+      await untilLogged(
+        () => started.logged('cannot list the Clusters yet; retrying').length >= 2,
+        'two retries',
+        {
+          output: started.output,
+        },
+      )
+      const retries = started.logged('cannot list the Clusters yet; retrying')
+      assert.match(String(retries[0]?.reason), /\(HTTP 429\)/)
+      // Backoff: the waits grow (with jitter, each is at least half its base: 0.25 s, then 0.5 s).
+      assert.ok(Number(retries[1]?.inMs) >= 250, JSON.stringify(retries))
+      assert.equal(started.logged('tower proxy started').length, 0)
+      await saturated.release()
+      await untilLogged(
+        () => started.logged('tower proxy started').length === 1,
+        'the proxy to start once served',
+        {
+          output: started.output,
+        },
+      )
+      assert.doesNotMatch(started.output(), /\n\s+at /)
+      started.process.kill('SIGTERM')
+      assert.equal((await started.process).exitCode, 0)
+    } finally {
+      await saturated.undo()
+    }
+  })
+
+  it('exits at once on a failure waiting cannot fix, with one clear line and no stack trace (JSON with --log-format json)', async () => {
+    const kubeconfig = testBed().kubeconfigPath
+    await resetCluster(kubeconfig, 'host', 'ks41-host')
+    // The test bed's limited user may list namespaces and configmaps, not Clusters nor Services (listed together).
+    const forbidden = proxy('host-limited', kubeconfig)
+    const {exitCode} = await forbidden.process
+    assert.equal(exitCode, 1)
+    const lines = forbidden
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+    const failures = lines.filter((line) => line.level === 'error')
+    assert.equal(failures.length, 1, forbidden.output())
+    const [failure] = failures
+    assert.match(
+      String(failure?.msg),
+      /^forbidden: cannot list (clusters\.cluster\.kubesphere\.io|services in namespace kubesphere-system) in context "host-limited": .* is forbidden: User "ksctl-limited" cannot list resource/,
+    )
+    assert.equal(failure?.code, 'FORBIDDEN')
+    assert.equal(failure?.stack, undefined)
+    assert.doesNotMatch(forbidden.output(), /\n\s+at /)
+    assert.ok(
+      forbidden
+        .output()
+        .split('\n')
+        .every((line) => line === '' || line.startsWith('{')),
+      'only JSON lines',
+    )
+  })
+
+  it('reconciles each Cluster on its own: a Cluster that refuses writes, and one with no free port, get Warning Events while the others are served; both recover', async () => {
+    const kubeconfig = testBed().kubeconfigPath
+    await resetCluster(kubeconfig, 'host', 'ks41-host')
+    const host = ClusterClients.load({kubeconfig}).forContext('host')
+    const ports = await freeClusterPorts(2)
+    const create = (name: string, connection: Record<string, unknown> = {}) =>
+      host.createCustomObject(ClusterResource, {
+        apiVersion: 'cluster.kubesphere.io/v1alpha1',
+        kind: 'Cluster',
+        metadata: {name},
+        spec: {joinFederation: true, connection: {type: 'proxy', ...connection}},
+      })
+    // `held` already has its token and the first port, as a Cluster the proxy initialized before.
+    const heldToken = 'e'.repeat(64)
+    await create('held', {token: heldToken, kubernetesAPIServerPort: ports.first})
+    await create('member-a')
+    await create('member-b')
+    const apis = adminApis(kubeconfig, 'host')
+    const refused = () =>
+      apis.custom
+        .patchClusterCustomObject(
+          {
+            group: 'cluster.kubesphere.io',
+            version: 'v1alpha1',
+            plural: 'clusters',
+            name: 'held',
+            body: {metadata: {labels: {probe: 'x'}}},
+            dryRun: 'All',
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        )
+        .then(
+          () => false,
+          () => true,
+        )
+    const undoDeny = await denyWrites(
+      kubeconfig,
+      'host',
+      'ksctl-test-deny-held',
+      {group: 'cluster.kubesphere.io', resource: 'clusters', operations: ['UPDATE'], names: ['held']},
+      refused,
+    )
+    let denied = true
+    try {
+      const started = proxy('host', kubeconfig, ['--cluster-ports', ports.flag])
+      await untilLogged(() => started.logged('tower proxy started').length === 1, 'the proxy to start', {
+        output: started.output,
+      })
+      const stored = (name: string) => host.findCustomObject<KubeSphereCluster>(ClusterResource, name)
+      const a = await stored('member-a')
+      assert.equal(
+        (a?.spec?.connection as {kubernetesAPIServerPort?: number}).kubernetesAPIServerPort,
+        ports.last,
+      )
+      assert.equal(conditionOf(a, 'Initialized')?.status, 'True')
+      assert.equal(conditionOf(await stored('held'), 'Initialized'), undefined)
+      assert.equal(await stored('member-b').then((b) => b?.spec?.connection?.token), undefined)
+
+      const warnings = async (name: string) =>
+        (
+          await apis.core.listNamespacedEvent({
+            namespace: 'default',
+            fieldSelector: `involvedObject.kind=Cluster,involvedObject.name=${name}`,
+          })
+        ).items.map((event) => [event.type, event.reason, event.message ?? ''])
+      const [heldEvent] = await warnings('held')
+      assert.deepEqual(heldEvent?.slice(0, 2), ['Warning', 'ReconcileFailed'])
+      assert.match(heldEvent?.[2] ?? '', /ksctl-test-deny-held: refused by the test/)
+      const [noPort] = await warnings('member-b')
+      assert.deepEqual(noPort?.slice(0, 2), ['Warning', 'NoFreePort'])
+      assert.match(noPort?.[2] ?? '', new RegExp(`no free port in ${ports.flag}`))
+      // `held` is served with what it holds: its front-end port is open and an agent with its token is let in.
+      await assertListening(ports.first)
+
+      await undoDeny()
+      denied = false
+      await untilLogged(
+        async () => conditionOf(await stored('held'), 'Initialized')?.status === 'True',
+        'held to be initialized once writes are allowed',
+        {output: started.output},
+      )
+      await host.deleteCustomObject(ClusterResource, 'member-a')
+      await untilLogged(
+        async () => conditionOf(await stored('member-b'), 'Initialized')?.status === 'True',
+        'member-b to get the port member-a freed',
+        {output: started.output},
+      )
+      assert.ok(!started.output().includes(heldToken), 'no token in the logs')
+      started.process.kill('SIGTERM')
+      assert.equal((await started.process).exitCode, 0)
+    } finally {
+      if (denied) await undoDeny()
+    }
+  })
+})
+
+function assertListening(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({host: '127.0.0.1', port}, () => {
+      socket.destroy()
+      resolve()
+    })
+    socket.once('error', reject)
+  })
+}
 
 async function until(
   condition: () => boolean | Promise<boolean>,

@@ -139,10 +139,11 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
     const result = await gaveUp.process
     const tookMs = performance.now() - started
     assert.equal(result.exitCode, ExitCode.Failure)
-    assert.match(
-      String(result.stderr),
-      /^error: gave up after 3 failed connection attempts in a row \(the first and --max-retry 2 retries\)$/m,
+    // With --log-format json the error that ends the process is a log line too.
+    const [gaveUpLine] = gaveUp.logged(
+      'gave up after 3 failed connection attempts in a row (the first and --max-retry 2 retries)',
     )
+    assert.deepEqual([gaveUpLine?.level, gaveUpLine?.code], ['error', 'UNREACHABLE'], gaveUp.output())
     assert.equal(gaveUp.logged('cannot connect to the proxy').length, 3)
     assert.ok(tookMs < 15_000, `it took ${Math.round(tookMs)} ms to give up`)
   })

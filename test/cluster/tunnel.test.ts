@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import {writeFile} from 'node:fs/promises'
+import {readFile, writeFile} from 'node:fs/promises'
+import type {IncomingMessage} from 'node:http'
 import https from 'node:https'
 import path from 'node:path'
 
@@ -225,6 +226,37 @@ describe('tower tunnel against the real member kube-apiserver', function () {
     const text = await metrics()
     assert.match(text, /reason="expired_client_certificate"\} [1-9]/)
     assert.match(text, /reason="no_client_certificate"\} [1-9]/)
+  })
+
+  it('refuses an agent offering only kubesphere-v1, or no sub-protocol, before the upgrade: 400, no session, counted', async () => {
+    const ca = await readFile(path.join(dir, 'state', 'ca.crt'), 'utf8')
+    const offer = (protocols: string[]) =>
+      new Promise<{status: number; body: string}>((resolve, reject) => {
+        const socket = new WebSocket(`wss://127.0.0.1:${agentPort}/connect`, protocols, {
+          ca,
+          headers: {'x-ksctl-cluster': 'member', authorization: `Bearer ${token}`},
+        })
+        socket.once('open', () => reject(new Error('the upgrade completed')))
+        socket.once('unexpected-response', (_request, response: IncomingMessage) => {
+          let body = ''
+          response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+          response.on('end', () => {
+            socket.terminate()
+            resolve({status: response.statusCode ?? 0, body})
+          })
+        })
+        socket.once('error', (error) => reject(new Error(`the upgrade went on: ${error.message}`)))
+      })
+    const connectedBefore = proxy.logged('agent connected').length
+    const towerAgent = await offer(['kubesphere-v1'])
+    assert.equal(towerAgent.status, 400)
+    assert.match(towerAgent.body, /sub-protocol ksctl-tunnel\.v1 \(offered: kubesphere-v1\)/)
+    assert.equal((await offer([])).status, 400)
+    assert.equal(proxy.logged('agent connected').length, connectedBefore)
+    const text = await metrics()
+    assert.match(text, /ksctl_tower_agent_upgrades_refused_total\{reason="unsupported_subprotocol"\} 1/)
+    assert.match(text, /ksctl_tower_agent_upgrades_refused_total\{reason="no_subprotocol"\} 1/)
+    assert.match(text, /ksctl_tower_sessions\{cluster="member"\} 1/)
   })
 
   it('rejects a wrong token, a wrong cluster name and a wrong pin, and counts the rejections', async () => {

@@ -16,6 +16,8 @@ export interface DeniedWrites {
   group: string
   resource: string
   operations: ('CREATE' | 'UPDATE' | 'DELETE')[]
+  /** Only the objects of these names (any object when absent). */
+  names?: string[]
 }
 
 /**
@@ -45,6 +47,7 @@ export async function denyWrites(
               apiVersions: ['*'],
               resources: [denied.resource],
               operations: denied.operations,
+              ...(denied.names !== undefined && {resourceNames: denied.names}),
             },
           ],
         },

@@ -71,3 +71,34 @@ export async function freePort(): Promise<number> {
     }
   }
 }
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
+/**
+ * A range for a tower proxy's `--cluster-ports`: `count` consecutive ports free on 127.0.0.1, each with the port
+ * 10000 above it (the cluster's kubesphere port), all below Linux's ephemeral range (32768 and up) so that no
+ * outgoing connection takes one meanwhile. Tests use it instead of Tower's 6000-6999, which a tower proxy
+ * running on the machine may hold.
+ */
+export async function freeClusterPorts(count: number): Promise<{first: number; last: number; flag: string}> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const first = 15_000 + Math.floor(Math.random() * (7_000 - count))
+    const ports = Array.from({length: count}, (_, index) => first + index).flatMap((port) => [
+      port,
+      port + 10_000,
+    ])
+    if (ports.some((port) => portsHandedOut.has(port))) continue
+    if ((await Promise.all(ports.map(isFree))).every(Boolean)) {
+      for (const port of ports) portsHandedOut.add(port)
+      const last = first + count - 1
+      return {first, last, flag: `${first}-${last}`}
+    }
+  }
+  throw new Error(`no ${count} free cluster ports below 32768`)
+}

@@ -10,6 +10,7 @@ import {TunnelError, type TunnelSession, type TunnelStream} from '../../../src/t
 
 class FakeSession extends EventEmitter {
   closed = false
+  responsive = true
   opened = 0
   constructor(
     private readonly active: number,

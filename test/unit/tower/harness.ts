@@ -202,7 +202,12 @@ export async function startProxy(
   clusters: {name: string; token: string; kubernetesPort?: number; kubespherePort?: number}[] = [
     {name: 'member', token: clusterToken},
   ],
-  options: {listen?: string; goAwayGraceMs?: number} = {},
+  options: {
+    listen?: string
+    goAwayGraceMs?: number
+    pingIntervalMs?: number
+    bufferBudgetBytes?: number
+  } = {},
 ): Promise<ProxyHarness> {
   const dir = await tempDir()
   const clustersFile = path.join(dir, 'clusters.yaml')
@@ -218,6 +223,8 @@ export async function startProxy(
     metricsAddress: '127.0.0.1:0',
     log: log.logger(),
     goAwayGraceMs: options.goAwayGraceMs ?? 2000,
+    ...(options.pingIntervalMs !== undefined && {pingIntervalMs: options.pingIntervalMs}),
+    ...(options.bufferBudgetBytes !== undefined && {bufferBudgetBytes: options.bufferBudgetBytes}),
   })
   await proxy.start()
   return {proxy, registry, clustersFile, ca}
@@ -233,13 +240,14 @@ export function startAgent(
     kubernetes?: CredentialSource
     allowed?: Map<string, {host: string; port: number}>
     maxRetryIntervalMs?: number
+    keepaliveMs?: number
   } = {},
 ): TowerAgent {
   const agent = new TowerAgent({
     name: options.name ?? 'member',
     token: () => Promise.resolve(options.token ?? clusterToken),
     proxyUrl: normalizeProxyUrl(`http://127.0.0.1:${proxyPort}`),
-    keepaliveMs: 1000,
+    keepaliveMs: options.keepaliveMs ?? 1000,
     maxRetry: 0,
     maxRetryIntervalMs: options.maxRetryIntervalMs ?? 300,
     initialRetryMs: 50,

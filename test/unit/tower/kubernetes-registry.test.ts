@@ -116,11 +116,136 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
         connection: {type: 'proxy', kubernetesAPIServerPort: 6000},
       }),
     )
-    const assignments = assignClusters(many, () => 't')
+    const {assignments, unassigned} = assignClusters(many, undefined, () => 't')
     const ports = assignments.map((a) => a.kubernetesPort)
     assert.equal(new Set(ports).size, 202)
+    assert.deepEqual(unassigned, [])
     assert.equal(assignments.find((a) => a.name === 'aa-first')?.kubernetesPort, 6000)
     assert.notEqual(assignments.find((a) => a.name === 'zz-dup')?.kubernetesPort, 6000)
+  })
+
+  it('serves the Clusters that got a port when the range is full, and names the others', () => {
+    const three = ['a', 'b', 'c'].map((name) => cluster(name)) as KubeSphereCluster[]
+    const {assignments, unassigned} = assignClusters(three, {first: 7000, last: 7001}, () => 't')
+    assert.deepEqual(
+      assignments.map((a) => [a.name, a.kubernetesPort, a.kubespherePort]),
+      [
+        ['a', 7000, 17000],
+        ['b', 7001, 17001],
+      ],
+    )
+    assert.deepEqual(unassigned, ['c'])
+  })
+
+  it('reconciles each Cluster on its own: a refused write or no free port gets a Warning Event on that Cluster, the others are served, and the next pass retries', async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    const oneFreePort = new KubernetesClusterRegistry(client, {
+      ca,
+      kubeconfigValidityDays: 365,
+      resyncMs: 60_000,
+      portRange: {first: 6100, last: 6101},
+      log: new Logger('debug', 'text', {write: (line) => logged.push(line)}),
+    })
+    try {
+      // `held` already has its token and port: it is served even while its writes fail.
+      clusters.host.put(
+        clusterPath('held'),
+        cluster('held', {
+          joinFederation: true,
+          connection: {type: 'proxy', token: 'h'.repeat(64), kubernetesAPIServerPort: 6100},
+        }),
+      )
+      for (const name of ['member1', 'member2']) clusters.host.put(clusterPath(name), cluster(name))
+      clusters.host.failNext(
+        'PATCH',
+        /\/clusters\/held$/,
+        403,
+        'clusters "held" is forbidden: refused by a test',
+      )
+      await oneFreePort.start()
+      assert.deepEqual(
+        oneFreePort.list().map((c) => [c.name, c.kubernetesPort]),
+        [
+          ['held', 6100],
+          ['member1', 6101],
+        ],
+      )
+      assert.match(stored('member1').spec?.connection?.token ?? '', /^[0-9a-f]{64}$/)
+      const events = clusters.host
+        .writes()
+        .filter((write) => write.path === '/api/v1/namespaces/default/events')
+        .map(
+          (write) =>
+            write.body as {
+              involvedObject: {kind: string; name: string}
+              reason: string
+              type: string
+              message: string
+            },
+        )
+      assert.deepEqual(
+        events.map((event) => [
+          event.involvedObject.kind,
+          event.involvedObject.name,
+          event.type,
+          event.reason,
+        ]),
+        [
+          ['Cluster', 'held', 'Warning', 'ReconcileFailed'],
+          ['Cluster', 'member2', 'Warning', 'NoFreePort'],
+        ],
+      )
+      assert.match(events[0]?.message ?? '', /refused by a test/)
+      assert.match(events[1]?.message ?? '', /no free port in 6100-6101/)
+      assert.ok(!logged.join('').includes('h'.repeat(64)), 'the token is never logged')
+
+      await oneFreePort.reconcile()
+      assert.equal(stored('held').status?.conditions?.find((c) => c.type === 'Initialized')?.status, 'True')
+    } finally {
+      await oneFreePort.close()
+    }
+  })
+
+  it('writes a Cluster again when it changed since it was listed (conflict), keeping a token set meanwhile', async () => {
+    clusters.host.put(clusterPath('member1'), cluster('member1'))
+    clusters.host.failNext('PATCH', /\/clusters\/member1$/, 409, 'the object has been modified')
+    await registry.reconcile()
+    assert.equal(stored('member1').status?.conditions?.find((c) => c.type === 'Initialized')?.status, 'True')
+    assert.equal(registry.get('member1')?.token, stored('member1').spec?.connection?.token)
+  })
+
+  it('waits out HTTP 429 on the first list, as right after the Cluster CRD is created, with backoff', async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    const waits: number[] = []
+    const patient = new KubernetesClusterRegistry(client, {
+      ca,
+      kubeconfigValidityDays: 365,
+      resyncMs: 60_000,
+      log: new Logger('debug', 'text', {write: (line) => logged.push(line)}),
+      sleep: (ms) => {
+        waits.push(ms)
+        return Promise.resolve()
+      },
+    })
+    try {
+      clusters.host.put(clusterPath('member1'), cluster('member1'))
+      clusters.host.failNext('GET', /\/clusters$/, 429, 'storage is (re)initializing', 3)
+      await patient.start()
+      assert.equal(waits.length, 3)
+      assert.ok(waits.every((ms) => ms > 0 && ms <= 30_000))
+      assert.deepEqual(
+        patient.list().map((c) => c.name),
+        ['member1'],
+      )
+      assert.match(logged.join(''), /cannot list the Clusters yet; retrying/)
+    } finally {
+      await patient.close()
+    }
+  })
+
+  it('fails at once on a failure that waiting cannot fix (forbidden)', async () => {
+    clusters.host.failNext('GET', /\/clusters$/, 403, 'clusters is forbidden')
+    await assert.rejects(registry.start(), /forbidden/)
   })
 
   it('removes the Service of a deleted Cluster and tells the proxy', async () => {

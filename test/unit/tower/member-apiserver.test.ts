@@ -8,6 +8,7 @@ import {WebSocket, WebSocketServer} from 'ws'
 
 import type {KubernetesCredentials} from '../../../src/tower/agent-dial.js'
 import {cachedCredentials, MemberApiRelay} from '../../../src/tower/member-apiserver.js'
+import {INITIAL_WINDOW_BYTES} from '../../../src/tunnel/index.js'
 import {loopbackPki} from '../../helpers/test-pki.js'
 import {CapturedLog, startHttp2Upstream, startUpstream, until} from './harness.js'
 
@@ -252,11 +253,11 @@ describe('tower agent: the member kube-apiserver relay', () => {
       })
     })
 
-    it('opens windows as Go’s transport does: 1 MiB a stream, and a connection window no stream uses up', async () => {
+    it('opens a stream window of the tunnel stream’s size (what a stalled stream holds here), and a connection window no stream uses up', async () => {
       await withHttp2Member(250, async (upstream, relay) => {
         await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
         const session = upstream.sessions()[0]
-        assert.equal(session?.remoteSettings.initialWindowSize, 1024 * 1024)
+        assert.equal(session?.remoteSettings.initialWindowSize, INITIAL_WINDOW_BYTES)
         // With HTTP/2's default of 64 KiB shared by all streams, one download slows every request beside it.
         assert.ok((session.state.remoteWindowSize ?? 0) > 1e9)
       })

@@ -183,6 +183,43 @@ describe('tower proxy and agent, in process', function () {
     assert.ok(!limited.text.includes(clusterToken))
   })
 
+  it('refuses, before the upgrade, an agent offering only kubesphere-v1 or no sub-protocol: 400, no session, counted', async () => {
+    const offer = (protocols: string[]) =>
+      new Promise<{status: number; body: string}>((resolve, reject) => {
+        const socket = new WebSocket(`ws://127.0.0.1:${harness.proxy.agentPort}/connect`, protocols, {
+          headers: {'x-ksctl-cluster': 'member', authorization: `Bearer ${clusterToken}`},
+        })
+        socket.once('open', () => reject(new Error('the upgrade completed')))
+        socket.once('unexpected-response', (_request, response: http.IncomingMessage) => {
+          const chunks: Buffer[] = []
+          response.on('data', (chunk: Buffer) => chunks.push(chunk))
+          response.on('end', () => {
+            socket.terminate()
+            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString()})
+          })
+        })
+        // ws fails a handshake whose offer the server did not select: the server upgraded anyway.
+        socket.once('error', (error) => reject(new Error(`the upgrade went on: ${error.message}`)))
+      })
+    const towerAgent = await offer(['kubesphere-v1'])
+    assert.equal(towerAgent.status, 400)
+    assert.match(
+      towerAgent.body,
+      /must offer the WebSocket sub-protocol ksctl-tunnel\.v1 \(offered: kubesphere-v1\)/,
+    )
+    const noOffer = await offer([])
+    assert.equal(noOffer.status, 400)
+    assert.match(noOffer.body, /\(offered: none\)/)
+    assert.equal(harness.proxy.pool.count('member'), 0)
+    assert.equal(log.lines.filter((line) => line.includes('"agent connected"')).length, 0)
+    const metrics = await scrape(harness.proxy.metricsPort)
+    assert.match(metrics, /ksctl_tower_agent_upgrades_refused_total\{reason="unsupported_subprotocol"\} 1/)
+    assert.match(metrics, /ksctl_tower_agent_upgrades_refused_total\{reason="no_subprotocol"\} 1/)
+    // The same token with the tunnel's sub-protocol is served.
+    member.newAgent()
+    await until(() => harness.proxy.pool.count('member') === 1)
+  })
+
   it('refuses a destination the agent does not allow', async () => {
     member.newAgent()
     await until(() => member.agents[0]?.ready === true)

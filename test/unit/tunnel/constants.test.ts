@@ -70,8 +70,9 @@ describe('tunnel wire constants', () => {
         WireErrorCode.CloseTimeout,
         WireErrorCode.Shutdown,
         WireErrorCode.KeepaliveTimeout,
+        WireErrorCode.BufferLimit,
       ],
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
     )
   })
 

@@ -6,6 +6,7 @@ import {
   KeepaliveTimeoutError,
   OpenRefusedError,
   SessionClosedError,
+  StreamResetError,
   TransportClosedError,
   TunnelError,
   type TunnelSessionError,
@@ -13,6 +14,7 @@ import {
 import {WireErrorCode} from '../../../src/tunnel/frame.js'
 import {MemoryTransport} from '../../../src/tunnel/memory-transport.js'
 import {TunnelSession} from '../../../src/tunnel/session.js'
+import type {TunnelStream} from '../../../src/tunnel/stream.js'
 import {
   closeAll,
   connect,
@@ -107,6 +109,45 @@ for (const kind of linkKinds) {
       })
     })
 
+    describe('responsiveness', () => {
+      it('an open on a quiet link sends a PING along: a peer that answers nothing is unresponsive at the answer deadline, then responsive when heard from', async () => {
+        let agentLink: SeveredTransport | undefined
+        // The proxy's own PINGs are far apart: only the open's PING can show the silence in time.
+        pair = connect(link, {
+          proxy: {pingIntervalMs: 60_000, answerDeadlineMs: 100},
+          agent: {pingIntervalMs: 400},
+          wrapAgent: (transport) => (agentLink = new SeveredTransport(transport)),
+        })
+        // Quiet for longer than half the answer deadline: the open sends its PING at once.
+        await delay(100)
+        agentLink!.dropOutgoing = true
+        const silencedAt = performance.now()
+        const unresponsive = new Promise<void>((resolve) => pair!.proxy.once('unresponsive', resolve))
+        const opening = pair.proxy.openStream('kubernetes')
+        opening.catch(() => undefined)
+        await unresponsive
+        const elapsedMs = performance.now() - silencedAt
+        assert.ok(elapsedMs < 1000, `unresponsive after ${Math.round(elapsedMs)} ms; the deadline is 100 ms`)
+        assert.equal(pair.proxy.responsive, false)
+        assert.equal(pair.proxy.closed, false, 'unresponsive is not dead')
+        const responsive = new Promise<void>((resolve) => pair!.proxy.once('responsive', resolve))
+        agentLink!.dropOutgoing = false
+        // The agent's next PING is the first frame the proxy hears again.
+        await responsive
+        assert.equal(pair.proxy.responsive, true)
+      })
+
+      it('stays responsive while the peer answers', async () => {
+        pair = connect(link, {proxy: {pingIntervalMs: intervalMs, answerDeadlineMs: intervalMs}})
+        let unresponsive = 0
+        pair.proxy.on('unresponsive', () => unresponsive++)
+        for (let i = 0; i < 5; i++) await openPair(pair)
+        await delay(intervalMs * 6)
+        assert.equal(unresponsive, 0)
+        assert.equal(pair.proxy.responsive, true)
+      })
+    })
+
     describe('shutdown', () => {
       it('GO_AWAY refuses new streams, lets open ones finish, then closes cleanly', async () => {
         pair = connect(link)
@@ -196,6 +237,41 @@ for (const kind of linkKinds) {
         assert.deepEqual([pair.proxy.closed, pair.agent.closed], [false, false])
         assert.equal(pair.agent.stats.streamsRefused, 1)
         assert.equal(pair.proxy.stats.streamsActive, 1)
+      })
+
+      it('holds no more unread data than its budget: the streams holding the most are reset (BUFFER_LIMIT), the others go on', async () => {
+        const windowBytes = 256 * 1024
+        const budgetBytes = 4 * windowBytes
+        pair = connect(link, {proxy: {bufferBudgetBytes: budgetBytes}})
+        const ends: [TunnelStream, TunnelStream][] = []
+        for (let index = 0; index < 6; index++) ends.push(await openPair(pair))
+        const outcomes = ends.map(([proxyEnd, agentEnd]) => {
+          agentEnd.on('error', () => undefined)
+          proxyEnd.on('error', () => undefined)
+          // Nobody reads the proxy's end: six stalled readers, each sent a full window.
+          agentEnd.write(Buffer.alloc(windowBytes, 7))
+          return streamError(proxyEnd).then((error) => error)
+        })
+        await waitFor(() => (pair?.proxy.stats.streamsResetForBuffer ?? 0) >= 2)
+        await waitFor(() => pair?.agentStreams.filter((stream) => stream.destroyed).length === 2)
+        assert.equal(pair.proxy.stats.streamsResetForBuffer, 2)
+        assert.ok(pair.proxy.stats.bytesHeld <= budgetBytes, `${pair.proxy.stats.bytesHeld} bytes held`)
+        const reset = ends.filter(([proxyEnd]) => proxyEnd.destroyed)
+        assert.equal(reset.length, 2)
+        for (const [, agentEnd] of reset) {
+          assert.equal(
+            agentEnd.errored instanceof StreamResetError && agentEnd.errored.wireCode,
+            WireErrorCode.BufferLimit,
+          )
+        }
+        const errors = await Promise.all(outcomes.filter((_, index) => ends[index]![0].destroyed))
+        assert.ok(errors.every((error) => (error as TunnelError).code === 'TUNNEL_ERR_BUFFER_LIMIT'))
+        for (const [proxyEnd, agentEnd] of ends.filter(([proxyEnd]) => !proxyEnd.destroyed)) {
+          agentEnd.end()
+          assert.equal((await readAll(proxyEnd)).length, windowBytes)
+        }
+        assert.deepEqual([pair.proxy.closed, pair.agent.closed], [false, false])
+        await waitFor(() => pair?.proxy.stats.bytesHeld === 0)
       })
     })
   })
