@@ -6,12 +6,15 @@ import {execa} from 'execa'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 
-// Reports every package a module graph resolves, on stderr, one `PACKAGE name` line each.
+// Reports every package a module graph resolves, on stderr, one `PACKAGE name` line each. Hooks run on a
+// thread of their own, whose process.stderr writes the main thread may not flush before it exits (under load
+// the recorder saw only the first packages): each line is written to file descriptor 2 synchronously.
 const recordPackages = `data:text/javascript,${encodeURIComponent(`
+import {writeSync} from 'node:fs'
 export async function resolve(specifier, context, next) {
   const resolved = await next(specifier, context)
   const match = /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(resolved.url)
-  if (match !== null) process.stderr.write('PACKAGE ' + match[1] + '\\n')
+  if (match !== null) writeSync(2, 'PACKAGE ' + match[1] + '\\n')
   return resolved
 }`)}`
 
