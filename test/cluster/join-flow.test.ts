@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict'
 
-import type {KubernetesObject} from '@kubernetes/client-node'
-
 import type {HostInitResult} from '../../src/kubesphere/host-init.js'
 import type {SetProxyAddressResult} from '../../src/kubesphere/proxy-address.js'
 import type {MemberJoinOutput} from '../../commands/member/join.js'
@@ -9,56 +7,15 @@ import type {MemberLeaveResult} from '../../src/kubesphere/member-leave.js'
 import type {HostStatus} from '../../src/kubesphere/status.js'
 import type {FixtureName, FixtureOptions} from '../fixtures/kubesphere/fixtures.js'
 import {secrets} from '../fixtures/kubesphere/fixtures.js'
-import {ksctl, type ProcessOutcome} from '../helpers/ksctl-process.js'
+import type {ProcessOutcome} from '../helpers/ksctl-process.js'
 import {KubeSphereStandIn} from '../helpers/kubesphere-standin.js'
 import {denyWrites} from '../testbed/admission.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
+import {bothClusters, run, snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
 
 const NAMESPACE = 'kubesphere-system'
 
-/** resourceVersion of every object the join flow may touch, on one cluster: equal snapshots mean no change. */
-async function snapshot(context: string): Promise<Record<string, string>> {
-  const apis = adminApis(testBed().kubeconfigPath, context)
-  const versions: Record<string, string> = {}
-  const record = (kind: string, items: KubernetesObject[]) => {
-    for (const item of items)
-      versions[`${kind}/${item.metadata?.name ?? ''}`] = item.metadata?.resourceVersion ?? ''
-  }
-  const optional = async <T>(read: () => Promise<T>): Promise<T | undefined> => read().catch(() => undefined)
-  record('configmap', (await apis.core.listNamespacedConfigMap({namespace: NAMESPACE})).items)
-  record('secret', (await apis.core.listNamespacedSecret({namespace: NAMESPACE})).items)
-  record('deployment', (await apis.apps.listNamespacedDeployment({namespace: NAMESPACE})).items)
-  record('serviceaccount', (await apis.core.listNamespacedServiceAccount({namespace: NAMESPACE})).items)
-  record(
-    'clusterrolebinding',
-    (await apis.rbac.listClusterRoleBinding()).items.filter((b) => b.metadata?.name === 'tower'),
-  )
-  const clusters: unknown = await optional(() =>
-    apis.custom.listClusterCustomObject({
-      group: 'cluster.kubesphere.io',
-      version: 'v1alpha1',
-      plural: 'clusters',
-    }),
-  )
-  record('cluster', (clusters as {items: KubernetesObject[]} | undefined)?.items ?? [])
-  const installers: unknown = await optional(() =>
-    apis.custom.listNamespacedCustomObject({
-      group: 'installer.kubesphere.io',
-      version: 'v1alpha1',
-      plural: 'clusterconfigurations',
-      namespace: NAMESPACE,
-    }),
-  )
-  record('clusterconfiguration', (installers as {items: KubernetesObject[]} | undefined)?.items ?? [])
-  return versions
-}
-
-async function bothClusters(): Promise<Record<string, Record<string, string>>> {
-  return {host: await snapshot('host'), member: await snapshot('member')}
-}
-
-/** What a finished join leaves behind, without values that differ from run to run (token, versions). */
 async function joinedState(name: string): Promise<object> {
   const host = adminApis(testBed().kubeconfigPath, 'host')
   const member = adminApis(testBed().kubeconfigPath, 'member')
@@ -94,10 +51,6 @@ async function joinedState(name: string): Promise<object> {
     ),
     memberInstallerSpec: installer?.spec,
   }
-}
-
-function run(args: string[]): Promise<ProcessOutcome> {
-  return ksctl([...args, '--kubeconfig', testBed().kubeconfigPath])
 }
 
 // The type parameter only names what the caller expects the command's --json document to be.

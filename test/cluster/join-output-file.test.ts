@@ -3,40 +3,11 @@ import {chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} f
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import type {KubernetesObject} from '@kubernetes/client-node'
-
 import {ksctl} from '../helpers/ksctl-process.js'
 import {KubeSphereStandIn} from '../helpers/kubesphere-standin.js'
-import {adminApis, resetCluster} from '../testbed/seed.js'
+import {resetCluster} from '../testbed/seed.js'
+import {bothClusters} from './cluster-state.js'
 import {testBed} from './hooks.js'
-
-const NAMESPACE = 'kubesphere-system'
-
-/** resourceVersion of every object a join may write on one cluster: equal snapshots mean no change. */
-async function snapshot(context: string): Promise<Record<string, string>> {
-  const apis = adminApis(testBed().kubeconfigPath, context)
-  const versions: Record<string, string> = {}
-  const record = (kind: string, items: KubernetesObject[]) => {
-    for (const item of items)
-      versions[`${kind}/${item.metadata?.name ?? ''}`] = item.metadata?.resourceVersion ?? ''
-  }
-  const custom = async (group: string, plural: string, namespace?: string) => {
-    const list = (await (
-      namespace === undefined
-        ? apis.custom.listClusterCustomObject({group, version: 'v1alpha1', plural})
-        : apis.custom.listNamespacedCustomObject({group, version: 'v1alpha1', plural, namespace})
-    ).catch(() => ({items: []}))) as {items: KubernetesObject[]}
-    record(plural, list.items)
-  }
-  record('configmap', (await apis.core.listNamespacedConfigMap({namespace: NAMESPACE})).items)
-  record('secret', (await apis.core.listNamespacedSecret({namespace: NAMESPACE})).items)
-  record('deployment', (await apis.apps.listNamespacedDeployment({namespace: NAMESPACE})).items)
-  await custom('cluster.kubesphere.io', 'clusters')
-  await custom('installer.kubesphere.io', 'clusterconfigurations', NAMESPACE)
-  return versions
-}
-
-const bothClusters = async () => ({host: await snapshot('host'), member: await snapshot('member')})
 
 describe('member join --output on the real apiservers', function () {
   this.timeout(120_000)
