@@ -2,7 +2,7 @@ import type {IncomingMessage} from 'node:http'
 
 import WebSocket from 'ws'
 
-import {connectPath} from '../tower/proxy-server.js'
+import {connectPath} from '../tower/agent-link.js'
 import {SUBPROTOCOL} from '../tunnel/constants.js'
 
 /** The sub-protocol KubeSphere's Tower agents offer (TOWER v0.2.1 and master, pkg/version/version.go). */

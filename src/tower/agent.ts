@@ -9,10 +9,10 @@ import {invalidInput, KsctlError} from '../errors.js'
 import type {Logger} from '../log.js'
 import {SUBPROTOCOL, TunnelSession, webSocketOptions, webSocketTransport} from '../tunnel/index.js'
 import {serveOpen, type Destination} from './agent-dial.js'
+import {clusterHeader, connectPath} from './agent-link.js'
 import {Backoff} from './backoff.js'
 import {openConnectTunnel, proxyAddress} from './http-connect.js'
 import type {TowerMetrics} from './metrics.js'
-import {clusterHeader, connectPath} from './proxy-server.js'
 
 export interface AgentOptions {
   name: string

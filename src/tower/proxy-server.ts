@@ -13,6 +13,7 @@ import {
   webSocketOptions,
   webSocketTransport,
 } from '../tunnel/index.js'
+import {clusterHeader, connectPath} from './agent-link.js'
 import {FailureLimiter, tokensEqual} from './auth.js'
 import type {TowerMetrics} from './metrics.js'
 import {listen, type ListenAddress} from './net.js'
@@ -20,10 +21,6 @@ import {refuse} from './reverse-proxy.js'
 import type {ClusterRegistry} from './registry.js'
 import type {SessionPool} from './session-pool.js'
 
-/** The path agents connect to. */
-export const connectPath = '/connect'
-/** The request header that names the agent's cluster; the token travels in Authorization: Bearer. */
-export const clusterHeader = 'x-ksctl-cluster'
 /** Compared against when the cluster is unknown, so both failures take the same time and give the same answer. */
 const placeholderToken = 'ksctl-no-such-cluster-placeholder-token'
 
