@@ -9,12 +9,11 @@ import {invalidInput} from '../errors.js'
 import type {Logger} from '../log.js'
 import {redactor} from '../redact.js'
 import {isValidDestination, WireErrorCode, type OpenRequest, type TunnelStream} from '../tunnel/index.js'
+import {kubernetesDestination, kubesphereDestination} from './agent-link.js'
 import type {TowerMetrics} from './metrics.js'
 import {MemberApiRelay} from './member-apiserver.js'
 import {describeError, hostnameOf, parseHostPort, splice, type ListenAddress} from './net.js'
 
-export const kubernetesDestination = 'kubernetes'
-export const kubesphereDestination = 'kubesphere'
 export const defaultServiceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount'
 const dialTimeoutMs = 10_000
 

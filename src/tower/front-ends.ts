@@ -6,7 +6,7 @@ import type {TLSSocket} from 'node:tls'
 
 import type {Logger} from '../log.js'
 import {isValidDestination} from '../tunnel/index.js'
-import {kubernetesDestination, kubesphereDestination} from './agent-dial.js'
+import {kubernetesDestination, kubesphereDestination} from './agent-link.js'
 import {PlainListener, SecureListener, type FrontEndListener} from './front-end-listener.js'
 import type {ForwardTarget, Forwarder} from './http-forward.js'
 import type {AuthFailureReason, TowerMetrics} from './metrics.js'
