@@ -23,6 +23,56 @@ export default tseslint.config(
       'no-console': 'error',
     },
   },
+  // The tunnel's two roles live apart, as remotedialer keeps server and client: the proxy and the agent each
+  // import only src/tower/shared and the rest of src, never each other; shared imports neither.
+  {
+    files: ['src/tower/agent/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)proxy/',
+              message: 'The agent does not import the proxy; move what both need to src/tower/shared.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/tower/proxy/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)agent/',
+              message: 'The proxy does not import the agent; move what both need to src/tower/shared.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/tower/shared/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)(proxy|agent)/',
+              message: 'src/tower/shared is what both roles use; it imports neither.',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['test/**/*.ts'],
     rules: {

@@ -3,7 +3,7 @@ import http, {type IncomingMessage} from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
 
-import {Http2Sessions, type UpstreamTarget} from '../src/tower/http2-sessions.js'
+import {Http2Sessions, type UpstreamTarget} from '../src/tower/agent/http2-sessions.js'
 import type {Endpoint} from './paths/path.js'
 
 export interface TlsMaterial {
@@ -60,8 +60,8 @@ export async function answers(endpoint: Endpoint, agent: http.Agent, timeoutMs =
 
 /**
  * An HTTP/2 client as client-go behaves: every request a stream on a shared connection, a new connection when
- * one holds as many streams as the server allows. It is the agent's own pool (`src/tower/http2-sessions.ts`),
- * which also tells whether the endpoint offers HTTP/2 at all.
+ * one holds as many streams as the server allows. It is the agent's own pool
+ * (`src/tower/agent/http2-sessions.ts`), which also tells whether the endpoint offers HTTP/2 at all.
  */
 export class Http2Client {
   private readonly sessions = new Http2Sessions()

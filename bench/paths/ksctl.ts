@@ -238,11 +238,11 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
     {log},
     {defaultKeepalive, parseKeepalive},
   ] = await Promise.all([
-    import('../../src/tower/agent.js'),
-    import('../../src/tower/agent-dial.js'),
-    import('../../src/tower/metrics.js'),
+    import('../../src/tower/agent/agent.js'),
+    import('../../src/tower/agent/agent-dial.js'),
+    import('../../src/tower/shared/metrics.js'),
     import('../../src/log.js'),
-    import('../../src/tower/keepalive.js'),
+    import('../../src/tower/shared/keepalive.js'),
   ])
   const names = Array.from({length: count}, (_, index) => `agent-${String(index).padStart(5, '0')}`)
   const setup = await startProxy(

@@ -7,20 +7,20 @@ import {parseDuration} from '../../src/cli/duration.js'
 import {invalidInput, usageError} from '../../src/errors.js'
 import {log} from '../../src/log.js'
 import {redactor} from '../../src/redact.js'
-import {normalizeProxyUrl, TowerAgent} from '../../src/tower/agent.js'
-import {egressProxyFor} from '../../src/tower/egress-proxy.js'
+import {normalizeProxyUrl, TowerAgent} from '../../src/tower/agent/agent.js'
+import {egressProxyFor} from '../../src/tower/agent/egress-proxy.js'
 import {
   buildDestinations,
   defaultServiceAccountDir,
   kubeconfigCredentials,
   parseAllowFlags,
   serviceAccountCredentials,
-} from '../../src/tower/agent-dial.js'
-import {OpsServer} from '../../src/tower/health.js'
-import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
-import {TowerMetrics} from '../../src/tower/metrics.js'
-import {parseHostPort} from '../../src/tower/net.js'
-import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/signals.js'
+} from '../../src/tower/agent/agent-dial.js'
+import {OpsServer} from '../../src/tower/shared/health.js'
+import {defaultKeepalive, parseKeepalive} from '../../src/tower/shared/keepalive.js'
+import {TowerMetrics} from '../../src/tower/shared/metrics.js'
+import {parseHostPort} from '../../src/tower/shared/net.js'
+import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/shared/signals.js'
 
 export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentCommand> {
   static override summary = 'Run the tunnel agent in a member cluster: dial the proxy, serve its streams.'

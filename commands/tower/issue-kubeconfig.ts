@@ -4,7 +4,7 @@ import {BaseCommand} from '../../src/cli/base-command.js'
 import {parseDuration} from '../../src/cli/duration.js'
 import {invalidInput} from '../../src/errors.js'
 import {writePrivateFile} from '../../src/private-file.js'
-import {issueKubeconfig, loadProxyCa} from '../../src/tower/issue-kubeconfig.js'
+import {issueKubeconfig, loadProxyCa} from '../../src/tower/proxy/issue-kubeconfig.js'
 
 export interface IssueKubeconfigResult {
   cluster: string

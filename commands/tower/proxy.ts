@@ -8,14 +8,18 @@ import {invalidInput, usageError} from '../../src/errors.js'
 import {log} from '../../src/log.js'
 import type {Logger} from '../../src/log.js'
 import type {CertificateAndKey} from '../../src/pki/certificates.js'
-import {KUBERNETES_PORT_RANGE, parsePortRange, type PortRange} from '../../src/tower/cluster-reconcile.js'
-import {FileClusterRegistry} from '../../src/tower/file-registry.js'
-import type {ClusterRegistry} from '../../src/tower/registry.js'
-import {loadProxyCa} from '../../src/tower/issue-kubeconfig.js'
-import {defaultKeepalive, parseKeepalive} from '../../src/tower/keepalive.js'
-import {parseListenAddress} from '../../src/tower/net.js'
-import {serverCertificate, TowerProxy} from '../../src/tower/proxy.js'
-import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/signals.js'
+import {
+  KUBERNETES_PORT_RANGE,
+  parsePortRange,
+  type PortRange,
+} from '../../src/tower/proxy/kubernetes/cluster-reconcile.js'
+import {FileClusterRegistry} from '../../src/tower/proxy/file-registry.js'
+import type {ClusterRegistry} from '../../src/tower/proxy/registry.js'
+import {loadProxyCa} from '../../src/tower/proxy/issue-kubeconfig.js'
+import {defaultKeepalive, parseKeepalive} from '../../src/tower/shared/keepalive.js'
+import {parseListenAddress} from '../../src/tower/shared/net.js'
+import {serverCertificate, TowerProxy} from '../../src/tower/proxy/proxy.js'
+import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/shared/signals.js'
 
 export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyCommand> {
   static override summary =
@@ -159,9 +163,9 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
     const [{ClusterClients}, {KubernetesClusterRegistry}, {loadOrCreateProxyCa}, {retryTransient}] =
       await Promise.all([
         import('../../src/k8s/clients.js'),
-        import('../../src/tower/kubernetes-registry.js'),
-        import('../../src/tower/proxy-ca.js'),
-        import('../../src/tower/api-retry.js'),
+        import('../../src/tower/proxy/kubernetes/kubernetes-registry.js'),
+        import('../../src/tower/proxy/kubernetes/proxy-ca.js'),
+        import('../../src/tower/proxy/kubernetes/api-retry.js'),
       ])
     const client = ClusterClients.load(
       {kubeconfig: flags.kubeconfig, inClusterFallback: true},

@@ -2,7 +2,7 @@ import type {IncomingMessage} from 'node:http'
 
 import WebSocket from 'ws'
 
-import {connectPath} from '../tower/proxy-server.js'
+import {connectPath} from '../tower/shared/agent-link.js'
 import {SUBPROTOCOL} from '../tunnel/constants.js'
 
 /** The sub-protocol KubeSphere's Tower agents offer (TOWER v0.2.1 and master, pkg/version/version.go). */
@@ -20,9 +20,10 @@ export type ProxyProbe =
  *   upgrade offering exactly `kubesphere-v1`, on any path, and starts an SSH server on it: its first message is
  *   the SSH greeting (`SSH-kubesphere-v1-server`). An upgrade offering anything else falls through to its
  *   `/health`, `/version` and 404 handler.
- * - ksctl's proxy (src/tower/proxy-server.ts) authenticates an upgrade at `/connect` before upgrading: without
- *   a token it refuses with 401 (429 while the source is blocked). The refusal counts as one failed
- *   authentication of this machine's address in the proxy's limiter. Any other path is a 404 before that.
+ * - ksctl's proxy (src/tower/proxy/agent-listener.ts) authenticates an upgrade at `/connect` before
+ *   upgrading: without a token it refuses with 401 (429 while the source is blocked). The refusal counts as
+ *   one failed authentication of this machine's address in the proxy's limiter. Any other path is a 404
+ *   before that.
  *
  * No credential is sent, so the certificate of an https address is not verified: the question is who answers.
  */

@@ -7,7 +7,7 @@ import path from 'node:path'
 import {execa} from 'execa'
 import WebSocket, {WebSocketServer} from 'ws'
 
-import {loadProxyCa, issueKubeconfig} from '../../src/tower/issue-kubeconfig.js'
+import {loadProxyCa, issueKubeconfig} from '../../src/tower/proxy/issue-kubeconfig.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freePort} from '../testbed/http.js'

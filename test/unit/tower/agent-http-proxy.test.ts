@@ -13,12 +13,12 @@ import {
   type CertificateAndKey,
 } from '../../../src/pki/certificates.js'
 import {redactor} from '../../../src/redact.js'
-import {normalizeProxyUrl, publicKeyPin, TowerAgent} from '../../../src/tower/agent.js'
-import {buildDestinations, type CredentialSource} from '../../../src/tower/agent-dial.js'
-import {egressProxyFor} from '../../../src/tower/egress-proxy.js'
-import {FileClusterRegistry} from '../../../src/tower/file-registry.js'
-import {TowerMetrics} from '../../../src/tower/metrics.js'
-import {TowerProxy} from '../../../src/tower/proxy.js'
+import {normalizeProxyUrl, publicKeyPin, TowerAgent} from '../../../src/tower/agent/agent.js'
+import {buildDestinations, type CredentialSource} from '../../../src/tower/agent/agent-dial.js'
+import {egressProxyFor} from '../../../src/tower/agent/egress-proxy.js'
+import {FileClusterRegistry} from '../../../src/tower/proxy/file-registry.js'
+import {TowerMetrics} from '../../../src/tower/shared/metrics.js'
+import {TowerProxy} from '../../../src/tower/proxy/proxy.js'
 import {loopbackPki} from '../../helpers/test-pki.js'
 import {
   CapturedLog,

@@ -4,9 +4,9 @@ import path from 'node:path'
 
 import {KsctlError} from '../../../src/errors.js'
 import {redact} from '../../../src/redact.js'
-import {FailureLimiter, tokensEqual} from '../../../src/tower/auth.js'
-import {Backoff} from '../../../src/tower/backoff.js'
-import {FileClusterRegistry, parseClustersFile} from '../../../src/tower/file-registry.js'
+import {FailureLimiter, tokensEqual} from '../../../src/tower/proxy/auth.js'
+import {Backoff} from '../../../src/tower/shared/backoff.js'
+import {FileClusterRegistry, parseClustersFile} from '../../../src/tower/proxy/file-registry.js'
 import {tempDir} from './harness.js'
 
 describe('tower auth', () => {

@@ -3,9 +3,9 @@ import {EventEmitter} from 'node:events'
 import {PassThrough} from 'node:stream'
 
 import {KsctlError} from '../../../src/errors.js'
-import {parseAllowFlags} from '../../../src/tower/agent-dial.js'
-import {routeByPath} from '../../../src/tower/front-ends.js'
-import {NoSessionError, SessionPool} from '../../../src/tower/session-pool.js'
+import {parseAllowFlags} from '../../../src/tower/agent/agent-dial.js'
+import {routeByPath} from '../../../src/tower/proxy/front-ends.js'
+import {NoSessionError, SessionPool} from '../../../src/tower/proxy/session-pool.js'
 import {TunnelError, type TunnelSession, type TunnelStream} from '../../../src/tunnel/index.js'
 
 class FakeSession extends EventEmitter {

@@ -11,15 +11,15 @@ import {
   issueCertificate,
   type CertificateAndKey,
 } from '../../../src/pki/certificates.js'
-import {TowerAgent, normalizeProxyUrl} from '../../../src/tower/agent.js'
+import {TowerAgent, normalizeProxyUrl} from '../../../src/tower/agent/agent.js'
 import {
   buildDestinations,
   serviceAccountCredentials,
   type CredentialSource,
-} from '../../../src/tower/agent-dial.js'
-import {FileClusterRegistry} from '../../../src/tower/file-registry.js'
-import {TowerMetrics} from '../../../src/tower/metrics.js'
-import {TowerProxy} from '../../../src/tower/proxy.js'
+} from '../../../src/tower/agent/agent-dial.js'
+import {FileClusterRegistry} from '../../../src/tower/proxy/file-registry.js'
+import {TowerMetrics} from '../../../src/tower/shared/metrics.js'
+import {TowerProxy} from '../../../src/tower/proxy/proxy.js'
 import * as temp from '../../helpers/temp-dir.js'
 import {loopbackPki} from '../../helpers/test-pki.js'
 

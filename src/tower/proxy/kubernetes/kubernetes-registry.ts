@@ -1,0 +1,394 @@
+import type {V1Service} from '@kubernetes/client-node'
+
+import type {ClusterClient} from '../../../k8s/cluster-client.js'
+import {retryOnConflict} from '../../../k8s/conflict-retry.js'
+import {ManifestObjects, type ManifestObject} from '../../../k8s/manifest-objects.js'
+import {ClusterResource} from '../../../k8s/resources.js'
+import type {KubeSphereCluster} from '../../../kubesphere/cluster-object.js'
+import {KUBESPHERE_NAMESPACE} from '../../../kubesphere/constants.js'
+import type {Logger} from '../../../log.js'
+import type {CertificateAndKey} from '../../../pki/certificates.js'
+import {redactor} from '../../../redact.js'
+import {retryTransient} from './api-retry.js'
+import {ClusterEvents} from './cluster-events.js'
+import {issueKubeconfig} from '../issue-kubeconfig.js'
+import {
+  assignClusters,
+  isProxyCluster,
+  KUBERNETES_PORT_RANGE,
+  withCondition,
+  type ClusterAssignment,
+  type PortRange,
+} from './cluster-reconcile.js'
+import type {AgentPresence, ClusterProblem, ClusterRegistry, RegisteredCluster} from '../registry.js'
+
+export interface KubernetesRegistryOptions {
+  /** The proxy's CA: signs the client certificates of the kubeconfigs written into Clusters. */
+  ca: CertificateAndKey
+  kubeconfigValidityDays: number
+  resyncMs: number
+  /** Where the mc-NAME Services live (Tower: kubesphere-system). */
+  namespace?: string
+  /** The per-cluster kubernetes ports to choose from (Tower's 6000–6999 by default). */
+  portRange?: PortRange
+  log: Logger
+  now?: () => Date
+  /** How a retry waits (tests make it instant). */
+  sleep?: (ms: number) => Promise<void>
+}
+
+const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
+const MANAGED_BY = 'ksctl-tower'
+const CLUSTER_LABEL = 'ksctl.io/cluster'
+/** The tower proxy's pods, which Service mc-NAME forwards to (kubesphere.md §6). */
+const PROXY_SELECTOR = {app: 'tower', 'app.kubernetes.io/name': 'tower'}
+const ISSUED_USER = 'ksctl-tower-client'
+
+/**
+ * Kubernetes mode: the clusters are KubeSphere `Cluster` objects, reconciled the way Tower does. Each
+ * proxy Cluster gets a token (when empty), collision-free ports, Service `kubesphere-system/mc-NAME`,
+ * its endpoints and `Initialized`; `AgentAvailable` follows the agents' sessions, and the first agent
+ * gets the Cluster an issued kubeconfig. Removed Clusters lose their Service.
+ *
+ * Each Cluster is reconciled on its own: one whose write fails, or that finds no free port, gets a Warning Event
+ * (see {@link ClusterEvents}) and is tried again on the next pass, while the others are served. A Cluster whose
+ * write failed is still served with the token and ports it holds, as agents know them.
+ */
+export class KubernetesClusterRegistry implements ClusterRegistry {
+  private clusters = new Map<string, ClusterAssignment>()
+  /** The proxy Clusters of the last pass, for the events about them. */
+  private objects = new Map<string, KubeSphereCluster>()
+  private readonly listeners: (() => void)[] = []
+  private readonly manifests: ManifestObjects
+  private readonly events: ClusterEvents
+  private timer: NodeJS.Timeout | undefined
+  private closed = false
+  private pass: Promise<void> = Promise.resolve()
+  /** Status writes per cluster, one after the other, so a disconnect never overtakes its connect. */
+  private readonly writes = new Map<string, Promise<void>>()
+
+  constructor(
+    private readonly client: ClusterClient,
+    private readonly options: KubernetesRegistryOptions,
+  ) {
+    this.manifests = new ManifestObjects(client)
+    this.events = new ClusterEvents(client, options.log, () => this.now())
+  }
+
+  /**
+   * Reconciles once, then every `resyncMs`. The first pass waits out what a controller waits out (HTTP 429, as
+   * right after the Cluster CRD is created, 5xx, an unreachable API server), with backoff; other failures
+   * (forbidden, no Cluster CRD) are thrown.
+   */
+  async start(): Promise<void> {
+    await retryTransient(() => this.reconcile(), {
+      log: this.options.log,
+      what: 'list the Clusters',
+      ...(this.options.sleep !== undefined && {sleep: this.options.sleep}),
+    })
+    const again = () => {
+      if (this.closed) return
+      this.timer = setTimeout(() => {
+        this.pass = this.reconcile().catch((error: unknown) => {
+          this.options.log.warn(
+            `reconciling Clusters failed: ${error instanceof Error ? error.message : String(error)}`,
+          )
+        })
+        void this.pass.then(again)
+      }, this.options.resyncMs)
+    }
+    again()
+  }
+
+  list(): RegisteredCluster[] {
+    return [...this.clusters.values()].map(toRegistered)
+  }
+
+  get(name: string): RegisteredCluster | undefined {
+    const cluster = this.clusters.get(name)
+    return cluster === undefined ? undefined : toRegistered(cluster)
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
+  }
+
+  agentConnected(name: string, presence: AgentPresence): void {
+    this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
+  }
+
+  agentDisconnected(name: string, presence: AgentPresence): void {
+    this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    clearTimeout(this.timer)
+    this.timer = undefined
+    await this.pass
+    await Promise.all(this.writes.values())
+  }
+
+  /** A front end could not serve a Cluster (its port is taken): an Event on the Cluster says so. */
+  problem(name: string, problem: ClusterProblem): void {
+    const cluster = this.objects.get(name)
+    if (cluster !== undefined) void this.events.warn(cluster, problem.reason, problem.message)
+  }
+
+  /**
+   * One reconcile pass over all Clusters; exposed so that tests need not wait for the timer. Only a failed list
+   * fails the pass; each Cluster's own failure is reported on it.
+   */
+  async reconcile(): Promise<void> {
+    const [clusters, services] = await Promise.all([
+      this.client.listCustomObjects<KubeSphereCluster>(ClusterResource),
+      this.client.listServices(this.namespace, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
+    ])
+    const proxyClusters = new Map(
+      clusters.filter(isProxyCluster).map((cluster) => [cluster.metadata?.name ?? '', cluster]),
+    )
+    this.objects = proxyClusters
+    const {assignments, unassigned} = assignClusters(clusters, this.portRange)
+    const next = new Map<string, ClusterAssignment>()
+    for (const assignment of assignments) {
+      const cluster = proxyClusters.get(assignment.name)
+      if (cluster === undefined) continue
+      const service = services.find(
+        (candidate) => candidate.metadata?.labels?.[CLUSTER_LABEL] === assignment.name,
+      )
+      try {
+        next.set(assignment.name, await this.reconcileCluster(cluster, assignment, service))
+        this.events.resolved(assignment.name)
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error)
+        this.options.log.warn('cannot reconcile a Cluster; trying again on the next pass', {
+          cluster: assignment.name,
+          reason,
+        })
+        await this.events.warn(
+          cluster,
+          'ReconcileFailed',
+          `ksctl tower proxy cannot initialize the Cluster: ${reason}`,
+        )
+        // Agents hold what the Cluster holds: serve that, or what was served before.
+        const served = holds(cluster, assignment) ? assignment : this.clusters.get(assignment.name)
+        if (served !== undefined) next.set(assignment.name, served)
+      }
+    }
+    const {first, last} = this.portRange
+    for (const name of unassigned) {
+      this.options.log.warn('no free port for a Cluster; trying again on the next pass', {cluster: name})
+      const cluster = proxyClusters.get(name)
+      if (cluster === undefined) continue
+      await this.events.warn(
+        cluster,
+        'NoFreePort',
+        `ksctl tower proxy has no free port in ${first}-${last} for the Cluster: remove proxy Clusters no longer used, or widen --cluster-ports`,
+      )
+    }
+    await this.removeOrphanServices(services, new Set(proxyClusters.keys()))
+    const changed = JSON.stringify([...next.entries()]) !== JSON.stringify([...this.clusters.entries()])
+    this.clusters = next
+    if (changed) for (const listener of this.listeners) listener()
+  }
+
+  /**
+   * Service mc-NAME, the Cluster's connection and Initialized; returns what the Cluster now holds. A Cluster that
+   * changed since it was listed is read again and the write retried (on conflict); a token someone else set
+   * meanwhile is kept.
+   */
+  private async reconcileCluster(
+    listed: KubeSphereCluster,
+    assignment: ClusterAssignment,
+    existing: V1Service | undefined,
+  ): Promise<ClusterAssignment> {
+    const wanted = serviceFor(assignment, this.namespace)
+    const service =
+      existing !== undefined && samePorts(existing, wanted)
+        ? existing
+        : await this.manifests.apply<V1Service>(wanted)
+    const clusterIp = service.spec?.clusterIP
+    return retryOnConflict(async (attempt) => {
+      const cluster =
+        attempt === 1
+          ? listed
+          : await this.client.findCustomObject<KubeSphereCluster>(ClusterResource, assignment.name)
+      if (cluster === undefined || !isProxyCluster(cluster)) return assignment
+      const connection = (cluster.spec?.connection ?? {}) as Record<string, unknown>
+      const token =
+        typeof connection.token === 'string' && connection.token !== '' ? connection.token : assignment.token
+      redactor.register(token)
+      const desired = {
+        token,
+        kubernetesAPIServerPort: assignment.kubernetesPort,
+        kubesphereAPIServerPort: assignment.kubespherePort,
+        ...(clusterIp === undefined || clusterIp === 'None'
+          ? {}
+          : {
+              kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
+              kubesphereAPIEndpoint: `http://${clusterIp}:80`,
+            }),
+      }
+      const conditions = withCondition(
+        cluster.status?.conditions ?? [],
+        {type: 'Initialized', status: 'True', reason: 'Initialized', message: 'Cluster has been initialized'},
+        this.now(),
+      )
+      const unchanged =
+        Object.entries(desired).every(([key, value]) => connection[key] === value) &&
+        conditions === cluster.status?.conditions
+      if (unchanged) return {...assignment, token}
+      await this.client.patchCustomObject(ClusterResource, assignment.name, {
+        strategy: 'merge',
+        body: {
+          metadata: {resourceVersion: cluster.metadata?.resourceVersion},
+          spec: {connection: desired},
+          status: {conditions},
+        },
+      })
+      this.options.log.info('initialized cluster', {
+        cluster: assignment.name,
+        kubernetesPort: assignment.kubernetesPort,
+      })
+      return {...assignment, token}
+    })
+  }
+
+  private async removeOrphanServices(services: V1Service[], current: Set<string>): Promise<void> {
+    for (const service of services) {
+      const name = service.metadata?.labels?.[CLUSTER_LABEL]
+      if (name === undefined || current.has(name)) continue
+      try {
+        await this.manifests.remove({
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: {name: service.metadata?.name ?? '', namespace: this.namespace},
+        })
+        this.options.log.info('removed the Service of a deleted cluster', {cluster: name})
+      } catch (error) {
+        this.options.log.warn(
+          'cannot remove the Service of a deleted cluster; trying again on the next pass',
+          {
+            cluster: name,
+            reason: error instanceof Error ? error.message : String(error),
+          },
+        )
+      }
+    }
+  }
+
+  private queue(name: string, write: () => Promise<void>): void {
+    const previous = this.writes.get(name) ?? Promise.resolve()
+    const next = previous.then(write).catch((error: unknown) => {
+      this.options.log.warn(
+        `updating cluster ${name} failed: ${error instanceof Error ? error.message : String(error)}`,
+      )
+    })
+    this.writes.set(name, next)
+  }
+
+  /** AgentAvailable, and on the first connection the issued kubeconfig (as Tower writes it). */
+  private async writeAgentPresence(name: string, sessions: number): Promise<void> {
+    const cluster = await this.client.findCustomObject<KubeSphereCluster>(ClusterResource, name)
+    if (cluster === undefined || !isProxyCluster(cluster)) return
+    const connected = sessions > 0
+    const conditions = withCondition(
+      cluster.status?.conditions ?? [],
+      connected
+        ? {
+            type: 'AgentAvailable',
+            status: 'True',
+            reason: 'AgentAvailable',
+            message: 'Agent has connected to proxy successfully.',
+          }
+        : {
+            type: 'AgentAvailable',
+            status: 'False',
+            reason: 'AgentNotAvailable',
+            message: 'Agent has not connected to proxy.',
+          },
+      this.now(),
+    )
+    const endpoint = cluster.spec?.connection?.kubernetesAPIEndpoint
+    const needsKubeconfig =
+      connected && endpoint !== undefined && (cluster.spec?.connection?.kubeconfig ?? '') === ''
+    if (conditions === cluster.status?.conditions && !needsKubeconfig) return
+    const kubeconfig = needsKubeconfig
+      ? await issueKubeconfig({
+          ca: this.options.ca,
+          cluster: name,
+          server: endpoint,
+          commonName: ISSUED_USER,
+          validityDays: this.options.kubeconfigValidityDays,
+        })
+      : undefined
+    await this.client.patchCustomObject(ClusterResource, name, {
+      strategy: 'merge',
+      body: {
+        metadata: {resourceVersion: cluster.metadata?.resourceVersion},
+        ...(kubeconfig === undefined
+          ? {}
+          : {spec: {connection: {kubeconfig: Buffer.from(kubeconfig).toString('base64')}}}),
+        status: {conditions},
+      },
+    })
+  }
+
+  private get namespace(): string {
+    return this.options.namespace ?? KUBESPHERE_NAMESPACE
+  }
+
+  private get portRange(): PortRange {
+    return this.options.portRange ?? KUBERNETES_PORT_RANGE
+  }
+
+  private now(): Date {
+    return this.options.now?.() ?? new Date()
+  }
+}
+
+/** Whether the Cluster already holds the token and ports of `assignment` (what its agent connects with). */
+function holds(cluster: KubeSphereCluster, assignment: ClusterAssignment): boolean {
+  const connection = (cluster.spec?.connection ?? {}) as Record<string, unknown>
+  return (
+    connection.token === assignment.token && connection.kubernetesAPIServerPort === assignment.kubernetesPort
+  )
+}
+
+function toRegistered(assignment: ClusterAssignment): RegisteredCluster {
+  return {
+    name: assignment.name,
+    token: assignment.token,
+    kubernetesPort: assignment.kubernetesPort,
+    kubespherePort: assignment.kubespherePort,
+  }
+}
+
+function samePorts(service: V1Service, wanted: ManifestObject): boolean {
+  const ports = (service.spec?.ports ?? []).map((port) => [port.name, port.port, port.targetPort])
+  const wantedPorts = (wanted.spec as {ports: {name: string; port: number; targetPort: number}[]}).ports.map(
+    (port) => [port.name, port.port, port.targetPort],
+  )
+  return JSON.stringify(ports) === JSON.stringify(wantedPorts)
+}
+
+/** Service mc-NAME, as Tower creates it: kubernetes 6443 and kubesphere 80 to the cluster's proxy ports. */
+function serviceFor(assignment: ClusterAssignment, namespace: string): ManifestObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: `mc-${assignment.name}`,
+      namespace,
+      labels: {[MANAGED_BY_LABEL]: MANAGED_BY, [CLUSTER_LABEL]: assignment.name},
+    },
+    spec: {
+      type: 'ClusterIP',
+      selector: PROXY_SELECTOR,
+      ports: [
+        {name: 'kubernetes', protocol: 'TCP', port: 6443, targetPort: assignment.kubernetesPort},
+        {name: 'kubesphere', protocol: 'TCP', port: 80, targetPort: assignment.kubespherePort},
+      ],
+    },
+  }
+}

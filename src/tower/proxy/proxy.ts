@@ -1,0 +1,179 @@
+import {isIP} from 'node:net'
+
+import type {Logger} from '../../log.js'
+import {issueCertificate, type CertificateAndKey} from '../../pki/certificates.js'
+import {FrontEnds} from './front-ends.js'
+import {OpsServer} from '../shared/health.js'
+import {Forwarder} from './http-forward.js'
+import {TowerMetrics} from '../shared/metrics.js'
+import {parseListenAddress} from '../shared/net.js'
+import {AgentListener} from './agent-listener.js'
+import type {ClusterRegistry} from './registry.js'
+import {SessionPool} from './session-pool.js'
+
+export interface ProxyOptions {
+  registry: ClusterRegistry
+  ca: CertificateAndKey
+  /** Agents' WebSocket listener, host:port. */
+  listen: string
+  /** Serving certificate of the agent listener; undefined: plain ws (only with --insecure-plain). */
+  agentTls: {certPem: string; keyPem: string} | undefined
+  /** The path-routed HTTPS front end, host:port. */
+  frontEnd: string
+  /** Names and addresses the front-end certificate is valid for, besides localhost and 127.0.0.1. */
+  serverNames?: string[]
+  metricsAddress?: string
+  log: Logger
+  metrics?: TowerMetrics
+  pingIntervalMs?: number
+  goAwayGraceMs?: number
+  bufferBudgetBytes?: number
+}
+
+/**
+ * The host side: the agents' listener, the pool of their sessions, the front ends that forward host clients
+ * through them, and the health and metrics endpoints.
+ */
+export class TowerProxy {
+  readonly metrics: TowerMetrics
+  readonly pool: SessionPool
+  private agentListener: AgentListener | undefined
+  private frontEnds: FrontEnds | undefined
+  private readonly forwarder: Forwarder
+  private ops: OpsServer | undefined
+  private stopping = false
+  /** Tokens as of the last registry change, to tell which clusters' sessions must end. */
+  private knownTokens: Map<string, string>
+
+  constructor(private readonly options: ProxyOptions) {
+    this.metrics = options.metrics ?? new TowerMetrics()
+    this.knownTokens = new Map(options.registry.list().map((cluster) => [cluster.name, cluster.token]))
+    this.pool = new SessionPool(
+      {
+        changed: (cluster, sessions) => {
+          this.metrics.sessions.set({cluster}, sessions)
+          if (sessions === 0) options.registry.agentDisconnected(cluster, {sessions})
+          else options.registry.agentConnected(cluster, {sessions})
+        },
+      },
+      {log: options.log},
+    )
+    this.forwarder = new Forwarder(this.pool, this.metrics, options.log)
+    this.metrics.beforeRender(() => {
+      for (const cluster of options.registry.list()) {
+        this.metrics.streamsOpen.set({cluster: cluster.name}, this.pool.streamsOpen(cluster.name))
+      }
+    })
+  }
+
+  async start(): Promise<void> {
+    const {options, metrics, pool} = this
+    const {log, registry} = options
+    const serving = await serverCertificate(options.ca, [
+      ...(options.serverNames ?? []),
+      parseListenAddress(options.frontEnd, '--front-end').host,
+    ])
+    this.frontEnds = new FrontEnds({
+      forwarder: this.forwarder,
+      registry,
+      log,
+      metrics,
+      serving,
+      caPem: options.ca.certPem,
+      host: parseListenAddress(options.frontEnd, '--front-end').host,
+    })
+    await this.frontEnds.startPathRouted(parseListenAddress(options.frontEnd, '--front-end'))
+    await this.frontEnds.sync()
+    if (options.agentTls === undefined) {
+      log.warn(
+        'the agent listener is plain ws:// (--insecure-plain): agent tokens cross the network unencrypted',
+      )
+    }
+    this.agentListener = await AgentListener.start({
+      address: parseListenAddress(options.listen, '--listen'),
+      tls: options.agentTls,
+      registry,
+      pool,
+      log,
+      metrics,
+      ...(options.pingIntervalMs !== undefined && {pingIntervalMs: options.pingIntervalMs}),
+      ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
+      ...(options.bufferBudgetBytes !== undefined && {bufferBudgetBytes: options.bufferBudgetBytes}),
+    })
+    registry.onChange(() => this.registryChanged())
+    if (options.metricsAddress !== undefined) {
+      this.ops = await OpsServer.start({address: options.metricsAddress, metrics, ready: () => this.ready})
+    }
+    log.info('tower proxy started', {
+      agents: `${options.agentTls === undefined ? 'ws' : 'wss'}://${options.listen.replace(/:\d+$/, '')}:${this.agentPort}`,
+      frontEnd: this.frontEndPort,
+      clusters: registry.list().length,
+    })
+  }
+
+  get ready(): boolean {
+    return !this.stopping && this.agentListener !== undefined
+  }
+
+  get agentPort(): number {
+    return this.agentListener?.port ?? 0
+  }
+
+  get frontEndPort(): number {
+    return this.frontEnds?.pathRoutedPort ?? 0
+  }
+
+  get metricsPort(): number | undefined {
+    return this.ops?.port
+  }
+
+  clusterPorts(name: string): {kubernetes?: number; kubesphere?: number} {
+    return this.frontEnds?.clusterPorts(name) ?? {}
+  }
+
+  /**
+   * Graceful stop: no new agents or clients, GO_AWAY to every agent, open streams finish within the grace
+   * period (the sessions reset what is left), then everything closes.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    this.frontEnds?.stopAccepting()
+    // The listener counts the agents' upgraded sockets as its connections: it closes once their sessions end.
+    const listenerClosed = this.agentListener?.close()
+    await this.pool.goAwayAll()
+    await listenerClosed
+    this.frontEnds?.closeAll()
+    await this.ops?.close()
+    await this.options.registry.close()
+  }
+
+  /** A removed cluster, or one whose token changed, loses its sessions; ports follow the registry. */
+  private registryChanged(): void {
+    const tokens = new Map(this.options.registry.list().map((cluster) => [cluster.name, cluster.token]))
+    for (const cluster of this.pool.clusters()) {
+      if (this.knownTokens.get(cluster) !== tokens.get(cluster)) this.pool.closeCluster(cluster)
+    }
+    this.knownTokens = tokens
+    this.forwarder.forgetClustersExcept(new Set(tokens.keys()))
+    void this.frontEnds?.sync()
+  }
+}
+
+/** The front ends' serving certificate, issued by the proxy CA at start (the CA is what clients trust). */
+export async function serverCertificate(ca: CertificateAndKey, names: string[]): Promise<CertificateAndKey> {
+  const all = new Set([
+    'localhost',
+    '127.0.0.1',
+    ...names.filter((name) => name !== '0.0.0.0' && name !== '::'),
+  ])
+  const ipAddresses = [...all].filter((name) => isIP(name) !== 0)
+  const dnsNames = [...all].filter((name) => isIP(name) === 0)
+  return issueCertificate(ca, {
+    commonName: 'ksctl-tower-proxy',
+    dnsNames,
+    ipAddresses,
+    usage: 'server',
+    validityDays: 365,
+  })
+}

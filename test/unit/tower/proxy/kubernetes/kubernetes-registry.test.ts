@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict'
+import {X509Certificate} from 'node:crypto'
+
+import {load} from 'js-yaml'
+
+import {ClusterClients} from '../../../../../src/k8s/clients.js'
+import {Logger} from '../../../../../src/log.js'
+import {createCertificateAuthority, type CertificateAndKey} from '../../../../../src/pki/certificates.js'
+import {assignClusters} from '../../../../../src/tower/proxy/kubernetes/cluster-reconcile.js'
+import {KubernetesClusterRegistry} from '../../../../../src/tower/proxy/kubernetes/kubernetes-registry.js'
+import {loadOrCreateProxyCa} from '../../../../../src/tower/proxy/kubernetes/proxy-ca.js'
+import type {KubeSphereCluster} from '../../../../../src/kubesphere/cluster-object.js'
+import {seedFake, startFakeClusters, type FakeClusters} from '../../../../helpers/fake-clusters.js'
+
+const clusterPath = (name: string) => `/apis/cluster.kubesphere.io/v1alpha1/clusters/${name}`
+const servicePath = (name: string) => `/api/v1/namespaces/kubesphere-system/services/mc-${name}`
+
+function cluster(
+  name: string,
+  spec: Record<string, unknown> = {joinFederation: true, connection: {type: 'proxy'}},
+) {
+  return {apiVersion: 'cluster.kubesphere.io/v1alpha1', kind: 'Cluster', metadata: {name}, spec}
+}
+
+describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
+  let clusters: FakeClusters
+  let ca: CertificateAndKey
+  let logged: string[]
+  let registry: KubernetesClusterRegistry
+
+  before(async () => {
+    ca = await createCertificateAuthority({commonName: 'test-tower-ca', validityDays: 2})
+  })
+
+  beforeEach(async () => {
+    clusters = await startFakeClusters()
+    seedFake(clusters.host, 'ks41-host')
+    logged = []
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    registry = new KubernetesClusterRegistry(client, {
+      ca,
+      kubeconfigValidityDays: 365,
+      resyncMs: 60_000,
+      log: new Logger('debug', 'text', {write: (line) => logged.push(line)}),
+      now: () => new Date('2026-11-21T10:00:00Z'),
+    })
+  })
+
+  afterEach(async () => {
+    await registry.close()
+    await clusters.stop()
+  })
+
+  const stored = (name: string) => clusters.host.get(clusterPath(name)) as unknown as KubeSphereCluster
+
+  it('gives a proxy Cluster a token, ports, Service mc-NAME, its endpoints and Initialized, and ignores the others', async () => {
+    clusters.host.put(clusterPath('member1'), cluster('member1'))
+    clusters.host.put(
+      clusterPath('direct1'),
+      cluster('direct1', {joinFederation: true, connection: {type: 'direct'}}),
+    )
+    clusters.host.put(
+      clusterPath('unfederated'),
+      cluster('unfederated', {joinFederation: false, connection: {type: 'proxy'}}),
+    )
+    await registry.reconcile()
+    const connection = stored('member1').spec?.connection as Record<string, unknown>
+    assert.match(connection.token as string, /^[0-9a-f]{64}$/)
+    assert.equal(connection.kubernetesAPIServerPort, 6000)
+    assert.equal(connection.kubesphereAPIServerPort, 16000)
+    const service = clusters.host.get(servicePath('member1'))!
+    const clusterIp = (service.spec as {clusterIP: string}).clusterIP
+    assert.equal(connection.kubernetesAPIEndpoint, `https://${clusterIp}:6443`)
+    assert.equal(connection.kubesphereAPIEndpoint, `http://${clusterIp}:80`)
+    assert.deepEqual((service.spec as {ports: unknown}).ports, [
+      {name: 'kubernetes', protocol: 'TCP', port: 6443, targetPort: 6000},
+      {name: 'kubesphere', protocol: 'TCP', port: 80, targetPort: 16000},
+    ])
+    assert.equal(stored('member1').status?.conditions?.find((c) => c.type === 'Initialized')?.status, 'True')
+    assert.deepEqual(
+      registry.list().map((c) => c.name),
+      ['member1'],
+    )
+    assert.equal(clusters.host.get(servicePath('direct1')), undefined)
+    assert.ok(
+      logged.every((line) => !line.includes(connection.token as string)),
+      'the token is never logged',
+    )
+  })
+
+  it('keeps a token that is set, and writes nothing on the next pass', async () => {
+    clusters.host.put(
+      clusterPath('member1'),
+      cluster('member1', {joinFederation: true, connection: {type: 'proxy', token: 'a'.repeat(64)}}),
+    )
+    await registry.reconcile()
+    assert.equal(stored('member1').spec?.connection?.token, 'a'.repeat(64))
+    const writes = clusters.host.writes().length
+    await registry.reconcile()
+    assert.equal(clusters.host.writes().length, writes)
+  })
+
+  it('gives two hundred Clusters distinct ports, and moves a Cluster whose port another one holds', () => {
+    const many = Array.from({length: 200}, (_, i) =>
+      cluster(`c${String(i).padStart(3, '0')}`),
+    ) as KubeSphereCluster[]
+    many.push(
+      cluster('zz-dup', {
+        joinFederation: true,
+        connection: {type: 'proxy', kubernetesAPIServerPort: 6000},
+      }),
+    )
+    many.push(
+      cluster('aa-first', {
+        joinFederation: true,
+        connection: {type: 'proxy', kubernetesAPIServerPort: 6000},
+      }),
+    )
+    const {assignments, unassigned} = assignClusters(many, undefined, () => 't')
+    const ports = assignments.map((a) => a.kubernetesPort)
+    assert.equal(new Set(ports).size, 202)
+    assert.deepEqual(unassigned, [])
+    assert.equal(assignments.find((a) => a.name === 'aa-first')?.kubernetesPort, 6000)
+    assert.notEqual(assignments.find((a) => a.name === 'zz-dup')?.kubernetesPort, 6000)
+  })
+
+  it('serves the Clusters that got a port when the range is full, and names the others', () => {
+    const three = ['a', 'b', 'c'].map((name) => cluster(name)) as KubeSphereCluster[]
+    const {assignments, unassigned} = assignClusters(three, {first: 7000, last: 7001}, () => 't')
+    assert.deepEqual(
+      assignments.map((a) => [a.name, a.kubernetesPort, a.kubespherePort]),
+      [
+        ['a', 7000, 17000],
+        ['b', 7001, 17001],
+      ],
+    )
+    assert.deepEqual(unassigned, ['c'])
+  })
+
+  it('reconciles each Cluster on its own: a refused write or no free port gets a Warning Event on that Cluster, the others are served, and the next pass retries', async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    const oneFreePort = new KubernetesClusterRegistry(client, {
+      ca,
+      kubeconfigValidityDays: 365,
+      resyncMs: 60_000,
+      portRange: {first: 6100, last: 6101},
+      log: new Logger('debug', 'text', {write: (line) => logged.push(line)}),
+    })
+    try {
+      // `held` already has its token and port: it is served even while its writes fail.
+      clusters.host.put(
+        clusterPath('held'),
+        cluster('held', {
+          joinFederation: true,
+          connection: {type: 'proxy', token: 'h'.repeat(64), kubernetesAPIServerPort: 6100},
+        }),
+      )
+      for (const name of ['member1', 'member2']) clusters.host.put(clusterPath(name), cluster(name))
+      clusters.host.failNext(
+        'PATCH',
+        /\/clusters\/held$/,
+        403,
+        'clusters "held" is forbidden: refused by a test',
+      )
+      await oneFreePort.start()
+      assert.deepEqual(
+        oneFreePort.list().map((c) => [c.name, c.kubernetesPort]),
+        [
+          ['held', 6100],
+          ['member1', 6101],
+        ],
+      )
+      assert.match(stored('member1').spec?.connection?.token ?? '', /^[0-9a-f]{64}$/)
+      const events = clusters.host
+        .writes()
+        .filter((write) => write.path === '/api/v1/namespaces/default/events')
+        .map(
+          (write) =>
+            write.body as {
+              involvedObject: {kind: string; name: string}
+              reason: string
+              type: string
+              message: string
+            },
+        )
+      assert.deepEqual(
+        events.map((event) => [
+          event.involvedObject.kind,
+          event.involvedObject.name,
+          event.type,
+          event.reason,
+        ]),
+        [
+          ['Cluster', 'held', 'Warning', 'ReconcileFailed'],
+          ['Cluster', 'member2', 'Warning', 'NoFreePort'],
+        ],
+      )
+      assert.match(events[0]?.message ?? '', /refused by a test/)
+      assert.match(events[1]?.message ?? '', /no free port in 6100-6101/)
+      assert.ok(!logged.join('').includes('h'.repeat(64)), 'the token is never logged')
+
+      await oneFreePort.reconcile()
+      assert.equal(stored('held').status?.conditions?.find((c) => c.type === 'Initialized')?.status, 'True')
+    } finally {
+      await oneFreePort.close()
+    }
+  })
+
+  it('writes a Cluster again when it changed since it was listed (conflict), keeping a token set meanwhile', async () => {
+    clusters.host.put(clusterPath('member1'), cluster('member1'))
+    clusters.host.failNext('PATCH', /\/clusters\/member1$/, 409, 'the object has been modified')
+    await registry.reconcile()
+    assert.equal(stored('member1').status?.conditions?.find((c) => c.type === 'Initialized')?.status, 'True')
+    assert.equal(registry.get('member1')?.token, stored('member1').spec?.connection?.token)
+  })
+
+  it('waits out HTTP 429 on the first list, as right after the Cluster CRD is created, with backoff', async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    const waits: number[] = []
+    const patient = new KubernetesClusterRegistry(client, {
+      ca,
+      kubeconfigValidityDays: 365,
+      resyncMs: 60_000,
+      log: new Logger('debug', 'text', {write: (line) => logged.push(line)}),
+      sleep: (ms) => {
+        waits.push(ms)
+        return Promise.resolve()
+      },
+    })
+    try {
+      clusters.host.put(clusterPath('member1'), cluster('member1'))
+      clusters.host.failNext('GET', /\/clusters$/, 429, 'storage is (re)initializing', 3)
+      await patient.start()
+      assert.equal(waits.length, 3)
+      assert.ok(waits.every((ms) => ms > 0 && ms <= 30_000))
+      assert.deepEqual(
+        patient.list().map((c) => c.name),
+        ['member1'],
+      )
+      assert.match(logged.join(''), /cannot list the Clusters yet; retrying/)
+    } finally {
+      await patient.close()
+    }
+  })
+
+  it('fails at once on a failure that waiting cannot fix (forbidden)', async () => {
+    clusters.host.failNext('GET', /\/clusters$/, 403, 'clusters is forbidden')
+    await assert.rejects(registry.start(), /forbidden/)
+  })
+
+  it('removes the Service of a deleted Cluster and tells the proxy', async () => {
+    clusters.host.put(clusterPath('member1'), cluster('member1'))
+    await registry.reconcile()
+    let changes = 0
+    registry.onChange(() => changes++)
+    clusters.host.delete(clusterPath('member1'))
+    await registry.reconcile()
+    assert.equal(clusters.host.get(servicePath('member1')), undefined)
+    assert.equal(registry.get('member1'), undefined)
+    assert.equal(changes, 1)
+  })
+
+  it('sets AgentAvailable from the sessions and gives the Cluster a kubeconfig signed by the proxy CA', async () => {
+    clusters.host.put(clusterPath('member1'), cluster('member1'))
+    await registry.reconcile()
+    registry.agentConnected('member1', {sessions: 1})
+    await registry.close()
+    const connected = stored('member1')
+    assert.equal(connected.status?.conditions?.find((c) => c.type === 'AgentAvailable')?.status, 'True')
+    const kubeconfig = load(
+      Buffer.from(connected.spec?.connection?.kubeconfig ?? '', 'base64').toString(),
+    ) as {
+      clusters: {cluster: {server: string}}[]
+      users: {user: {'client-certificate-data': string}}[]
+    }
+    assert.equal(kubeconfig.clusters[0]?.cluster.server, connected.spec?.connection?.kubernetesAPIEndpoint)
+    const certificate = new X509Certificate(
+      Buffer.from(kubeconfig.users[0]?.user['client-certificate-data'] ?? '', 'base64'),
+    )
+    assert.ok(certificate.checkIssued(new X509Certificate(ca.certPem)))
+    const days = (Date.parse(certificate.validTo) - Date.parse(certificate.validFrom)) / 86_400_000
+    assert.ok(days > 364 && days < 366, `valid for ${String(days)} days, not ten years`)
+
+    registry.agentDisconnected('member1', {sessions: 0})
+    await registry.close()
+    const gone = stored('member1').status?.conditions?.find((c) => c.type === 'AgentAvailable')
+    assert.deepEqual([gone?.status, gone?.message], ['False', 'Agent has not connected to proxy.'])
+  })
+
+  it('stores a generated CA in a Secret on first start and reads the same one after', async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    const log = new Logger('error')
+    const first = await loadOrCreateProxyCa(client, 'kubesphere-system', log)
+    const second = await loadOrCreateProxyCa(client, 'kubesphere-system', log)
+    assert.equal(second.certPem, first.certPem)
+    assert.equal(
+      clusters.host.get('/api/v1/namespaces/kubesphere-system/secrets/ksctl-tower-ca')?.type,
+      'kubernetes.io/tls',
+    )
+  })
+})
