@@ -21,6 +21,8 @@ export interface OpenRequest {
 export interface PendingOpen {
   accepted(stream: TunnelStream): void
   failed(error: Error): void
+  /** Gives the open up on the proxy's side: RST(CANCEL) to the agent, `reason` to the caller. */
+  cancel(reason: Error): void
 }
 
 /**
@@ -63,6 +65,7 @@ export function awaitAnswer(
         settle()
         reject(error)
       },
+      cancel,
     })
   })
 }

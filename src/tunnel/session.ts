@@ -134,6 +134,14 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
           this.send({type: FrameType.Ping, flags: Flag.None, streamId: SESSION_STREAM_ID, opaque}),
         dead: (silentMs) => this.fail(new KeepaliveTimeoutError(silentMs)),
         unresponsive: () => {
+          // An open waiting for its answer would wait the open timeout on a link that drops packets; give it up
+          // now so that the caller can try another session (§7). The session does it, once for all opens,
+          // rather than each caller listening for 'unresponsive' while its open waits.
+          const unresponsive = new TunnelError(
+            'TUNNEL_ERR_UNRESPONSIVE',
+            'the agent did not answer a ping in time',
+          )
+          for (const open of [...this.pendingOpens.values()]) open.cancel(unresponsive)
           for (const stream of [...this.streams.values()]) stream.sessionUnresponsive()
           this.emit('unresponsive')
         },

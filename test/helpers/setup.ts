@@ -12,9 +12,25 @@ process.env.FORCE_COLOR = '0'
 
 const runTempDir = startRunTempDir()
 
+/**
+ * Warnings the process emitted since the last test ended. Node prints them and goes on, so without this a
+ * listener added per operation (MaxListenersExceededWarning) or a deprecated call would pass every test.
+ */
+const warnings: Error[] = []
+process.on('warning', (warning) => warnings.push(warning))
+
 export const mochaHooks = {
   beforeEach: beginTest,
-  afterEach: endTest,
+  afterEach(): void {
+    endTest()
+    const emitted = warnings.splice(0)
+    if (emitted.length > 0) {
+      throw new Error(
+        `the process warned during this test: ${emitted.map((warning) => `${warning.name}: ${warning.message}`).join('; ')}; ` +
+          'a warning is a defect in the code under test (a MaxListenersExceededWarning usually means a listener added per operation where one per object would do)',
+      )
+    }
+  },
 }
 
 /**

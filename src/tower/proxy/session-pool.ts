@@ -140,7 +140,7 @@ export class SessionPool {
     let lastError: unknown = noSession()
     for (const session of this.candidates(cluster, destination)) {
       try {
-        const stream = await openWhileResponsive(session, destination, signal)
+        const stream = await session.openStream(destination, {signal})
         this.ejections.get(session)?.delete(destination)
         return stream
       } catch (error) {
@@ -185,29 +185,5 @@ export class SessionPool {
       forMs,
       reason: error.message,
     })
-  }
-}
-
-/**
- * Opens a stream on `session`, given up (RST CANCEL) as soon as the session's agent stops answering PINGs: the
- * SYN sends a PING along (PROTOCOL.md §7), so a link that silently drops packets costs an open the answer
- * deadline, not the open timeout.
- */
-async function openWhileResponsive(
-  session: TunnelSession,
-  destination: string,
-  signal: AbortSignal | undefined,
-): Promise<TunnelStream> {
-  const controller = new AbortController()
-  const onAbort = (): void => controller.abort(signal?.reason)
-  const onUnresponsive = (): void =>
-    controller.abort(new TunnelError('TUNNEL_ERR_UNRESPONSIVE', 'the agent did not answer a ping in time'))
-  signal?.addEventListener('abort', onAbort, {once: true})
-  session.once('unresponsive', onUnresponsive)
-  try {
-    return await session.openStream(destination, {signal: controller.signal})
-  } finally {
-    signal?.removeEventListener('abort', onAbort)
-    session.off('unresponsive', onUnresponsive)
   }
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {once} from 'node:events'
 import {performance} from 'node:perf_hooks'
 import {setTimeout as delay} from 'node:timers/promises'
 
@@ -110,13 +111,18 @@ for (const kind of linkKinds) {
     })
 
     describe('responsiveness', () => {
-      it('an open on a quiet link sends a PING along: a peer that answers nothing is unresponsive at the answer deadline, then responsive when heard from', async () => {
+      it('an open on a quiet link sends a PING along: a peer that answers nothing is unresponsive at the answer deadline, the open is given up, then responsive when heard from', async () => {
         let agentLink: SeveredTransport | undefined
+        let agentEndReset: Promise<unknown> | undefined
         // The proxy's own PINGs are far apart: only the open's PING can show the silence in time.
         pair = connect(link, {
           proxy: {pingIntervalMs: 60_000, answerDeadlineMs: 100},
           agent: {pingIntervalMs: 400},
           wrapAgent: (transport) => (agentLink = new SeveredTransport(transport)),
+          // The agent accepts, but its ACK is lost with everything else it sends.
+          onOpen: (request) => {
+            agentEndReset = once(request.accept(), 'error')
+          },
         })
         // Quiet for longer than half the answer deadline: the open sends its PING at once.
         await delay(100)
@@ -128,6 +134,9 @@ for (const kind of linkKinds) {
         await unresponsive
         const elapsedMs = performance.now() - silencedAt
         assert.ok(elapsedMs < 1000, `unresponsive after ${Math.round(elapsedMs)} ms; the deadline is 100 ms`)
+        await assert.rejects(opening, {code: 'TUNNEL_ERR_UNRESPONSIVE'})
+        const [reset] = (await agentEndReset) as [StreamResetError]
+        assert.equal(reset.wireCode, WireErrorCode.Cancel)
         assert.equal(pair.proxy.responsive, false)
         assert.equal(pair.proxy.closed, false, 'unresponsive is not dead')
         const responsive = new Promise<void>((resolve) => pair!.proxy.once('responsive', resolve))
