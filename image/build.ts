@@ -149,12 +149,12 @@ async function baseLayout(repository: string, work: string): Promise<BaseLayout>
   await rm(debianStage, {recursive: true})
 
   const nodeStage = path.join(work, 'node')
-  await stageNode(nodeStage)
+  await stageNode(nodeStage, work)
   await addLayer(image, nodeStage, work, 'node', `${nodePath} (Node.js ${nodeVersion})`, created)
   await rm(nodeStage, {recursive: true})
 
   const dependenciesStage = path.join(work, 'dependencies')
-  await stageDependencies(repository, dependenciesStage)
+  await stageDependencies(repository, dependenciesStage, work)
   await addLayer(
     image,
     dependenciesStage,
@@ -179,17 +179,21 @@ function describePackages(packages: DebianPackage[]): string {
 }
 
 /** Node.js from the npm registry's platform package (what .ci/run installs), stripped of its debug symbols. */
-async function stageNode(stage: string): Promise<void> {
+async function stageNode(stage: string, work: string): Promise<void> {
   const prefix = path.join(
     process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'),
     `ksctl-node-${nodeVersion}`,
   )
   const packageDirectory = path.join(prefix, 'node_modules', `node-linux-${architecture}`)
   if (!existsSync(path.join(packageDirectory, 'bin', 'node'))) {
-    await run('npm', [
-      ...['install', '--prefix', prefix, '--no-save', '--no-audit', '--no-fund'],
-      `node-linux-${architecture}@${nodeVersion}`,
-    ])
+    await npm(
+      [
+        ...['install', '--prefix', prefix, '--no-save', '--no-audit', '--no-fund'],
+        `node-linux-${architecture}@${nodeVersion}`,
+      ],
+      prefix,
+      work,
+    )
   }
   const target = path.join(stage, nodePath)
   await mkdir(path.dirname(target), {recursive: true})
@@ -205,12 +209,12 @@ const unusedAtRunTime = /(\.d\.[cm]?ts|\.map|\.ts|\.md)$/
 const license = /^(licen[cs]e|notice|copying)/i
 
 /** ksctl's production dependencies as its lock file pins them, without install scripts. */
-async function stageDependencies(repository: string, stage: string): Promise<void> {
+async function stageDependencies(repository: string, stage: string, work: string): Promise<void> {
   const app = path.join(stage, appDirectory)
   await mkdir(app, {recursive: true})
   for (const name of ['package.json', 'package-lock.json'])
     await copyFile(path.join(repository, name), path.join(app, name))
-  await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], {cwd: app})
+  await npm(['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], app, work)
   // The top layer brings package.json; the lock files would only say again what node_modules holds.
   for (const name of ['package.json', 'package-lock.json', 'node_modules/.package-lock.json'])
     await rm(path.join(app, name), {force: true})
@@ -223,13 +227,18 @@ async function stageDependencies(repository: string, stage: string): Promise<voi
 /** ksctl as `npm pack` would publish it (bin, dist, templates, the oclif manifest, package.json). */
 async function stageKsctl(repository: string, stage: string, work: string): Promise<void> {
   const packed = JSON.parse(
-    await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], {cwd: repository}),
+    await npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], repository, work),
   ) as {filename: string}[]
   const tarball = path.join(work, packed[0]?.filename ?? '')
   const app = path.join(stage, appDirectory)
   await mkdir(app, {recursive: true})
   await run('tar', ['--extract', '--gzip', '--file', tarball, '--directory', app, '--strip-components=1'])
   await rm(tarball)
+}
+
+/** npm with its temporary files (its compile cache among them) in the build's directory, removed with it. */
+async function npm(args: string[], cwd: string, work: string): Promise<string> {
+  return run('npm', args, {cwd, env: {TMPDIR: work}})
 }
 
 interface OwnedPath {
