@@ -66,6 +66,7 @@ export async function buildImage({
 }: BuildOptions = {}): Promise<BuiltImage> {
   const version = packageVersion(repository)
   const archivePath = archive ?? imageArchivePath(version)
+  await requireTools()
   if (!existsSync(path.join(repository, 'dist', 'commands')))
     throw new Error(`${repository} has no built dist/: run "npm run build" first`)
   const work = await mkdtemp(path.join(os.tmpdir(), 'ksctl-image-'))
@@ -109,6 +110,25 @@ export async function buildImage({
     return await describe(layout, archivePath, tag, base.layerNames)
   } finally {
     await rm(work, {recursive: true, force: true})
+  }
+}
+
+/** The build's tools, each with the Debian package that brings it (npm is what runs the build). */
+const tools = [
+  ['umoci', 'umoci'],
+  ['apt-get', 'apt'],
+  ['dpkg-deb', 'dpkg'],
+  ['strip', 'binutils'],
+  ['tar', 'tar'],
+] as const
+
+async function requireTools(): Promise<void> {
+  for (const [tool, debianPackage] of tools) {
+    try {
+      await run(tool, ['--version'])
+    } catch {
+      throw new Error(`npm run image needs ${tool}: apt-get install ${debianPackage}`)
+    }
   }
 }
 
@@ -169,7 +189,10 @@ async function baseLayout(repository: string, work: string): Promise<BaseLayout>
   await mkdir(path.dirname(cached), {recursive: true})
   const partial = `${cached}.partial-${String(process.pid)}`
   await cp(layout, partial, {recursive: true})
-  await rm(cached, {recursive: true, force: true})
+  // One base is kept: the others were made from packages, a Node.js or a lock file no longer current.
+  for (const entry of await readdir(path.dirname(cached)))
+    if (entry !== path.basename(partial))
+      await rm(path.join(path.dirname(cached), entry), {recursive: true, force: true})
   await rename(partial, cached)
   return {layout: cached, layerNames}
 }

@@ -88,6 +88,189 @@ describe('the ksctl image', function () {
     assert.notEqual(changed.layers.at(-1)?.digest, built.layers.at(-1)?.digest)
   })
 
+  describe('the pod runner', function () {
+    const pods: RunningPod[] = []
+    afterEach(async () => {
+      for (const pod of pods.splice(0)) await pod.stop(5)
+    })
+
+    it('gives the container what a kubelet gives it: args, expanded env, volumes, its user and groups, a read-only root, PID 1', async () => {
+      const port = await freePort()
+      // Node itself stands in for a program: it reports what it sees, then serves the readiness probe.
+      const report = `
+        const fs = require('node:fs')
+        const attempt = (write) => { try { write(); return 'written' } catch (error) { return error.code } }
+        console.log(JSON.stringify({
+          argv: process.argv.slice(1), uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(),
+          cwd: process.cwd(), hostname: require('node:os').hostname(), ppid: process.ppid,
+          env: {GREETING: process.env.GREETING, FROM_CONFIG: process.env.CFG_level, HOME: process.env.HOME,
+            KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: process.env.KUBERNETES_SERVICE_PORT},
+          token: fs.readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/token', 'utf8'),
+          namespace: fs.readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8'),
+          secret: fs.readFileSync('/etc/creds/renamed', 'utf8'),
+          secretMode: (fs.statSync('/etc/creds/renamed').mode & 0o777).toString(8),
+          secretGroup: fs.statSync('/etc/creds/renamed').gid,
+          config: fs.readFileSync('/etc/app/level', 'utf8'),
+          root: attempt(() => fs.writeFileSync('/written', 'x')),
+          scratch: attempt(() => fs.writeFileSync('/scratch/written', 'x')),
+          secretWrite: attempt(() => fs.writeFileSync('/etc/creds/other', 'x')),
+        }))
+        require('node:http').createServer((_, response) => response.end('ok')).listen(Number(process.argv[1]), '127.0.0.1')
+      `
+      const labels = {app: 'reporter'}
+      const pod = await runPod({
+        deployment: {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: {name: 'reporter', namespace: 'tests'},
+          spec: {
+            selector: {matchLabels: labels},
+            template: {
+              metadata: {labels},
+              spec: {
+                securityContext: {
+                  runAsUser: 1234,
+                  runAsGroup: 2345,
+                  fsGroup: 3456,
+                  supplementalGroups: [4567],
+                },
+                volumes: [
+                  {
+                    name: 'creds',
+                    secret: {
+                      secretName: 'creds',
+                      items: [{key: 'password', path: 'renamed'}],
+                      defaultMode: 0o400,
+                    },
+                  },
+                  {name: 'app', configMap: {name: 'app'}},
+                  {name: 'scratch', emptyDir: {}},
+                ],
+                containers: [
+                  {
+                    name: 'reporter',
+                    image: 'anything:1',
+                    command: ['/usr/local/bin/node', '-e', report],
+                    args: ['$(PORT)'],
+                    env: [
+                      {name: 'POD_NAME', valueFrom: {fieldRef: {fieldPath: 'metadata.name'}}},
+                      {name: 'PORT', value: String(port)},
+                      {name: 'GREETING', value: 'hello $(POD_NAME) $$(POD_NAME) $(UNDEFINED)'},
+                    ],
+                    envFrom: [{configMapRef: {name: 'app'}, prefix: 'CFG_'}],
+                    ports: [{name: 'http', containerPort: port}],
+                    readinessProbe: {httpGet: {path: '/', port: 'http'}, periodSeconds: 1},
+                    volumeMounts: [
+                      {name: 'creds', mountPath: '/etc/creds'},
+                      {name: 'app', mountPath: '/etc/app'},
+                      {name: 'scratch', mountPath: '/scratch'},
+                    ],
+                    securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false},
+                  },
+                ],
+              },
+            },
+          },
+        },
+        image,
+        podName: 'reporter-abc12',
+        serviceAccount: {token: 'a-token', caCert: 'a-ca', namespace: 'tests'},
+        apiServer: {host: '127.0.0.1', port: 6443},
+        secrets: {creds: {password: 's3cret'}},
+        configMaps: {app: {level: 'debug'}},
+      })
+      pods.push(pod)
+      await pod.ready(30_000)
+      const seen = JSON.parse(pod.output().split('\n')[0] ?? '') as Record<string, unknown>
+      assert.deepEqual(seen, {
+        argv: [String(port)],
+        uid: 1234,
+        gid: 2345,
+        groups: [2345, 3456, 4567],
+        cwd: '/app',
+        hostname: 'reporter-abc12',
+        // The command replaces the image's entrypoint (tini): node is the namespace's PID 1, its parent outside it.
+        ppid: 0,
+        env: {
+          GREETING: 'hello reporter-abc12 $(POD_NAME) $(UNDEFINED)',
+          FROM_CONFIG: 'debug',
+          HOME: '/',
+          KUBERNETES_SERVICE_HOST: '127.0.0.1',
+          KUBERNETES_SERVICE_PORT: '6443',
+        },
+        token: 'a-token',
+        namespace: 'tests',
+        secret: 's3cret',
+        secretMode: '440',
+        secretGroup: 3456,
+        config: 'debug',
+        root: 'EROFS',
+        scratch: 'written',
+        secretWrite: 'EROFS',
+      })
+      // As PID 1 without a SIGTERM handler node ignores SIGTERM (the reason the image runs tini): the grace
+      // period ends in SIGKILL.
+      const exit = await pod.stop(1)
+      assert.ok(exit.signal === 'SIGKILL' || exit.exitCode === 137, JSON.stringify(exit))
+      assert.ok(
+        pod.events.some((event) => event.startsWith('Killing: still running 1 s after SIGTERM')),
+        pod.events.join('; '),
+      )
+    })
+
+    it('restarts a container whose liveness probe fails, as the kubelet does', async () => {
+      const labels = {app: 'unhealthy'}
+      const pod = await runPod({
+        deployment: {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: {name: 'unhealthy'},
+          spec: {
+            selector: {matchLabels: labels},
+            template: {
+              metadata: {labels},
+              spec: {
+                automountServiceAccountToken: false,
+                terminationGracePeriodSeconds: 2,
+                containers: [
+                  {
+                    name: 'sleeper',
+                    image: 'anything:1',
+                    // Node serves nothing: the probe's port is closed.
+                    command: [
+                      '/usr/bin/tini',
+                      '--',
+                      '/usr/local/bin/node',
+                      '-e',
+                      'setInterval(() => {}, 1000)',
+                    ],
+                    livenessProbe: {
+                      tcpSocket: {port: await freePort()},
+                      periodSeconds: 1,
+                      failureThreshold: 2,
+                    },
+                  },
+                ],
+              },
+            },
+          },
+        },
+        image,
+        apiServer: {host: '127.0.0.1', port: 6443},
+        restartBackoffMs: 100,
+      })
+      pods.push(pod)
+      await until(() => pod.restartCount() >= 1, 'a restart', {
+        timeoutMs: 30_000,
+        output: () => pod.events.join('\n'),
+      })
+      assert.ok(
+        pod.events.some((event) => event.startsWith('Killing: Liveness probe failed')),
+        pod.events.join('; '),
+      )
+    })
+  })
+
   describe('ksctl tower proxy and agent from the image, as Deployments', function () {
     const pods: RunningPod[] = []
     const cleanups: (() => Promise<unknown>)[] = []
