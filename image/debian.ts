@@ -19,26 +19,36 @@ export interface DebianPackage {
   sha256: string
 }
 
-/** The version apt would install of each package now, from the machine's package lists. */
+/** The version apt would install of each package now, from the machine's package lists (one apt-cache call). */
 export async function candidatePackages(names: readonly string[] = debianPackages): Promise<DebianPackage[]> {
-  const packages: DebianPackage[] = []
-  for (const name of names) {
-    let record: string
-    try {
-      record = await run('apt-cache', ['show', '--no-all-versions', name])
-    } catch (error) {
-      throw new Error(
-        `apt knows no package ${name}: run "apt-get update" (the image's base comes from Debian's packages)`,
-        {cause: error},
-      )
-    }
+  let records: string
+  try {
+    records = await run('apt-cache', ['show', '--no-all-versions', ...names])
+  } catch (error) {
+    throw new Error(
+      `apt knows not all of ${names.join(', ')}: run "apt-get update" (the image's base comes from Debian's packages)`,
+      {cause: error},
+    )
+  }
+  const byName = new Map<string, DebianPackage>()
+  for (const record of records.split(/\n\s*\n/)) {
     const field = (key: string) => new RegExp(`^${key}: (.+)$`, 'm').exec(record)?.[1]?.trim()
-    const [version, architecture, sha256] = [field('Version'), field('Architecture'), field('SHA256')]
+    const [name, version, architecture, sha256] = [
+      field('Package'),
+      field('Version'),
+      field('Architecture'),
+      field('SHA256'),
+    ]
+    if (name === undefined) continue
     if (version === undefined || architecture === undefined || sha256 === undefined)
       throw new Error(`apt-cache show ${name} gave no Version, Architecture and SHA256:\n${record}`)
-    packages.push({name, version, architecture, sha256})
+    byName.set(name, {name, version, architecture, sha256})
   }
-  return packages
+  return names.map((name) => {
+    const pkg = byName.get(name)
+    if (pkg === undefined) throw new Error(`apt knows no package ${name}: run "apt-get update"`)
+    return pkg
+  })
 }
 
 /** apt-get download's file name: the version's epoch colon is written %3a. */
