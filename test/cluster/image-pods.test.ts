@@ -301,8 +301,7 @@ describe('the ksctl image', function () {
       // (least privilege) is the install's to test; here both are cluster-admin.
       const proxyAccount = await serviceAccount(kubeconfig, 'host', 'kubesphere-system', 'ksctl-tower-proxy')
       cleanups.push(proxyAccount.remove)
-      await member.core.createNamespace({body: {metadata: {name: 'ksctl-image-test'}}}).catch(() => undefined)
-      const agentAccount = await serviceAccount(kubeconfig, 'member', 'ksctl-image-test', 'ksctl-tower-agent')
+      const agentAccount = await serviceAccount(kubeconfig, 'member', 'kube-system', 'ksctl-tower-agent')
       cleanups.push(agentAccount.remove)
       // Whoever the tunnel's requests run as on the member (the agent's account, or the client it impersonates),
       // it may read namespaces.
@@ -374,7 +373,7 @@ describe('the ksctl image', function () {
         serviceAccount: {
           token: agentAccount.token,
           caCert: testBed().caCertPem,
-          namespace: 'ksctl-image-test',
+          namespace: 'kube-system',
         },
         apiServer: {host: '127.0.0.1', port: memberServer.port},
         secrets: {'ksctl-tower-agent': {token, 'ca.crt': proxyCaPem}},
@@ -405,13 +404,13 @@ describe('the ksctl image', function () {
           ['--kubeconfig', issued, '--server', server, '--request-timeout', '20s'].concat([
             'get',
             'namespace',
-            'ksctl-image-test',
+            'kube-system',
             '-o',
             'name',
           ]),
           {reject: false, stdin: 'ignore'},
         )
-        assert.equal(kubectl.stdout, 'namespace/ksctl-image-test', `${server}: ${kubectl.stderr}`)
+        assert.equal(kubectl.stdout, 'namespace/kube-system', `${server}: ${kubectl.stderr}`)
       }
 
       // Both run as the image's user, under tini as PID 1 of their namespace.
@@ -511,7 +510,7 @@ function agentDeployment(options: {proxyServer: string; metricsPort: number}): V
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: {name: 'ksctl-tower-agent', namespace: 'ksctl-image-test', labels},
+    metadata: {name: 'ksctl-tower-agent', namespace: 'kube-system', labels},
     spec: {
       selector: {matchLabels: labels},
       template: {

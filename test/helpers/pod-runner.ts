@@ -10,7 +10,7 @@
  * or mounted. Needs root (mount namespaces, chroot).
  */
 import {readFileSync} from 'node:fs'
-import {chmod, chown, lstat, mkdir, readFile, readlink, writeFile} from 'node:fs/promises'
+import {chmod, chown, lstat, mkdir, readdir, readFile, readlink, writeFile} from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
@@ -467,6 +467,8 @@ async function setupScript(
     quote(path.join(root, await resolveInRoot(options.image.rootfs, inside)))
   const lines = [
     'set -eu',
+    // A restarted container starts from the image again, as a new writable layer gives it.
+    `rm -rf ${quote(upper)} ${quote(work)}`,
     `mkdir -p ${quote(upper)} ${quote(work)} ${quote(root)}`,
     `mount -t overlay overlay -o ${quote(`lowerdir=${options.image.rootfs},upperdir=${upper},workdir=${work}`)} ${quote(root)}`,
     `mkdir -p ${await at('proc')} ${await at('dev')}`,
@@ -659,6 +661,9 @@ class PodProcess implements RunningPod {
     const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
     if (mountinfo.includes(this.podDirectory))
       throw new Error(`pod ${this.name} stopped, yet something is still mounted under ${this.podDirectory}`)
+    const left = await processesRootedIn(path.join(this.podDirectory, 'root'))
+    if (left.length > 0)
+      throw new Error(`pod ${this.name} stopped, yet processes ${left.join(', ')} still run in its root`)
     return exit
   }
 
@@ -813,6 +818,18 @@ function containerInit(unsharePid: number | undefined): number | undefined {
   } catch {
     return undefined
   }
+}
+
+/** The host's processes whose root directory is `root` (or under it): a container's, by what chroot left. */
+async function processesRootedIn(root: string): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))
+  const rooted: number[] = []
+  for (const pid of pids) {
+    const processRoot = await readlink(`/proc/${pid}/root`).catch(() => undefined)
+    if (processRoot !== undefined && (processRoot === root || processRoot.startsWith(`${root}/`)))
+      rooted.push(Number(pid))
+  }
+  return rooted
 }
 
 /** One probe: undefined when it passes, else why it failed. */
