@@ -52,7 +52,7 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       description: 'Kubernetes mode: kubeconfig context of the host (default: current, or in-cluster)',
     }),
     namespace: Flags.string({
-      description: 'Kubernetes mode: namespace of the mc-NAME Services and the CA Secret',
+      description: 'Kubernetes mode: namespace of the mc-NAME Services and of the CA and serving-key Secrets',
       default: 'kubesphere-system',
     }),
     'kubeconfig-validity': Flags.string({

@@ -8,7 +8,7 @@ import {redactor} from '../../redact.js'
  */
 export class CurrentCa {
   private ca: CertificateAndKey
-  private readonly listeners: ((ca: CertificateAndKey) => void)[] = []
+  private readonly listeners: ((ca: CertificateAndKey) => Promise<void>)[] = []
 
   constructor(
     initial: CertificateAndKey,
@@ -28,18 +28,22 @@ export class CurrentCa {
     return this.replace(await this.reload())
   }
 
-  /** Takes `next` when its certificate differs from the current one; true when it did. */
-  replace(next: CertificateAndKey): boolean {
+  /**
+   * Takes `next` when it differs from the current CA; true when it did. Resolves once the listeners are done: the
+   * proxy serves and trusts the new CA before a kubeconfig of it is written, since KubeSphere's Cluster webhook
+   * tries a new kubeconfig against the member (through this proxy) before it lets the Cluster change.
+   */
+  async replace(next: CertificateAndKey): Promise<boolean> {
     if (next.certPem.trim() === this.ca.certPem.trim() && next.keyPem.trim() === this.ca.keyPem.trim()) {
       return false
     }
     redactor.register(next.keyPem)
     this.ca = next
-    for (const listener of this.listeners) listener(next)
+    for (const listener of this.listeners) await listener(next)
     return true
   }
 
-  onChange(listener: (ca: CertificateAndKey) => void): void {
+  onChange(listener: (ca: CertificateAndKey) => Promise<void>): void {
     this.listeners.push(listener)
   }
 }

@@ -179,11 +179,11 @@ export class TowerProxy {
   }
 
   /** Renewed serving certificates (or a new CA): the listeners take them for their next connections. */
-  private servingChanged(): void {
+  private async servingChanged(): Promise<void> {
     const serving = this.serving
     if (serving === undefined) return
     if (this.options.agentTls === 'serving') this.agentListener?.replaceCertificate(serving.certificate())
-    void this.frontEnds?.reloadTls()
+    await this.frontEnds?.reloadTls()
   }
 
   /** A removed cluster, or one whose token changed, loses its sessions; ports follow the registry. */

@@ -50,7 +50,7 @@ export class ServingCertificates {
   private shared: Issued
   private perCluster = new Map<string, Issued>()
   private clusters: RegisteredCluster[] = []
-  private readonly listeners: (() => void)[] = []
+  private readonly listeners: (() => Promise<void>)[] = []
   private refreshing: Promise<void> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private closed = false
@@ -61,7 +61,7 @@ export class ServingCertificates {
     shared: Issued,
   ) {
     this.shared = shared
-    options.ca.onChange(() => void this.refresh())
+    options.ca.onChange(() => this.refresh())
   }
 
   /** Reads the kept key (or makes and keeps one: the first replica to write it wins) and the shared certificate. */
@@ -102,8 +102,8 @@ export class ServingCertificates {
     return ((cluster === undefined ? undefined : this.perCluster.get(cluster)) ?? this.shared).serving
   }
 
-  /** Called after any certificate changed. */
-  onChange(listener: () => void): void {
+  /** Called after any certificate changed; a refresh ends when its listeners are done. */
+  onChange(listener: () => Promise<void>): void {
     this.listeners.push(listener)
   }
 
@@ -161,7 +161,7 @@ export class ServingCertificates {
         clusters: changed.filter((name) => name !== 'shared').slice(0, 10),
       })
     }
-    for (const listener of this.listeners) listener()
+    for (const listener of this.listeners) await listener()
   }
 
   /** Needs issuing again: another CA, two thirds of its validity gone, or a name missing. */
