@@ -77,6 +77,8 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   private readonly ca: CurrentCa
   /** What each Cluster's issued kubeconfig says, read once per kubeconfig rather than on every pass. */
   private readonly issued = new Map<string, {base64: string; kubeconfig: IssuedKubeconfig | undefined}>()
+  /** Live agent sessions per cluster on this replica. */
+  private readonly sessions = new Map<string, number>()
 
   constructor(
     private readonly client: ClusterClient,
@@ -126,10 +128,12 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   }
 
   agentConnected(name: string, presence: AgentPresence): void {
+    this.sessions.set(name, presence.sessions)
     this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
   }
 
   agentDisconnected(name: string, presence: AgentPresence): void {
+    this.sessions.set(name, presence.sessions)
     this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
   }
 
@@ -162,6 +166,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     )
     this.objects = proxyClusters
     for (const name of this.issued.keys()) if (!proxyClusters.has(name)) this.issued.delete(name)
+    for (const name of this.sessions.keys()) if (!proxyClusters.has(name)) this.sessions.delete(name)
     const {assignments, unassigned} = assignClusters(clusters, this.portRange)
     const next = new Map<string, ClusterAssignment>()
     for (const assignment of assignments) {
@@ -246,9 +251,12 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
           kubesphereAPIEndpoint: `http://${clusterIp}:80`,
         }),
       }
-      const renewed = hasClusterIp
-        ? await this.renewedKubeconfig(assignment.name, connection.kubeconfig, `https://${clusterIp}:6443`)
-        : undefined
+      // Only while this replica holds an agent of the Cluster: KubeSphere's Cluster webhook tries the new kubeconfig
+      // against the member before it admits the write, which fails without an agent (kubesphere.md §4.6).
+      const renewed =
+        hasClusterIp && (this.sessions.get(assignment.name) ?? 0) > 0
+          ? await this.renewedKubeconfig(assignment.name, connection.kubeconfig, `https://${clusterIp}:6443`)
+          : undefined
       const conditions = withCondition(
         cluster.status?.conditions ?? [],
         {type: 'Initialized', status: 'True', reason: 'Initialized', message: 'Cluster has been initialized'},

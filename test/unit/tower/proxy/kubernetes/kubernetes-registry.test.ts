@@ -350,6 +350,13 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
       assert.equal(kubeconfigOf().text, first.text, 'a kubeconfig not yet due is kept')
 
       now = new Date(Date.now() + 21 * 86_400_000)
+      // Without an agent KubeSphere's Cluster webhook would refuse the write (it tries the kubeconfig): it waits.
+      renewing.agentDisconnected('member1', {sessions: 0})
+      await renewing.close()
+      await renewing.reconcile()
+      assert.equal(kubeconfigOf().text, first.text, 'not renewed while no agent is connected')
+      renewing.agentConnected('member1', {sessions: 1})
+      await renewing.close()
       await renewing.reconcile()
       const renewed = kubeconfigOf()
       assert.notEqual(renewed.client, first.client)
