@@ -18,7 +18,13 @@ import type {ClusterRegistry} from '../../src/tower/proxy/registry.js'
 import {loadProxyCa} from '../../src/tower/proxy/issue-kubeconfig.js'
 import {defaultKeepalive, parseKeepalive} from '../../src/tower/shared/keepalive.js'
 import {parseListenAddress} from '../../src/tower/shared/net.js'
-import {serverCertificate, TowerProxy} from '../../src/tower/proxy/proxy.js'
+import {TowerProxy} from '../../src/tower/proxy/proxy.js'
+import {CurrentCa} from '../../src/tower/proxy/current-ca.js'
+import {
+  FileServingKeyStore,
+  MemoryServingKeyStore,
+  type ServingKeyStore,
+} from '../../src/tower/proxy/serving-key-store.js'
 import {exitOnEscapedError, runUntilSignalled} from '../../src/tower/shared/signals.js'
 
 export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyCommand> {
@@ -46,12 +52,23 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       description: 'Kubernetes mode: kubeconfig context of the host (default: current, or in-cluster)',
     }),
     namespace: Flags.string({
-      description: 'Kubernetes mode: namespace of the mc-NAME Services and the CA Secret',
+      description: 'Kubernetes mode: namespace of the mc-NAME Services and of the CA and serving-key Secrets',
       default: 'kubesphere-system',
     }),
     'kubeconfig-validity': Flags.string({
-      description: 'Kubernetes mode: validity of the kubeconfigs written into Clusters',
+      description:
+        'Kubernetes mode: validity of the kubeconfigs written into Clusters (each is issued again at two thirds of it, and when the CA changes)',
       default: '8760h',
+    }),
+    'serving-validity': Flags.string({
+      description:
+        'validity of the serving certificates (kept key, issued by the proxy CA), each issued again at two thirds of it',
+      default: '8760h',
+    }),
+    'cluster-domain': Flags.string({
+      description:
+        "Kubernetes mode: the host cluster's DNS domain, for the names of Service mc-NAME in certificates",
+      default: 'cluster.local',
     }),
     resync: Flags.string({description: 'Kubernetes mode: how often Clusters are reconciled', default: '5s'}),
     'cluster-ports': Flags.string({
@@ -69,7 +86,8 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
     'ca-cert': Flags.string({description: 'proxy CA certificate (signs front-end and client certificates)'}),
     'ca-key': Flags.string({description: 'key of --ca-cert'}),
     'state-dir': Flags.string({
-      description: 'where the proxy CA is created on first start when --ca-cert is not given',
+      description:
+        'where the proxy CA is created on first start when --ca-cert is not given; standalone mode keeps the serving key there too',
     }),
     'front-end': Flags.string({
       description: 'address of the path-routed HTTPS front end',
@@ -102,8 +120,16 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
     const goAwayGraceMs = parseDuration(flags['grace-period'], '--grace-period')
     const portRange = parsePortRange(flags['cluster-ports'], '--cluster-ports')
     const resyncMs = parseDuration(flags.resync, '--resync')
-    const kubeconfigValidityMs = parseDuration(flags['kubeconfig-validity'], '--kubeconfig-validity')
-    const {ca, registry} =
+    const kubeconfigValidityMs = positive(
+      parseDuration(flags['kubeconfig-validity'], '--kubeconfig-validity'),
+      '--kubeconfig-validity',
+    )
+    const servingValidityMs = positive(
+      parseDuration(flags['serving-validity'], '--serving-validity'),
+      '--serving-validity',
+    )
+    const agentTls = await this.agentTls()
+    const {ca, registry, servingKeyStore} =
       flags.clusters === undefined
         ? await this.kubernetesMode(proxyLog, {portRange, resyncMs, kubeconfigValidityMs})
         : await this.standaloneMode(flags.clusters)
@@ -111,9 +137,11 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       registry,
       ca,
       listen: flags.listen,
-      agentTls: await this.agentTls(ca),
+      agentTls,
       frontEnd: flags['front-end'],
       serverNames: flags['server-name'],
+      servingKeyStore,
+      servingValidityMs,
       ...(flags['metrics-address'] !== undefined && {metricsAddress: flags['metrics-address']}),
       pingIntervalMs,
       goAwayGraceMs,
@@ -139,15 +167,16 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
     )
   }
 
-  private async standaloneMode(
-    clusters: string,
-  ): Promise<{ca: CertificateAndKey; registry: ClusterRegistry}> {
+  private async standaloneMode(clusters: string): Promise<ProxyMode> {
     const {flags} = this
-    const ca = await loadProxyCa(
-      {caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir: flags['state-dir']},
-      true,
-    )
-    return {ca, registry: await FileClusterRegistry.open(clusters)}
+    const stateDir = flags['state-dir']
+    const ca = await loadProxyCa({caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir}, true)
+    return {
+      ca,
+      registry: await FileClusterRegistry.open(clusters),
+      servingKeyStore:
+        stateDir === undefined ? new MemoryServingKeyStore() : new FileServingKeyStore(stateDir),
+    }
   }
 
   /**
@@ -157,36 +186,45 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
   private async kubernetesMode(
     proxyLog: Logger,
     settings: {portRange: PortRange; resyncMs: number; kubeconfigValidityMs: number},
-  ): Promise<{ca: CertificateAndKey; registry: ClusterRegistry}> {
+  ): Promise<ProxyMode> {
     const {flags} = this
     // Loaded here only: the Kubernetes client library costs ~85 MiB that standalone mode does without.
-    const [{ClusterClients}, {KubernetesClusterRegistry}, {loadOrCreateProxyCa}, {retryTransient}] =
-      await Promise.all([
-        import('../../src/k8s/clients.js'),
-        import('../../src/tower/proxy/kubernetes/kubernetes-registry.js'),
-        import('../../src/tower/proxy/kubernetes/proxy-ca.js'),
-        import('../../src/tower/proxy/kubernetes/api-retry.js'),
-      ])
+    const [
+      {ClusterClients},
+      {KubernetesClusterRegistry},
+      {loadOrCreateProxyCa, readProxyCa},
+      {retryTransient},
+      {SecretServingKeyStore},
+    ] = await Promise.all([
+      import('../../src/k8s/clients.js'),
+      import('../../src/tower/proxy/kubernetes/kubernetes-registry.js'),
+      import('../../src/tower/proxy/kubernetes/proxy-ca.js'),
+      import('../../src/tower/proxy/kubernetes/api-retry.js'),
+      import('../../src/tower/proxy/kubernetes/serving-secret.js'),
+    ])
     const client = ClusterClients.load(
       {kubeconfig: flags.kubeconfig, inClusterFallback: true},
       this.timeoutMs,
     ).forContext(flags.context)
-    const ca =
-      flags['ca-cert'] === undefined && flags['ca-key'] === undefined
-        ? await retryTransient(() => loadOrCreateProxyCa(client, flags.namespace, proxyLog), {
+    const caFiles = {caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir: flags['state-dir']}
+    const inSecret = flags['ca-cert'] === undefined && flags['ca-key'] === undefined
+    // Read again on every reconcile, so that a CA rotated in its Secret (or its mounted files) is taken.
+    const ca = inSecret
+      ? new CurrentCa(
+          await retryTransient(() => loadOrCreateProxyCa(client, flags.namespace, proxyLog), {
             log: proxyLog,
             what: 'read the proxy CA',
-          })
-        : await loadProxyCa(
-            {caCert: flags['ca-cert'], caKey: flags['ca-key'], stateDir: flags['state-dir']},
-            false,
-          )
+          }),
+          () => readProxyCa(client, flags.namespace),
+        )
+      : new CurrentCa(await loadProxyCa(caFiles, false), () => loadProxyCa(caFiles, false))
     const registry = new KubernetesClusterRegistry(client, {
       ca,
       kubeconfigValidityDays: settings.kubeconfigValidityMs / 86_400_000,
       resyncMs: settings.resyncMs,
       namespace: flags.namespace,
       portRange: settings.portRange,
+      clusterDomain: flags['cluster-domain'],
       log: proxyLog,
     })
     await registry.start()
@@ -194,13 +232,10 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       context: client.context,
       clusters: registry.list().length,
     })
-    return {ca, registry}
+    return {ca, registry, servingKeyStore: new SecretServingKeyStore(client, flags.namespace)}
   }
 
-  private async agentTls(ca: {
-    certPem: string
-    keyPem: string
-  }): Promise<{certPem: string; keyPem: string} | undefined> {
+  private async agentTls(): Promise<{certPem: string; keyPem: string} | 'serving' | undefined> {
     const {flags} = this
     if (flags['insecure-plain']) {
       if (flags['tls-cert'] !== undefined)
@@ -220,7 +255,19 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
         throw invalidInput('cannot read --tls-cert or --tls-key')
       }
     }
-    // No certificate given: one from the proxy CA, which agents then trust with --proxy-ca.
-    return serverCertificate(ca, [...flags['server-name'], parseListenAddress(flags.listen, '--listen').host])
+    // No certificate given: the proxy's kept serving key, certified by the proxy CA, which agents then trust with
+    // --proxy-ca (or pin with --proxy-pin).
+    return 'serving'
   }
+}
+
+interface ProxyMode {
+  ca: CertificateAndKey | CurrentCa
+  registry: ClusterRegistry
+  servingKeyStore: ServingKeyStore
+}
+
+function positive(ms: number, flag: string): number {
+  if (ms <= 0) throw invalidInput(`${flag} must be longer than 0s`, [`e.g. ${flag}=8760h`])
+  return ms
 }

@@ -1,4 +1,12 @@
-import {createHash, generateKeyPairSync, X509Certificate as NodeX509Certificate, webcrypto} from 'node:crypto'
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  X509Certificate as NodeX509Certificate,
+  webcrypto,
+} from 'node:crypto'
+import {isIP} from 'node:net'
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API loaded first.
 import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
@@ -26,6 +34,8 @@ export interface IssueCertificateOptions {
   notBefore?: Date
   /** Overrides the end of validity computed from validityDays. */
   notAfter?: Date
+  /** The subject's private key (PKCS#8 PEM) to certify; without it a new key is made. A kept key keeps its pin. */
+  keyPem?: string
 }
 
 export interface KeyPairPem {
@@ -78,7 +88,8 @@ export async function issueCertificate(
     false,
     ['sign'],
   )
-  const keys = await generateSigningKeys()
+  const keys =
+    options.keyPem === undefined ? await generateSigningKeys() : await importKeyPair(options.keyPem)
   const {notBefore, notAfter} = validityWindow(options.validityDays ?? defaultLeafValidityDays, options)
   const subjectAlternativeNames = [
     ...(options.dnsNames ?? []).map((value) => ({type: 'dns' as const, value})),
@@ -106,7 +117,10 @@ export async function issueCertificate(
     },
     webcrypto,
   )
-  return {certPem: certificate.toString('pem'), keyPem: await exportPrivateKeyPem(keys.privateKey)}
+  return {
+    certPem: certificate.toString('pem'),
+    keyPem: options.keyPem ?? (await exportPrivateKeyPem(keys.privateKey)),
+  }
 }
 
 /** An ECDSA P-256 key pair, e.g. for signing service-account tokens. */
@@ -123,6 +137,64 @@ export function generateKeyPairPem(): KeyPairPem {
 export function certificateFingerprint(certPem: string): string {
   const publicKeyDer = new NodeX509Certificate(certPem).publicKey.export({type: 'spki', format: 'der'})
   return `sha256:${createHash('sha256').update(publicKeyDer).digest('hex')}`
+}
+
+/** The pin (`sha256:<hex>` of the SubjectPublicKeyInfo) of the certificates a private key (PEM) is certified in. */
+export function privateKeyFingerprint(keyPem: string): string {
+  const publicKeyDer = createPublicKey(createPrivateKey(keyPem)).export({type: 'spki', format: 'der'})
+  return `sha256:${createHash('sha256').update(publicKeyDer).digest('hex')}`
+}
+
+/**
+ * Whether a certificate should be renewed now: from two thirds of its validity on (as kubelet rotates its
+ * certificates between 70 and 90 %), so that a renewal that fails has a third of the validity to be retried.
+ */
+export function renewalDue(certPem: string, now: Date, fraction = 2 / 3): boolean {
+  return now.getTime() >= renewalTime(certPem, fraction).getTime()
+}
+
+/** When {@link renewalDue} turns true. */
+export function renewalTime(certPem: string, fraction = 2 / 3): Date {
+  const certificate = new NodeX509Certificate(certPem)
+  const from = certificate.validFromDate.getTime()
+  return new Date(from + (certificate.validToDate.getTime() - from) * fraction)
+}
+
+/** Whether `certPem` was signed by the CA `caPem` (its issuer name and signature), e.g. not by a CA rotated out. */
+export function issuedBy(certPem: string, caPem: string): boolean {
+  const certificate = new NodeX509Certificate(certPem)
+  const ca = new NodeX509Certificate(caPem)
+  return certificate.checkIssued(ca) && certificate.verify(ca.publicKey)
+}
+
+/** Whether the certificate is valid for every name (DNS names by host name rules, IP addresses exactly). */
+export function coversNames(certPem: string, names: string[]): boolean {
+  const certificate = new NodeX509Certificate(certPem)
+  return names.every((name) =>
+    isIP(name) === 0
+      ? certificate.checkHost(name, {wildcards: false}) !== undefined
+      : certificate.checkIP(name) !== undefined,
+  )
+}
+
+/** Whether the certificate certifies the public key of `keyPem`. */
+export function certifiesKey(certPem: string, keyPem: string): boolean {
+  return new NodeX509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))
+}
+
+async function importKeyPair(keyPem: string): Promise<webcrypto.CryptoKeyPair> {
+  const privateKey = createPrivateKey(keyPem)
+  const publicKeyDer = createPublicKey(privateKey).export({type: 'spki', format: 'der'})
+  return {
+    privateKey: await webcrypto.subtle.importKey(
+      'pkcs8',
+      privateKey.export({type: 'pkcs8', format: 'der'}),
+      keyAlgorithm,
+      true,
+      ['sign'],
+    ),
+    publicKey: await webcrypto.subtle.importKey('spki', publicKeyDer, keyAlgorithm, true, ['verify']),
+  }
 }
 
 async function generateSigningKeys(): Promise<webcrypto.CryptoKeyPair> {
@@ -150,7 +222,9 @@ function validityWindow(
 ): {notBefore: Date; notAfter: Date} {
   if (!(validityDays > 0)) throw new Error(`validityDays must be positive, got ${validityDays}`)
   const now = Date.now()
-  const notBefore = overrides.notBefore ?? new Date(now - clockSkewAllowanceMs)
+  // A certificate of minutes (tests of renewal) is backdated by a tenth of its life, so that most of it lies ahead.
+  const backdateMs = Math.min(clockSkewAllowanceMs, (validityDays * dayInMs) / 10)
+  const notBefore = overrides.notBefore ?? new Date(now - backdateMs)
   const notAfter = overrides.notAfter ?? new Date(now + validityDays * dayInMs)
   if (notAfter <= notBefore) {
     throw new Error(

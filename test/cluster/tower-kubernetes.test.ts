@@ -10,10 +10,11 @@ import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
 import {conditionOf, type KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import {Logger} from '../../src/log.js'
-import {createCertificateAuthority} from '../../src/pki/certificates.js'
+import {certificateFingerprint, createCertificateAuthority} from '../../src/pki/certificates.js'
 import {KubernetesClusterRegistry} from '../../src/tower/proxy/kubernetes/kubernetes-registry.js'
 import {ksctl} from '../helpers/ksctl-process.js'
 import {startKsctl, until as untilLogged, type RunningKsctl} from '../helpers/ksctl-running.js'
+import {routeServicePort} from '../helpers/service-route.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {denyWrites} from '../testbed/admission.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
@@ -83,9 +84,12 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
   const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
   const running: ResultPromise[] = []
 
+  let undoRoute: (() => Promise<void>) | undefined
+
   after(async () => {
     for (const child of running) child.kill('SIGKILL')
     await Promise.allSettled(running)
+    await undoRoute?.()
   })
 
   function start(args: string[]): {child: ResultPromise; output: () => string} {
@@ -101,7 +105,7 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     return {child, output: () => output}
   }
 
-  it('initializes the Cluster, serves kubectl with the issued kubeconfig, fails fast through agent and proxy outages and recovers by itself', async () => {
+  it('initializes the Cluster, serves kubectl with the issued kubeconfig at the address it names (verified), keeps the pinned serving key across a proxy restart, fails fast through agent and proxy outages and recovers by itself', async () => {
     const kubeconfig = testBed().kubeconfigPath
     const [listenPort, frontEndPort] = [await freePort(), await freePort()]
     await resetCluster(kubeconfig, 'host', 'ks41-host', {
@@ -140,17 +144,14 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     const registered = await host.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
     const token = registered?.spec?.connection?.token ?? ''
     assert.match(token, /^[0-9a-f]{64}$/)
-    const ca = await host.findSecret('kubesphere-system', 'ksctl-tower-ca')
-    await writeFile(path.join(dir, 'ca.crt'), ca?.data['tls.crt'] ?? '')
+    // The agent pins the proxy's serving key, which the proxy keeps in a Secret: the pin holds across its restart.
+    const serving = await host.findSecret('kubesphere-system', 'ksctl-tower-serving')
+    assert.equal(serving?.type, 'kubernetes.io/tls')
+    const pin = certificateFingerprint(serving?.data['tls.crt'] ?? '')
     const startAgent = () =>
       start([
         ...['tower', 'agent', '--name', 'member1', '--token', token, '--keepalive', '1s'],
-        ...[
-          '--proxy-server',
-          `https://127.0.0.1:${String(listenPort)}`,
-          '--proxy-ca',
-          path.join(dir, 'ca.crt'),
-        ],
+        ...['--proxy-server', `https://127.0.0.1:${String(listenPort)}`, '--proxy-pin', pin],
         ...['--kubeconfig', kubeconfig, '--context', 'member', '--max-retry-interval', '2s'],
       ])
     const agentAvailable = (status: 'True' | 'False', output: () => string) =>
@@ -168,25 +169,18 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     const issued = path.join(dir, 'issued-kubeconfig')
     await writeFile(issued, Buffer.from(cluster?.spec?.connection?.kubeconfig ?? '', 'base64'))
     const port = (cluster?.spec?.connection as {kubernetesAPIServerPort: number}).kubernetesAPIServerPort
-    // The issued server is the mc-NAME ClusterIP, which only kube-proxy could route; the per-cluster port is the same listener.
+    // kubectl goes to the server the issued kubeconfig names, Service mc-member1's ClusterIP, verifying the proxy's
+    // certificate; the stand-in for kube-proxy forwards that ClusterIP's port 6443 to the cluster's port.
+    const server = new URL(cluster?.spec?.connection?.kubernetesAPIEndpoint ?? '')
+    assert.equal(server.port, '6443')
+    undoRoute = await routeServicePort(server.hostname, 6443, port)
     const kubectlGet = async () => {
       const started = Date.now()
       const outcome = await execa(
         '/usr/bin/kubectl',
         [
-          ...[
-            '--kubeconfig',
-            issued,
-            '--server',
-            `https://127.0.0.1:${String(port)}`,
-            '--request-timeout',
-            '20s',
-          ],
-          'get',
-          'namespace',
-          'kube-system',
-          '-o',
-          'name',
+          ...['--kubeconfig', issued, '--request-timeout', '20s'],
+          ...['get', 'namespace', 'kube-system', '-o', 'name'],
         ],
         {reject: false, stdin: 'ignore'},
       )
@@ -196,7 +190,8 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
         ms: Date.now() - started,
       }
     }
-    assert.equal((await kubectlGet()).ok, true)
+    const first = await kubectlGet()
+    assert.equal(first.ok, true, first.stderr)
 
     agent.child.kill('SIGKILL')
     await agentAvailable('False', proxy.output)
@@ -226,6 +221,8 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
       agent.output,
     )
     await agentAvailable('True', proxy.output)
+    const kept = await host.findSecret('kubesphere-system', 'ksctl-tower-serving')
+    assert.equal(kept?.data['tls.key'], serving?.data['tls.key'], 'the restarted proxy kept the serving key')
 
     for (const output of [proxy.output(), agent.output()])
       assert.ok(!output.includes(token), 'no token in the logs')

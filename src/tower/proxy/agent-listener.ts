@@ -83,6 +83,12 @@ export class AgentListener {
     return (this.server.address() as AddressInfo).port
   }
 
+  /** A renewed serving certificate for the agents that connect next; connected ones keep their session. */
+  replaceCertificate(tls: {certPem: string; keyPem: string}): void {
+    if (this.server instanceof https.Server)
+      this.server.setSecureContext({cert: tls.certPem, key: tls.keyPem})
+  }
+
   /** Stops accepting agents; sessions already up are shut down by the pool. */
   async close(): Promise<void> {
     this.server.closeAllConnections()

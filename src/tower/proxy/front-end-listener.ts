@@ -1,7 +1,7 @@
 import type http from 'node:http'
 import type http2 from 'node:http2'
 import type {AddressInfo} from 'node:net'
-import type {TLSSocket} from 'node:tls'
+import type {SecureContextOptions, TLSSocket} from 'node:tls'
 
 /** A front-end server with the two ways of shutting it that the proxy needs. */
 export interface FrontEndListener {
@@ -55,6 +55,11 @@ export class SecureListener implements FrontEndListener {
 
   get port(): number | undefined {
     return (this.server.address() as AddressInfo | null)?.port
+  }
+
+  /** A renewed certificate (or CA) for the connections to come; those open keep theirs. */
+  setSecureContext(options: SecureContextOptions): void {
+    this.server.setSecureContext(options)
   }
 
   stopAccepting(): void {

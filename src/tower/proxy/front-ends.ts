@@ -19,12 +19,18 @@ export interface FrontEndOptions {
   registry: ClusterRegistry
   log: Logger
   metrics: TowerMetrics
-  /** Serving certificate of the HTTPS front ends, signed by the proxy CA. */
-  serving: {certPem: string; keyPem: string}
-  /** The proxy CA: client certificates must chain to it. */
-  caPem: string
+  /** Serving certificates of the HTTPS front ends and the CA client certificates must chain to. */
+  tls: FrontEndTls
   /** Host the per-cluster ports bind to. */
   host: string
+}
+
+/** What the HTTPS front ends serve with, as it is now (the proxy renews it: see {@link FrontEnds.reloadTls}). */
+export interface FrontEndTls {
+  /** The serving certificate of a cluster's own kubernetes port, or (no cluster) of the path-routed port. */
+  certificate(cluster?: string): {certPem: string; keyPem: string}
+  /** The proxy CA: client certificates must chain to it. */
+  readonly caPem: string
 }
 
 type Route = (request: FrontEndRequest) => ForwardTarget | undefined
@@ -45,7 +51,7 @@ const http2SessionWindowBytes = http2Settings.maxConcurrentStreams * http2Settin
 const portRetryMs = 5000
 
 interface ClusterListeners {
-  kubernetes?: {port: number; listener: FrontEndListener}
+  kubernetes?: {port: number; listener: SecureListener}
   kubesphere?: {port: number; listener: FrontEndListener}
 }
 
@@ -91,7 +97,7 @@ export function clientCertificateFailure(socket: TLSSocket): AuthFailureReason |
  * certificate from the proxy CA (401 otherwise) and drops the client's Authorization before forwarding.
  */
 export class FrontEnds {
-  private pathRouted: FrontEndListener | undefined
+  private pathRouted: SecureListener | undefined
   private readonly perCluster = new Map<string, ClusterListeners>()
   private syncing: Promise<void> = Promise.resolve()
   private retryTimer: NodeJS.Timeout | undefined
@@ -137,6 +143,20 @@ export class FrontEnds {
     return this.syncing
   }
 
+  /**
+   * Renewed certificates or a new CA: every HTTPS front end takes them for its next connections. Applied in turn
+   * with the syncs, so that a port being opened meanwhile cannot keep the certificate it was made with.
+   */
+  reloadTls(): Promise<void> {
+    this.syncing = this.syncing.then(() => {
+      this.pathRouted?.setSecureContext(this.secureContext(undefined))
+      for (const [name, listeners] of this.perCluster) {
+        listeners.kubernetes?.listener.setSecureContext(this.secureContext(name))
+      }
+    })
+    return this.syncing
+  }
+
   /** See {@link FrontEndListener.stopAccepting}. */
   stopAccepting(): void {
     this.stopped = true
@@ -150,7 +170,7 @@ export class FrontEnds {
   }
 
   private listeners(): FrontEndListener[] {
-    const listeners = this.pathRouted === undefined ? [] : [this.pathRouted]
+    const listeners: FrontEndListener[] = this.pathRouted === undefined ? [] : [this.pathRouted]
     for (const ports of this.perCluster.values()) {
       if (ports.kubernetes !== undefined) listeners.push(ports.kubernetes.listener)
       if (ports.kubesphere !== undefined) listeners.push(ports.kubesphere.listener)
@@ -207,12 +227,15 @@ export class FrontEnds {
     this.perCluster.set(cluster.name, listeners)
     const name = cluster.name
     if (cluster.kubernetesPort !== undefined && listeners.kubernetes === undefined) {
-      const server = this.httpsServer((request) => ({
-        cluster: name,
-        destination: kubernetesDestination,
-        path: request.url ?? '/',
-        stripAuthorization: true,
-      }))
+      const server = this.httpsServer(
+        (request) => ({
+          cluster: name,
+          destination: kubernetesDestination,
+          path: request.url ?? '/',
+          stripAuthorization: true,
+        }),
+        name,
+      )
       if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubernetesPort})))
         return
       listeners.kubernetes = {
@@ -250,12 +273,16 @@ export class FrontEnds {
     return false
   }
 
-  private httpsServer(route: Route): http2.Http2SecureServer {
+  /** The certificate of `cluster`'s own port (or the path-routed one) and the CA of client certificates. */
+  private secureContext(cluster: string | undefined): {cert: string; key: string; ca: string} {
+    const serving = this.options.tls.certificate(cluster)
+    return {cert: serving.certPem, key: serving.keyPem, ca: this.options.tls.caPem}
+  }
+
+  private httpsServer(route: Route, cluster?: string): http2.Http2SecureServer {
     const {forwarder, metrics, log} = this.options
     const server = http2.createSecureServer({
-      cert: this.options.serving.certPem,
-      key: this.options.serving.keyPem,
-      ca: this.options.caPem,
+      ...this.secureContext(cluster),
       requestCert: true,
       // Verified below, so that a client without a good certificate gets an HTTP 401 it can understand.
       rejectUnauthorized: false,

@@ -8,20 +8,31 @@ import {Forwarder} from './http-forward.js'
 import {TowerMetrics} from '../shared/metrics.js'
 import {parseListenAddress} from '../shared/net.js'
 import {AgentListener} from './agent-listener.js'
+import {currentCa, type CurrentCa} from './current-ca.js'
 import type {ClusterRegistry} from './registry.js'
+import {ServingCertificates, publishedNames} from './serving-certificates.js'
+import {MemoryServingKeyStore, type ServingKeyStore} from './serving-key-store.js'
 import {SessionPool} from './session-pool.js'
 
 export interface ProxyOptions {
   registry: ClusterRegistry
-  ca: CertificateAndKey
+  /** The proxy CA; a {@link CurrentCa} that changes makes the proxy issue its serving certificates again. */
+  ca: CertificateAndKey | CurrentCa
   /** Agents' WebSocket listener, host:port. */
   listen: string
-  /** Serving certificate of the agent listener; undefined: plain ws (only with --insecure-plain). */
-  agentTls: {certPem: string; keyPem: string} | undefined
+  /**
+   * Serving certificate of the agent listener: one given (--tls-cert), `'serving'` for the proxy's own (its kept
+   * serving key, issued by the proxy CA and renewed), or undefined: plain ws (only with --insecure-plain).
+   */
+  agentTls: {certPem: string; keyPem: string} | 'serving' | undefined
   /** The path-routed HTTPS front end, host:port. */
   frontEnd: string
-  /** Names and addresses the front-end certificate is valid for, besides localhost and 127.0.0.1. */
+  /** Names and addresses the serving certificates are valid for, besides localhost and 127.0.0.1. */
   serverNames?: string[]
+  /** Where the serving key is kept across restarts and replicas; in memory (a new key per start) by default. */
+  servingKeyStore?: ServingKeyStore
+  /** Validity of the serving certificates, renewed at two thirds of it; a year by default. */
+  servingValidityMs?: number
   metricsAddress?: string
   log: Logger
   metrics?: TowerMetrics
@@ -39,6 +50,8 @@ export class TowerProxy {
   readonly pool: SessionPool
   private agentListener: AgentListener | undefined
   private frontEnds: FrontEnds | undefined
+  private serving: ServingCertificates | undefined
+  private readonly ca: CurrentCa
   private readonly forwarder: Forwarder
   private ops: OpsServer | undefined
   private stopping = false
@@ -47,6 +60,7 @@ export class TowerProxy {
 
   constructor(private readonly options: ProxyOptions) {
     this.metrics = options.metrics ?? new TowerMetrics()
+    this.ca = currentCa(options.ca)
     this.knownTokens = new Map(options.registry.list().map((cluster) => [cluster.name, cluster.token]))
     this.pool = new SessionPool(
       {
@@ -69,17 +83,26 @@ export class TowerProxy {
   async start(): Promise<void> {
     const {options, metrics, pool} = this
     const {log, registry} = options
-    const serving = await serverCertificate(options.ca, [
-      ...(options.serverNames ?? []),
-      parseListenAddress(options.frontEnd, '--front-end').host,
-    ])
+    const serving = await ServingCertificates.open({
+      ca: this.ca,
+      store: options.servingKeyStore ?? new MemoryServingKeyStore(),
+      publishedNames: [
+        ...(options.serverNames ?? []),
+        parseListenAddress(options.frontEnd, '--front-end').host,
+        parseListenAddress(options.listen, '--listen').host,
+      ],
+      ...(options.servingValidityMs !== undefined && {validityMs: options.servingValidityMs}),
+      log,
+    })
+    this.serving = serving
+    await serving.refresh(registry.list())
+    serving.onChange(() => this.servingChanged())
     this.frontEnds = new FrontEnds({
       forwarder: this.forwarder,
       registry,
       log,
       metrics,
-      serving,
-      caPem: options.ca.certPem,
+      tls: serving,
       host: parseListenAddress(options.frontEnd, '--front-end').host,
     })
     await this.frontEnds.startPathRouted(parseListenAddress(options.frontEnd, '--front-end'))
@@ -91,7 +114,7 @@ export class TowerProxy {
     }
     this.agentListener = await AgentListener.start({
       address: parseListenAddress(options.listen, '--listen'),
-      tls: options.agentTls,
+      tls: options.agentTls === 'serving' ? serving.certificate() : options.agentTls,
       registry,
       pool,
       log,
@@ -108,6 +131,7 @@ export class TowerProxy {
       agents: `${options.agentTls === undefined ? 'ws' : 'wss'}://${options.listen.replace(/:\d+$/, '')}:${this.agentPort}`,
       frontEnd: this.frontEndPort,
       clusters: registry.list().length,
+      servingPin: serving.pin,
     })
   }
 
@@ -145,7 +169,21 @@ export class TowerProxy {
     await listenerClosed
     this.frontEnds?.closeAll()
     await this.ops?.close()
+    await this.serving?.close()
     await this.options.registry.close()
+  }
+
+  /** `sha256:<hex>` of the serving key (the agent listener's with agentTls `'serving'`): an agent's --proxy-pin. */
+  get servingPin(): string | undefined {
+    return this.serving?.pin
+  }
+
+  /** Renewed serving certificates (or a new CA): the listeners take them for their next connections. */
+  private async servingChanged(): Promise<void> {
+    const serving = this.serving
+    if (serving === undefined) return
+    if (this.options.agentTls === 'serving') this.agentListener?.replaceCertificate(serving.certificate())
+    await this.frontEnds?.reloadTls()
   }
 
   /** A removed cluster, or one whose token changed, loses its sessions; ports follow the registry. */
@@ -156,19 +194,16 @@ export class TowerProxy {
     }
     this.knownTokens = tokens
     this.forwarder.forgetClustersExcept(new Set(tokens.keys()))
-    void this.frontEnds?.sync()
+    // The certificates first, so that a cluster's port opens with its own (its ClusterIP and DNS names).
+    void this.serving?.refresh(this.options.registry.list()).then(() => this.frontEnds?.sync())
   }
 }
 
-/** The front ends' serving certificate, issued by the proxy CA at start (the CA is what clients trust). */
+/** A serving certificate of a new key from the proxy CA, for tests and probes that need one outside a proxy. */
 export async function serverCertificate(ca: CertificateAndKey, names: string[]): Promise<CertificateAndKey> {
-  const all = new Set([
-    'localhost',
-    '127.0.0.1',
-    ...names.filter((name) => name !== '0.0.0.0' && name !== '::'),
-  ])
-  const ipAddresses = [...all].filter((name) => isIP(name) !== 0)
-  const dnsNames = [...all].filter((name) => isIP(name) === 0)
+  const all = publishedNames(names)
+  const ipAddresses = all.filter((name) => isIP(name) !== 0)
+  const dnsNames = all.filter((name) => isIP(name) === 0)
   return issueCertificate(ca, {
     commonName: 'ksctl-tower-proxy',
     dnsNames,

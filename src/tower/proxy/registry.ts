@@ -9,6 +9,11 @@ export interface RegisteredCluster {
   /** Tower-compatible per-cluster front-end ports (HTTPS to kubernetes, HTTP to kubesphere); absent: none. */
   kubernetesPort?: number
   kubespherePort?: number
+  /**
+   * Addresses clients are given for this cluster's kubernetes port besides the proxy's published names (Service
+   * mc-NAME's ClusterIP and DNS names): its serving certificate must hold them.
+   */
+  serverNames?: string[]
 }
 
 export interface AgentPresence {

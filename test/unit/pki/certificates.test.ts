@@ -7,9 +7,15 @@ import {execa} from 'execa'
 import {
   type CertificateAndKey,
   certificateFingerprint,
+  certifiesKey,
+  coversNames,
   createCertificateAuthority,
   generateKeyPairPem,
   issueCertificate,
+  issuedBy,
+  privateKeyFingerprint,
+  renewalDue,
+  renewalTime,
 } from '../../../src/pki/certificates.js'
 import {tempDir} from '../../helpers/temp-dir.js'
 
@@ -143,6 +149,60 @@ describe('pki certificates', function () {
       assert.match(publicKeyPem, /^-----BEGIN PUBLIC KEY-----\n/)
       const signature = sign('sha256', Buffer.from('token'), privateKeyPem)
       assert.ok(verify('sha256', Buffer.from('token'), createPublicKey(publicKeyPem), signature))
+    })
+  })
+
+  describe('renewal and kept keys', function () {
+    it('certifies a given key, so that its pin stays when the certificate is issued again', async function () {
+      const first = await issueCertificate(ca, {commonName: 'proxy', usage: 'server', dnsNames: ['a']})
+      const again = await issueCertificate(ca, {
+        commonName: 'proxy',
+        usage: 'server',
+        dnsNames: ['a', 'b'],
+        keyPem: first.keyPem,
+      })
+      assert.equal(again.keyPem, first.keyPem)
+      assert.notEqual(again.certPem, first.certPem)
+      assert.equal(certificateFingerprint(again.certPem), certificateFingerprint(first.certPem))
+      assert.equal(privateKeyFingerprint(first.keyPem), certificateFingerprint(first.certPem))
+      assert.ok(certifiesKey(again.certPem, first.keyPem))
+      assert.ok(!certifiesKey(again.certPem, generateKeyPairPem().privateKeyPem))
+    })
+
+    it('is due for renewal from two thirds of its validity on', async function () {
+      const notBefore = new Date('2026-01-01T00:00:00Z')
+      const notAfter = new Date('2026-01-31T00:00:00Z')
+      const {certPem} = await issueCertificate(ca, {commonName: 'c', usage: 'client', notBefore, notAfter})
+      assert.equal(renewalTime(certPem).toISOString(), '2026-01-21T00:00:00.000Z')
+      assert.equal(renewalDue(certPem, new Date('2026-01-20T23:59:00Z')), false)
+      assert.equal(renewalDue(certPem, new Date('2026-01-21T00:00:00Z')), true)
+    })
+
+    it('backdates a certificate of seconds by a tenth of its life, not five minutes', async function () {
+      const {certPem} = await issueCertificate(ca, {
+        commonName: 'c',
+        usage: 'client',
+        validityDays: 30 / 86_400,
+      })
+      const certificate = new X509Certificate(certPem)
+      const lifeMs = certificate.validToDate.getTime() - certificate.validFromDate.getTime()
+      assert.ok(lifeMs >= 32_000 && lifeMs <= 34_000, `life ${lifeMs} ms`)
+      assert.ok(renewalTime(certPem).getTime() > Date.now() + 10_000)
+    })
+
+    it('tells the CA that issued a certificate, and the names it covers', async function () {
+      const other = await createCertificateAuthority({commonName: 'other-ca', validityDays: 1})
+      const {certPem} = await issueCertificate(ca, {
+        commonName: 'proxy',
+        usage: 'server',
+        dnsNames: ['mc-a.kubesphere-system.svc'],
+        ipAddresses: ['10.0.0.7'],
+      })
+      assert.ok(issuedBy(certPem, ca.certPem))
+      assert.ok(!issuedBy(certPem, other.certPem))
+      assert.ok(coversNames(certPem, ['mc-a.kubesphere-system.svc', '10.0.0.7']))
+      assert.ok(!coversNames(certPem, ['10.0.0.8']))
+      assert.ok(!coversNames(certPem, ['mc-a']))
     })
   })
 

@@ -19,6 +19,8 @@ export interface ClusterAssignment {
   token: string
   kubernetesPort: number
   kubespherePort: number
+  /** Service mc-NAME's ClusterIP and DNS names, once it has them (see RegisteredCluster.serverNames). */
+  serverNames?: string[]
 }
 
 /** A Cluster the proxy serves: the way Tower chooses them (kubesphere.md §6). */

@@ -9,9 +9,11 @@ import {KUBESPHERE_NAMESPACE} from '../../../kubesphere/constants.js'
 import type {Logger} from '../../../log.js'
 import type {CertificateAndKey} from '../../../pki/certificates.js'
 import {redactor} from '../../../redact.js'
+import {currentCa, type CurrentCa} from '../current-ca.js'
 import {retryTransient} from './api-retry.js'
 import {ClusterEvents} from './cluster-events.js'
 import {issueKubeconfig} from '../issue-kubeconfig.js'
+import {kubeconfigRenewalReason, readIssuedKubeconfig, type IssuedKubeconfig} from './kubeconfig-renewal.js'
 import {
   assignClusters,
   isProxyCluster,
@@ -23,14 +25,20 @@ import {
 import type {AgentPresence, ClusterProblem, ClusterRegistry, RegisteredCluster} from '../registry.js'
 
 export interface KubernetesRegistryOptions {
-  /** The proxy's CA: signs the client certificates of the kubeconfigs written into Clusters. */
-  ca: CertificateAndKey
+  /**
+   * The proxy's CA: signs the client certificates of the kubeconfigs written into Clusters. Refreshed on every
+   * pass when it is a {@link CurrentCa} that can reload, so that a rotation re-issues the kubeconfigs.
+   */
+  ca: CertificateAndKey | CurrentCa
+  /** Validity of the issued kubeconfigs; each is issued again at two thirds of it. */
   kubeconfigValidityDays: number
   resyncMs: number
   /** Where the mc-NAME Services live (Tower: kubesphere-system). */
   namespace?: string
   /** The per-cluster kubernetes ports to choose from (Tower's 6000–6999 by default). */
   portRange?: PortRange
+  /** The cluster's DNS domain, for the names of Service mc-NAME (cluster.local by default). */
+  clusterDomain?: string
   log: Logger
   now?: () => Date
   /** How a retry waits (tests make it instant). */
@@ -66,11 +74,17 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   private pass: Promise<void> = Promise.resolve()
   /** Status writes per cluster, one after the other, so a disconnect never overtakes its connect. */
   private readonly writes = new Map<string, Promise<void>>()
+  private readonly ca: CurrentCa
+  /** What each Cluster's issued kubeconfig says, read once per kubeconfig rather than on every pass. */
+  private readonly issued = new Map<string, {base64: string; kubeconfig: IssuedKubeconfig | undefined}>()
+  /** Live agent sessions per cluster on this replica. */
+  private readonly sessions = new Map<string, number>()
 
   constructor(
     private readonly client: ClusterClient,
     private readonly options: KubernetesRegistryOptions,
   ) {
+    this.ca = currentCa(options.ca)
     this.manifests = new ManifestObjects(client)
     this.events = new ClusterEvents(client, options.log, () => this.now())
   }
@@ -114,10 +128,12 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   }
 
   agentConnected(name: string, presence: AgentPresence): void {
+    this.sessions.set(name, presence.sessions)
     this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
   }
 
   agentDisconnected(name: string, presence: AgentPresence): void {
+    this.sessions.set(name, presence.sessions)
     this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
   }
 
@@ -140,6 +156,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
    * fails the pass; each Cluster's own failure is reported on it.
    */
   async reconcile(): Promise<void> {
+    await this.refreshCa()
     const [clusters, services] = await Promise.all([
       this.client.listCustomObjects<KubeSphereCluster>(ClusterResource),
       this.client.listServices(this.namespace, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
@@ -148,6 +165,8 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
       clusters.filter(isProxyCluster).map((cluster) => [cluster.metadata?.name ?? '', cluster]),
     )
     this.objects = proxyClusters
+    for (const name of this.issued.keys()) if (!proxyClusters.has(name)) this.issued.delete(name)
+    for (const name of this.sessions.keys()) if (!proxyClusters.has(name)) this.sessions.delete(name)
     const {assignments, unassigned} = assignClusters(clusters, this.portRange)
     const next = new Map<string, ClusterAssignment>()
     for (const assignment of assignments) {
@@ -171,7 +190,10 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
           `ksctl tower proxy cannot initialize the Cluster: ${reason}`,
         )
         // Agents hold what the Cluster holds: serve that, or what was served before.
-        const served = holds(cluster, assignment) ? assignment : this.clusters.get(assignment.name)
+        const previous = this.clusters.get(assignment.name)
+        const served = holds(cluster, assignment)
+          ? {...assignment, ...(previous?.serverNames !== undefined && {serverNames: previous.serverNames})}
+          : previous
         if (served !== undefined) next.set(assignment.name, served)
       }
     }
@@ -208,6 +230,8 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
         ? existing
         : await this.manifests.apply<V1Service>(wanted)
     const clusterIp = service.spec?.clusterIP
+    const hasClusterIp = clusterIp !== undefined && clusterIp !== 'None'
+    const serverNames = hasClusterIp ? [clusterIp, ...this.serviceDnsNames(assignment.name)] : undefined
     return retryOnConflict(async (attempt) => {
       const cluster =
         attempt === 1
@@ -222,35 +246,47 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
         token,
         kubernetesAPIServerPort: assignment.kubernetesPort,
         kubesphereAPIServerPort: assignment.kubespherePort,
-        ...(clusterIp === undefined || clusterIp === 'None'
-          ? {}
-          : {
-              kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
-              kubesphereAPIEndpoint: `http://${clusterIp}:80`,
-            }),
+        ...(hasClusterIp && {
+          kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
+          kubesphereAPIEndpoint: `http://${clusterIp}:80`,
+        }),
       }
+      // Only while this replica holds an agent of the Cluster: KubeSphere's Cluster webhook tries the new kubeconfig
+      // against the member before it admits the write, which fails without an agent (kubesphere.md §4.6).
+      const renewed =
+        hasClusterIp && (this.sessions.get(assignment.name) ?? 0) > 0
+          ? await this.renewedKubeconfig(assignment.name, connection.kubeconfig, `https://${clusterIp}:6443`)
+          : undefined
       const conditions = withCondition(
         cluster.status?.conditions ?? [],
         {type: 'Initialized', status: 'True', reason: 'Initialized', message: 'Cluster has been initialized'},
         this.now(),
       )
+      const held = {...assignment, token, ...(serverNames !== undefined && {serverNames})}
       const unchanged =
         Object.entries(desired).every(([key, value]) => connection[key] === value) &&
-        conditions === cluster.status?.conditions
-      if (unchanged) return {...assignment, token}
+        conditions === cluster.status?.conditions &&
+        renewed === undefined
+      if (unchanged) return held
       await this.client.patchCustomObject(ClusterResource, assignment.name, {
         strategy: 'merge',
         body: {
           metadata: {resourceVersion: cluster.metadata?.resourceVersion},
-          spec: {connection: desired},
+          spec: {connection: {...desired, ...(renewed !== undefined && {kubeconfig: renewed.kubeconfig})}},
           status: {conditions},
         },
       })
+      if (renewed !== undefined) {
+        this.options.log.info('issued the kubeconfig of a cluster again', {
+          cluster: assignment.name,
+          reason: renewed.reason,
+        })
+      }
       this.options.log.info('initialized cluster', {
         cluster: assignment.name,
         kubernetesPort: assignment.kubernetesPort,
       })
-      return {...assignment, token}
+      return held
     })
   }
 
@@ -313,25 +349,76 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     const needsKubeconfig =
       connected && endpoint !== undefined && (cluster.spec?.connection?.kubeconfig ?? '') === ''
     if (conditions === cluster.status?.conditions && !needsKubeconfig) return
-    const kubeconfig = needsKubeconfig
-      ? await issueKubeconfig({
-          ca: this.options.ca,
-          cluster: name,
-          server: endpoint,
-          commonName: ISSUED_USER,
-          validityDays: this.options.kubeconfigValidityDays,
-        })
-      : undefined
+    const kubeconfig = needsKubeconfig ? await this.issueClusterKubeconfig(name, endpoint) : undefined
     await this.client.patchCustomObject(ClusterResource, name, {
       strategy: 'merge',
       body: {
         metadata: {resourceVersion: cluster.metadata?.resourceVersion},
-        ...(kubeconfig === undefined
-          ? {}
-          : {spec: {connection: {kubeconfig: Buffer.from(kubeconfig).toString('base64')}}}),
+        ...(kubeconfig === undefined ? {} : {spec: {connection: {kubeconfig}}}),
         status: {conditions},
       },
     })
+  }
+
+  /** The kubeconfig KubeSphere reaches the member with (base64, as Cluster.spec.connection.kubeconfig holds it). */
+  private async issueClusterKubeconfig(name: string, server: string): Promise<string> {
+    const kubeconfig = await issueKubeconfig({
+      ca: this.ca.current,
+      cluster: name,
+      server,
+      commonName: ISSUED_USER,
+      validityDays: this.options.kubeconfigValidityDays,
+    })
+    return Buffer.from(kubeconfig).toString('base64')
+  }
+
+  /**
+   * A new kubeconfig when the Cluster's must be issued again (see {@link kubeconfigRenewalReason}); undefined when
+   * it has none yet (the first agent's connection brings it, as with Tower) or it is good.
+   */
+  private async renewedKubeconfig(
+    name: string,
+    current: unknown,
+    server: string,
+  ): Promise<{kubeconfig: string; reason: string} | undefined> {
+    if (typeof current !== 'string' || current === '') return undefined
+    let known = this.issued.get(name)
+    if (known?.base64 !== current) {
+      known = {base64: current, kubeconfig: readIssuedKubeconfig(current)}
+      this.issued.set(name, known)
+    }
+    const reason = kubeconfigRenewalReason(
+      known.kubeconfig,
+      {server, caPem: this.ca.current.certPem},
+      this.now(),
+    )
+    return reason === undefined
+      ? undefined
+      : {kubeconfig: await this.issueClusterKubeconfig(name, server), reason}
+  }
+
+  /** A CA rotated in its Secret is taken here; one that cannot be read leaves the current CA in place. */
+  private async refreshCa(): Promise<void> {
+    try {
+      if (await this.ca.refresh()) this.options.log.info('the proxy CA changed: issuing kubeconfigs again')
+    } catch (error) {
+      this.options.log.warn('cannot read the proxy CA again; keeping the current one', {
+        reason: error instanceof Error ? error.message : String(error),
+      })
+    }
+  }
+
+  /** Service mc-NAME's names in the cluster's DNS, shortest first. */
+  private serviceDnsNames(cluster: string): string[] {
+    const service = `mc-${cluster}`
+    const namespace = this.namespace
+    const domain = this.options.clusterDomain ?? 'cluster.local'
+    return [
+      service,
+      `${service}.${namespace}`,
+      `${service}.${namespace}.svc`,
+      `${service}.${namespace}.svc.${domain}`,
+    ]
   }
 
   private get namespace(): string {
@@ -361,6 +448,7 @@ function toRegistered(assignment: ClusterAssignment): RegisteredCluster {
     token: assignment.token,
     kubernetesPort: assignment.kubernetesPort,
     kubespherePort: assignment.kubespherePort,
+    ...(assignment.serverNames !== undefined && {serverNames: assignment.serverNames}),
   }
 }
 

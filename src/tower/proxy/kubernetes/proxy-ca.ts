@@ -37,6 +37,20 @@ export async function loadOrCreateProxyCa(
   }
 }
 
+/**
+ * The CA as its Secret holds it now, for a running proxy to notice a rotation (someone replaced tls.crt and
+ * tls.key). A Secret that is gone or incomplete is an error: the proxy then keeps the CA it has.
+ */
+export async function readProxyCa(client: ClusterClient, namespace: string): Promise<CertificateAndKey> {
+  const secret = await client.findSecret(namespace, PROXY_CA_SECRET)
+  if (secret === undefined) {
+    throw new Error(
+      `secret ${namespace}/${PROXY_CA_SECRET} is gone: the proxy keeps its CA until it restarts, and then makes a new one`,
+    )
+  }
+  return fromSecret(secret.data)
+}
+
 function fromSecret(data: Record<string, string>): CertificateAndKey {
   const certPem = data['tls.crt']
   const keyPem = data['tls.key']

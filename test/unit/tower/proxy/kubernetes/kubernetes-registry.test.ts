@@ -5,10 +5,16 @@ import {load} from 'js-yaml'
 
 import {ClusterClients} from '../../../../../src/k8s/clients.js'
 import {Logger} from '../../../../../src/log.js'
-import {createCertificateAuthority, type CertificateAndKey} from '../../../../../src/pki/certificates.js'
+import {
+  createCertificateAuthority,
+  issuedBy,
+  type CertificateAndKey,
+} from '../../../../../src/pki/certificates.js'
 import {assignClusters} from '../../../../../src/tower/proxy/kubernetes/cluster-reconcile.js'
 import {KubernetesClusterRegistry} from '../../../../../src/tower/proxy/kubernetes/kubernetes-registry.js'
 import {loadOrCreateProxyCa} from '../../../../../src/tower/proxy/kubernetes/proxy-ca.js'
+import {SecretServingKeyStore} from '../../../../../src/tower/proxy/kubernetes/serving-secret.js'
+import {CurrentCa} from '../../../../../src/tower/proxy/current-ca.js'
 import type {KubeSphereCluster} from '../../../../../src/kubesphere/cluster-object.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../../../helpers/fake-clusters.js'
 
@@ -296,6 +302,109 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
     assert.equal(
       clusters.host.get('/api/v1/namespaces/kubesphere-system/secrets/ksctl-tower-ca')?.type,
       'kubernetes.io/tls',
+    )
+  })
+
+  it("issues the Cluster's kubeconfig again at two thirds of its validity and after a CA rotation (read from its source on each pass), and names Service mc-NAME for the serving certificates", async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    let now = new Date()
+    let inSecret = ca
+    const renewing = new KubernetesClusterRegistry(client, {
+      ca: new CurrentCa(ca, () => Promise.resolve(inSecret)),
+      kubeconfigValidityDays: 30,
+      resyncMs: 60_000,
+      log: new Logger('debug', 'text', {write: (line) => logged.push(line)}),
+      now: () => now,
+    })
+    const kubeconfigOf = () => {
+      const text = Buffer.from(stored('member1').spec?.connection?.kubeconfig ?? '', 'base64').toString()
+      const document = load(text) as {
+        clusters: {cluster: {'certificate-authority-data': string}}[]
+        users: {user: {'client-certificate-data': string}}[]
+      }
+      return {
+        text,
+        caPem: Buffer.from(
+          document.clusters[0]?.cluster['certificate-authority-data'] ?? '',
+          'base64',
+        ).toString(),
+        client: Buffer.from(document.users[0]?.user['client-certificate-data'] ?? '', 'base64').toString(),
+      }
+    }
+    try {
+      clusters.host.put(clusterPath('member1'), cluster('member1'))
+      await renewing.reconcile()
+      const clusterIp = (clusters.host.get(servicePath('member1'))?.spec as {clusterIP: string}).clusterIP
+      assert.deepEqual(renewing.get('member1')?.serverNames, [
+        clusterIp,
+        'mc-member1',
+        'mc-member1.kubesphere-system',
+        'mc-member1.kubesphere-system.svc',
+        'mc-member1.kubesphere-system.svc.cluster.local',
+      ])
+      renewing.agentConnected('member1', {sessions: 1})
+      await renewing.close()
+      const first = kubeconfigOf()
+
+      await renewing.reconcile()
+      assert.equal(kubeconfigOf().text, first.text, 'a kubeconfig not yet due is kept')
+
+      now = new Date(Date.now() + 21 * 86_400_000)
+      // Without an agent KubeSphere's Cluster webhook would refuse the write (it tries the kubeconfig): it waits.
+      renewing.agentDisconnected('member1', {sessions: 0})
+      await renewing.close()
+      await renewing.reconcile()
+      assert.equal(kubeconfigOf().text, first.text, 'not renewed while no agent is connected')
+      renewing.agentConnected('member1', {sessions: 1})
+      await renewing.close()
+      await renewing.reconcile()
+      const renewed = kubeconfigOf()
+      assert.notEqual(renewed.client, first.client)
+      assert.ok(issuedBy(renewed.client, ca.certPem))
+      assert.match(
+        logged.join(''),
+        /issued the kubeconfig of a cluster again.*two thirds of its validity have passed/,
+      )
+
+      now = new Date()
+      inSecret = await createCertificateAuthority({commonName: 'test-tower-ca-rotated', validityDays: 2})
+      await renewing.reconcile()
+      const rotated = kubeconfigOf()
+      assert.equal(rotated.caPem, inSecret.certPem)
+      assert.ok(issuedBy(rotated.client, inSecret.certPem))
+      assert.match(logged.join(''), /the proxy CA changed/)
+      const writes = clusters.host.writes().length
+      await renewing.reconcile()
+      assert.equal(clusters.host.writes().length, writes, 'nothing is written once all is current')
+    } finally {
+      await renewing.close()
+    }
+  })
+
+  it('keeps the serving key in Secret ksctl-tower-serving: the first written wins a race, and a Secret without a key is refused', async () => {
+    const client = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
+    const store = new SecretServingKeyStore(client, 'kubesphere-system')
+    const mine = {certPem: 'c1', keyPem: 'k1'}
+    const theirs = {certPem: 'c2', keyPem: 'k2'}
+    assert.equal(await store.load(), undefined)
+    assert.deepEqual(await store.create(mine), mine)
+    // Another replica that lost the race gets the first one.
+    assert.deepEqual(await new SecretServingKeyStore(client, 'kubesphere-system').create(theirs), mine)
+    const secretPath = '/api/v1/namespaces/kubesphere-system/secrets/ksctl-tower-serving'
+    assert.equal(clusters.host.get(secretPath)?.type, 'kubernetes.io/tls')
+    await store.update({certPem: 'c1-renewed', keyPem: 'k1'})
+    assert.deepEqual(await store.load(), {certPem: 'c1-renewed', keyPem: 'k1'})
+
+    clusters.host.put(secretPath, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {name: 'ksctl-tower-serving', namespace: 'kubesphere-system'},
+      type: 'kubernetes.io/tls',
+      data: {'tls.crt': Buffer.from('c').toString('base64')},
+    })
+    await assert.rejects(
+      store.load(),
+      /secret kubesphere-system\/ksctl-tower-serving has no tls.key: delete it/,
     )
   })
 })
