@@ -40,7 +40,8 @@ const FIRST_RETRY_MS = 200
 const MAX_RETRY_MS = 5_000
 
 interface MemberSync {
-  spec: string
+  /** The Cluster as last seen (its resourceVersion): any update of it is a watch event that requeues it at once. */
+  seen: string
   at: number
   failures: number
 }
@@ -149,11 +150,13 @@ export class ClusterControllerStandIn {
     const name = cluster.metadata?.name ?? ''
     const config = this.options.route(cluster)
     if (config === undefined) return
-    const spec = JSON.stringify(cluster.spec)
+    // The controller's informer requeues a Cluster on every update (the tower proxy's AgentAvailable among them):
+    // only a Cluster unchanged since the last try waits out the backoff or the resync period.
+    const seen = cluster.metadata?.resourceVersion ?? JSON.stringify(cluster)
     const last = this.synced.get(name)
     const ready = conditionOf(cluster, 'Ready')?.status === 'True'
     const now = Date.now()
-    if (last !== undefined && last.spec === spec) {
+    if (last !== undefined && last.seen === seen) {
       const wait =
         last.failures === 0 ? RESYNC_MS : Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (last.failures - 1))
       if ((ready || last.failures > 0) && now - last.at < wait) return
@@ -171,10 +174,10 @@ export class ClusterControllerStandIn {
       facts = {kubernetesVersion: version.gitVersion, uid}
     } catch {
       // The controller logs the error and tries again (its work queue's rate limiter); Ready stays as it was.
-      this.synced.set(name, {spec, at: now, failures: (last?.spec === spec ? last.failures : 0) + 1})
+      this.synced.set(name, {seen, at: now, failures: (last?.seen === seen ? last.failures : 0) + 1})
       return
     }
-    this.synced.set(name, {spec, at: now, failures: 0})
+    this.synced.set(name, {seen, at: now, failures: 0})
     const conditions = withCondition(cluster, 'Ready', 'True', 'Cluster is available now', this.now())
     if (
       ready &&
