@@ -110,9 +110,25 @@ async function createOrReplace(apis: Apis, object: K8sObject): Promise<void> {
   if (custom !== undefined) {
     // KubernetesObjectApi serializes kinds it has no model for as bare objects, dropping spec and status.
     const namespace = object.metadata.namespace
-    await (namespace === undefined
-      ? apis.custom.createClusterCustomObject({...custom, body: object})
-      : apis.custom.createNamespacedCustomObject({...custom, namespace, body: object}))
+    const name = object.metadata.name
+    try {
+      await (namespace === undefined
+        ? apis.custom.createClusterCustomObject({...custom, body: object})
+        : apis.custom.createNamespacedCustomObject({...custom, namespace, body: object}))
+    } catch (error) {
+      // A running stand-in's cluster controller may have created the host's Cluster meanwhile: the fixture's wins.
+      if ((error as {code?: number}).code !== 409) throw error
+      const existing = (await (namespace === undefined
+        ? apis.custom.getClusterCustomObject({...custom, name})
+        : apis.custom.getNamespacedCustomObject({...custom, namespace, name}))) as KubernetesObject
+      const body = {
+        ...object,
+        metadata: {...object.metadata, resourceVersion: existing.metadata?.resourceVersion},
+      }
+      await (namespace === undefined
+        ? apis.custom.replaceClusterCustomObject({...custom, name, body})
+        : apis.custom.replaceNamespacedCustomObject({...custom, namespace, name, body}))
+    }
     return
   }
   const {status, ...spec} = object
