@@ -39,16 +39,16 @@ export async function resolveBinaries(request: BinaryRequest = {}): Promise<Loca
       ])
     }
     return {
-      kubeApiserver: executable(request.apiserverBin, '--apiserver-bin'),
-      etcd: executable(request.etcdBin, '--etcd-bin'),
+      kubeApiserver: executable(request.apiserverBin, '--apiserver-bin', 'kube-apiserver'),
+      etcd: executable(request.etcdBin, '--etcd-bin', 'etcd'),
       source: 'flags',
     }
   }
   const assets = env.KUBEBUILDER_ASSETS
   if (assets !== undefined && assets !== '') {
     return {
-      kubeApiserver: executable(path.join(assets, 'kube-apiserver'), 'KUBEBUILDER_ASSETS'),
-      etcd: executable(path.join(assets, 'etcd'), 'KUBEBUILDER_ASSETS'),
+      kubeApiserver: executable(path.join(assets, 'kube-apiserver'), 'KUBEBUILDER_ASSETS', 'kube-apiserver'),
+      etcd: executable(path.join(assets, 'etcd'), 'KUBEBUILDER_ASSETS', 'etcd'),
       source: 'KUBEBUILDER_ASSETS',
     }
   }
@@ -91,13 +91,13 @@ function noBinaries(module: PinnedModule, cached: string, go: string | undefined
   )
 }
 
-function executable(file: string, source: string): string {
+function executable(file: string, source: string, binary: string): string {
   if (!isExecutable(file)) {
     const reason = exists(file) ? 'is not an executable file' : 'does not exist'
     throw invalidInput(`${source}: ${file} ${reason}`, [
       source === 'KUBEBUILDER_ASSETS'
         ? 'KUBEBUILDER_ASSETS must name a directory holding kube-apiserver and etcd (setup-envtest use -p path prints one), or be unset'
-        : `give the path of the ${path.basename(file)} binary to ${source}`,
+        : `give the path of the ${binary} binary to ${source}`,
     ])
   }
   return file

@@ -143,8 +143,10 @@ export async function playgroundUp(options: PlaygroundUpOptions): Promise<Runnin
   const edition = options.edition === '3' ? 'KubeSphere 3.4' : 'KubeSphere 4.1'
   if (options.edition === '3') {
     // Both as KubeSphere 3.4 installs whose multi-cluster role is none: `host init` makes one the host.
-    await seedCluster(host.config, buildFixture('ks34-none', {jwtSecret: secrets.hostJwtSecret}))
-    await seedCluster(member.config, buildFixture('ks34-none'))
+    await Promise.all([
+      seedCluster(host.config, buildFixture('ks34-none', {jwtSecret: secrets.hostJwtSecret})),
+      seedCluster(member.config, buildFixture('ks34-none')),
+    ])
   } else {
     // 4.x: every ks-core install is a host; a member needs nothing beforehand (the agent manifest brings it).
     await seedCluster(host.config, buildFixture('ks41-host', {tower: 'load-balancer-pending'}))
@@ -181,24 +183,28 @@ export async function playgroundUp(options: PlaygroundUpOptions): Promise<Runnin
     await freePort(),
   ]
   const proxyAddress = `https://127.0.0.1:${String(listenPort)}`
-  step('publish the address agents dial: where the playground runs its tower proxy')
-  await ksctl(['proxy', 'set-address', proxyAddress, '--context', 'host'])
-
   const clusterPorts = await freeClusterPorts(4)
   const proxyArgs = [
     ...['tower', 'proxy', '--kubeconfig', state.kubeconfig, '--context', 'host'],
     ...['--listen', `127.0.0.1:${String(listenPort)}`, '--front-end', `127.0.0.1:${String(frontEndPort)}`],
-    ...['--cluster-ports', clusterPorts.flag, '--resync', '1s'],
+    ...['--cluster-ports', clusterPorts.flag, '--resync', '250ms'],
     ...['--metrics-address', `127.0.0.1:${String(proxyMetricsPort)}`],
   ]
-  step("start ksctl's tower proxy in Kubernetes mode, in the role of the host's tower Deployment", [
+  // As on a real host, where the installer has just started the tower Deployment: the proxy starts while the
+  // address it listens on is published.
+  step("start ksctl's tower proxy in Kubernetes mode, in the role of the tower Deployment the host now has", [
     `$ ksctl ${displayArgs(proxyArgs)}`,
   ])
   const proxy = startKsctlProcess('tower proxy', proxyArgs, path.join(dir, 'tower-proxy.log'))
   managed.push(proxy)
-  await waitUntilReady(proxy, `http://127.0.0.1:${String(proxyMetricsPort)}/readyz`, undefined)
   state.processes.push({name: 'tower proxy', pid: proxy.pid, address: proxyAddress, log: proxy.logPath})
   writeState(dir, state)
+
+  step('publish the address agents dial: where the tower proxy listens', [
+    'its warnings about a loopback address are right for real clusters; here the agent runs on this machine too',
+  ])
+  await ksctl(['proxy', 'set-address', proxyAddress, '--context', 'host'])
+  await waitUntilReady(proxy, `http://127.0.0.1:${String(proxyMetricsPort)}/readyz`, undefined)
 
   step('join the member; once its agent Deployment is applied, run the agent as its pod would')
   const joinArgs = [

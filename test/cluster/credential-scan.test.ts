@@ -240,6 +240,24 @@ for (const {edition, host, member, jwtSecret} of editions) {
           {args: ['proxy', 'set-address', 'http://127.0.0.1:3@RUN@', '--context', 'host']},
         ],
         status: [{args: ['status', '--context', 'host']}],
+        // The playground's own run is test/cluster/playground.test.ts; here its refusal (binaries that do not
+        // exist: DIR, made in this command's cwd, must be gone again) and its answers when none runs.
+        'playground:up': [
+          {
+            args: [
+              ...['playground', 'up'],
+              ...[
+                '--apiserver-bin',
+                join(inputs, 'no-kube-apiserver'),
+                '--etcd-bin',
+                join(inputs, 'no-etcd'),
+              ],
+            ],
+            exitCode: 2,
+          },
+        ],
+        'playground:status': [{args: ['playground', 'status'], exitCode: 1}],
+        'playground:down': [{args: ['playground', 'down']}],
         'tower:agent': [
           {
             // A proxy that refuses connections: the agent gives up after one retry.
