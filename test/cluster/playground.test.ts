@@ -168,4 +168,24 @@ describe('ksctl playground (its own kube-apiservers, besides the test bed)', fun
     assert.equal(existsSync(dir), false, `${dir} is still there`)
     assert.deepEqual(await stillAlive(pids), [], 'processes left')
   })
+  it('killed outright (SIGKILL), up takes its processes with it, and down removes the files it left', async () => {
+    const dir = path.join(tempDir('ksctl-playground-'), 'pg')
+    const up = await execa(process.execPath, [runJs, 'playground', 'up', '--detach', '--dir', dir], {
+      reject: false,
+      stdin: 'ignore',
+      env: {NO_COLOR: '1'},
+      timeout: 180_000,
+    })
+    assert.equal(up.exitCode, 0, up.stderr)
+    const [supervisor, ...children] = recordedPids(dir)
+    process.kill(supervisor ?? 0, 'SIGKILL')
+    assert.deepEqual(await stillAlive(children), [], 'children outlived their parent')
+    assert.equal(existsSync(dir), true, 'nothing could remove the files of a SIGKILLed up')
+    const status = await ksctl(['playground', 'status', '--dir', dir])
+    assert.match(status.stdout, /NOT RUNNING/)
+    const down = await ksctl(['playground', 'down', '--dir', dir])
+    assert.equal(down.exitCode, 0, down.stderr)
+    assert.match(down.stdout, /removed what a stopped playground left/)
+    assert.equal(existsSync(dir), false, `${dir} is still there`)
+  })
 })
