@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  {ignores: ['dist/**', 'out/**', 'node_modules/**', 'test/testbed/build/**', 'bin/**', 'scripts/**']},
+  {ignores: ['dist/**', 'out/**', 'node_modules/**', 'bin/**', 'scripts/**']},
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

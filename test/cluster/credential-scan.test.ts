@@ -9,8 +9,8 @@ import {dump, load} from 'js-yaml'
 import type {MemberJoinOutput} from '../../commands/member/join.js'
 import {createCertificateAuthority} from '../../src/pki/certificates.js'
 import {fingerprint} from '../../src/redact.js'
-import type {FixtureName} from '../fixtures/kubesphere/fixtures.js'
-import {secrets} from '../fixtures/kubesphere/fixtures.js'
+import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
+import {secrets} from '../../src/kubesphere-standin/fixtures.js'
 import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../fixtures/planted-credentials.js'
 import {ksctl, type ProcessOutcome} from '../helpers/ksctl-process.js'
 import {KubeSphereStandIn} from '../helpers/kubesphere-standin.js'
@@ -240,6 +240,24 @@ for (const {edition, host, member, jwtSecret} of editions) {
           {args: ['proxy', 'set-address', 'http://127.0.0.1:3@RUN@', '--context', 'host']},
         ],
         status: [{args: ['status', '--context', 'host']}],
+        // The playground's own run is test/cluster/playground.test.ts; here its refusal (binaries that do not
+        // exist: DIR, made in this command's cwd, must be gone again) and its answers when none runs.
+        'playground:up': [
+          {
+            args: [
+              ...['playground', 'up'],
+              ...[
+                '--apiserver-bin',
+                join(inputs, 'no-kube-apiserver'),
+                '--etcd-bin',
+                join(inputs, 'no-etcd'),
+              ],
+            ],
+            exitCode: 2,
+          },
+        ],
+        'playground:status': [{args: ['playground', 'status'], exitCode: 1}],
+        'playground:down': [{args: ['playground', 'down']}],
         'tower:agent': [
           {
             // A proxy that refuses connections: the agent gives up after one retry.

@@ -6,7 +6,7 @@ import {dump, load} from 'js-yaml'
 
 import type {KubeSphereInfo} from '../../src/kubesphere/detect.js'
 import {fingerprint} from '../../src/redact.js'
-import {LOAD_BALANCER_IP, TOWER_NODE_PORT, secrets} from '../fixtures/kubesphere/fixtures.js'
+import {LOAD_BALANCER_IP, TOWER_NODE_PORT, secrets} from '../../src/kubesphere-standin/fixtures.js'
 import {ksctl} from '../helpers/ksctl-process.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {loopbackPki} from '../helpers/test-pki.js'

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict'
-import {readFile} from 'node:fs/promises'
-import path from 'node:path'
 import {
   ApiException,
   AuthenticationV1Api,
@@ -10,6 +8,7 @@ import {
   type ApiConstructor,
   type ApiType,
 } from '@kubernetes/client-node'
+import {pinnedModule} from '../../src/local-cluster/go-build.js'
 import {testBed} from './hooks.js'
 
 function clientFor<T extends ApiType>(context: string, api: ApiConstructor<T>): T {
@@ -17,13 +16,6 @@ function clientFor<T extends ApiType>(context: string, api: ApiConstructor<T>): 
   kubeConfig.loadFromFile(testBed().kubeconfigPath)
   kubeConfig.setCurrentContext(context)
   return kubeConfig.makeApiClient(api)
-}
-
-async function pinnedKubernetesVersion(): Promise<string> {
-  const goMod = await readFile(path.join(import.meta.dirname, '../testbed/build/go.mod'), 'utf8')
-  const version = /^\s*k8s\.io\/kubernetes (v\S+)/m.exec(goMod)?.[1]
-  assert.ok(version, 'test/testbed/build/go.mod pins no k8s.io/kubernetes version')
-  return version
 }
 
 async function rejectionStatus(promise: Promise<unknown>): Promise<number> {
@@ -38,7 +30,7 @@ async function rejectionStatus(promise: Promise<unknown>): Promise<number> {
 
 describe('test bed', function () {
   it('runs the pinned kube-apiserver version in both clusters', async function () {
-    const pinned = await pinnedKubernetesVersion()
+    const pinned = pinnedModule().kubernetes
     assert.equal(testBed().versions.kubeApiserver, pinned)
     for (const context of ['host', 'member']) {
       const version = await clientFor(context, VersionApi).getCode()

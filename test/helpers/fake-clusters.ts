@@ -8,7 +8,7 @@ import {
   type FixtureName,
   type FixtureOptions,
   type K8sObject,
-} from '../fixtures/kubesphere/fixtures.js'
+} from '../../src/kubesphere-standin/fixtures.js'
 import {restPath} from '../fixtures/kubesphere/rest-path.js'
 import {FakeApiServer} from './fake-apiserver.js'
 import {tempDir} from './temp-dir.js'

@@ -9,7 +9,7 @@ import AgentRender, {type AgentRenderResult} from '../../../commands/agent/rende
 import type {ErrorJson} from '../../../src/cli/base-command.js'
 import {AGENT_TOKEN, proxyCluster, type ProxyClusterOptions} from '../../fixtures/kubesphere/agent-cluster.js'
 import {agentManifestYaml, renderAgentManifest} from '../../../src/kubesphere/agent-manifest.js'
-import {LOAD_BALANCER_IP, TOWER_NODE_PORT} from '../../fixtures/kubesphere/fixtures.js'
+import {LOAD_BALANCER_IP, TOWER_NODE_PORT} from '../../../src/kubesphere-standin/fixtures.js'
 import {restPath} from '../../fixtures/kubesphere/rest-path.js'
 import {golden, goldenCases} from '../../helpers/agent-golden.js'
 import type {FakeApiServer} from '../../helpers/fake-apiserver.js'

@@ -5,7 +5,7 @@ import Info from '../../../commands/info.js'
 import type {ErrorJson} from '../../../src/cli/base-command.js'
 import {fingerprint} from '../../../src/redact.js'
 import type {KubeSphereInfo} from '../../../src/kubesphere/detect.js'
-import {LOAD_BALANCER_IP, TOWER_NODE_PORT, secrets} from '../../fixtures/kubesphere/fixtures.js'
+import {LOAD_BALANCER_IP, TOWER_NODE_PORT, secrets} from '../../../src/kubesphere-standin/fixtures.js'
 import {kubeconfigYaml, seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {runCommand} from '../../helpers/run-command.js'
 

@@ -7,7 +7,7 @@ import {loadAll} from 'js-yaml'
 
 import MemberJoin, {type MemberJoinOutput} from '../../../commands/member/join.js'
 import {fingerprint} from '../../../src/redact.js'
-import {secrets, type K8sObject} from '../../fixtures/kubesphere/fixtures.js'
+import {secrets, type K8sObject} from '../../../src/kubesphere-standin/fixtures.js'
 import {restPath} from '../../fixtures/kubesphere/rest-path.js'
 import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../../fixtures/planted-credentials.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'

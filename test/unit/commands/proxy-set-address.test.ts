@@ -4,7 +4,7 @@ import {load} from 'js-yaml'
 
 import ProxySetAddress from '../../../commands/proxy/set-address.js'
 import type {SetProxyAddressResult} from '../../../src/kubesphere/proxy-address.js'
-import {LOAD_BALANCER_IP, TOWER_NODE_PORT} from '../../fixtures/kubesphere/fixtures.js'
+import {LOAD_BALANCER_IP, TOWER_NODE_PORT} from '../../../src/kubesphere-standin/fixtures.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {runCommand} from '../../helpers/run-command.js'
 

@@ -8,7 +8,7 @@ import {KsctlError} from '../../../src/errors.js'
 import {ClusterClients} from '../../../src/k8s/clients.js'
 import {applyEdit} from '../../../src/k8s/object-edit.js'
 import {kubesphereConfigEdit, setInYaml} from '../../../src/kubesphere/edits.js'
-import type {K8sObject} from '../../fixtures/kubesphere/fixtures.js'
+import type {K8sObject} from '../../../src/kubesphere-standin/fixtures.js'
 import {startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 
 const configPath = '/api/v1/namespaces/kubesphere-system/configmaps/kubesphere-config'

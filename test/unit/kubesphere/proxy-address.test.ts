@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 
 import {ClusterClients} from '../../../src/k8s/clients.js'
 import {setProxyAddress, type AddressChoice} from '../../../src/kubesphere/proxy-address.js'
-import {TOWER_NODE_PORT} from '../../fixtures/kubesphere/fixtures.js'
+import {TOWER_NODE_PORT} from '../../../src/kubesphere-standin/fixtures.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 
 const installerPath =

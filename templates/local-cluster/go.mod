@@ -1,6 +1,7 @@
-// Builds the real kube-apiserver and etcd for ksctl's integration test bed.
-// Nothing here is imported: the tool directives keep both main packages in the module graph.
-module ksctl.test/testbed
+// Pins the real kube-apiserver and etcd that ksctl builds for its local clusters (the playground and the
+// cluster tests; src/local-cluster/go-build.ts). Nothing here is imported: the tool directives keep both
+// main packages in the module graph.
+module ksctl.local/local-cluster
 
 go 1.25.0
 

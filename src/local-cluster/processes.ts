@@ -1,5 +1,5 @@
 import {type ChildProcess, spawn} from 'node:child_process'
-import {existsSync, openSync, closeSync} from 'node:fs'
+import {closeSync, existsSync, openSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {setTimeout as delay} from 'node:timers/promises'
 
@@ -15,6 +15,15 @@ export interface ManagedProcess {
   logTail(lineCount?: number): Promise<string>
 }
 
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv
+  /**
+   * In a process group of its own, so that a terminal's Ctrl-C reaches this process alone, which then stops its
+   * children in order (the playground). It still dies with this process.
+   */
+  ownProcessGroup?: boolean
+}
+
 const liveChildren = new Set<ChildProcess>()
 const exitCleanups = new Set<() => void>()
 let exitHandlersInstalled = false
@@ -22,8 +31,18 @@ let exitHandlersInstalled = false
 const setprivPath = '/usr/bin/setpriv'
 const canSetParentDeathSignal = process.platform === 'linux' && existsSync(setprivPath)
 
-/** Starts a long-running child that is killed when this process exits, however it exits. */
-export function startProcess(name: string, command: string, args: string[], logPath: string): ManagedProcess {
+/**
+ * Starts a long-running child, its stdout and stderr into `logPath`, that is killed when this process exits,
+ * however it exits: by the handlers installed here, or by the kernel (a parent-death signal) when this process
+ * is killed outright.
+ */
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  logPath: string,
+  options: StartOptions = {},
+): ManagedProcess {
   installExitHandlers()
   const [executable, fullArgs] = canSetParentDeathSignal
     ? [setprivPath, ['--pdeathsig', 'SIGKILL', '--', command, ...args]]
@@ -31,7 +50,11 @@ export function startProcess(name: string, command: string, args: string[], logP
   const logFd = openSync(logPath, 'w')
   let child: ChildProcess
   try {
-    child = spawn(executable, fullArgs, {stdio: ['ignore', logFd, logFd]})
+    child = spawn(executable, fullArgs, {
+      stdio: ['ignore', logFd, logFd],
+      detached: options.ownProcessGroup === true,
+      ...(options.env !== undefined && {env: options.env}),
+    })
   } finally {
     closeSync(logFd)
   }
@@ -68,10 +91,10 @@ export function startProcess(name: string, command: string, args: string[], logP
 }
 
 /**
- * Runs `cleanup` synchronously if this process exits or is interrupted before the returned function is
- * called. Cleanups run after every child has been killed.
+ * Runs `cleanup` synchronously if this process exits, or is ended by SIGINT, SIGTERM or SIGHUP, before the
+ * returned function is called. Cleanups run after every child has been killed.
  */
-export function onAbnormalExit(cleanup: () => void): () => void {
+export function onExitOrSignal(cleanup: () => void): () => void {
   installExitHandlers()
   exitCleanups.add(cleanup)
   return () => exitCleanups.delete(cleanup)
