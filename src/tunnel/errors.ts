@@ -147,7 +147,8 @@ export class TextMessageError extends TunnelProtocolError {
 export class KeepaliveTimeoutError extends TunnelSessionError {
   override readonly name = 'KeepaliveTimeoutError'
 
-  constructor(silentMs: number) {
+  /** How long nothing had arrived when the link was declared dead. */
+  constructor(readonly silentMs: number) {
     super(
       'TUNNEL_ERR_KEEPALIVE_TIMEOUT',
       `nothing received for ${Math.round(silentMs)} ms`,

@@ -388,13 +388,16 @@ for (const kind of linkKinds) {
       })
 
       it('keeps a half-closed stream alive while the peer is still sending', async () => {
-        pair = connect(link, {proxy: {streamCloseTimeoutMs: 60}})
+        // The peer sends for twice the close timeout, a message every third of it: the stream outlives the
+        // timeout only if each message pushes it back. Wide margins: a loaded machine fires timers late.
+        const closeTimeoutMs = 300
+        pair = connect(link, {proxy: {streamCloseTimeoutMs: closeTimeoutMs}})
         const [proxyEnd, agentEnd] = await openPair(pair)
         proxyEnd.end()
         const received = readAll(proxyEnd)
         for (let tick = 0; tick < 6; tick++) {
           agentEnd.write(`tick ${tick};`)
-          await delay(30)
+          await delay(closeTimeoutMs / 3)
         }
         agentEnd.end()
         assert.equal((await received).toString(), 'tick 0;tick 1;tick 2;tick 3;tick 4;tick 5;')
