@@ -2,7 +2,7 @@
 // tests over real links need only say that they happen (a loaded machine fires real timers late).
 import assert from 'node:assert/strict'
 
-import FakeTimers, {type InstalledClock} from '@sinonjs/fake-timers'
+import {install, type Clock} from '@sinonjs/fake-timers'
 
 import {Keepalive} from '../../../src/tunnel/keepalive.js'
 
@@ -18,12 +18,12 @@ const timeoutMs = 3 * intervalMs
 const answerDeadlineMs = 400
 
 describe('keepalive (PROTOCOL.md §7) on a fake clock', () => {
-  let clock: InstalledClock
+  let clock: Clock
   let keepalive: Keepalive
   let recorded: Recorded
 
   beforeEach(() => {
-    clock = FakeTimers.install({
+    clock = install({
       toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'],
     })
     recorded = {pings: [], dead: [], unresponsive: 0, responsive: 0}
