@@ -170,7 +170,7 @@ export class JoinExchange implements AgentListenerRequests {
     const {client, registry} = this.options
     const clusters = await client.listCustomObjects<KubeSphereCluster>(ClusterResource)
     const cluster = clusters.find((candidate) => candidate.metadata?.name === record.cluster)
-    if (cluster === undefined || (cluster.metadata as {uid?: string}).uid !== record.clusterUid) {
+    if (cluster === undefined || cluster.metadata?.uid !== record.clusterUid) {
       return {
         code: 'cluster_not_found',
         message: `cluster "${record.cluster}", which join token ${record.id} was issued for, is no longer registered on the host`,
