@@ -178,8 +178,8 @@ function tokenRecord(
     clusterUid: cluster?.metadata?.uid ?? '',
     edition,
     ...(hostClusterName !== undefined && {hostClusterName}),
-    createdAt: now.toISOString(),
-    expiresAt: new Date(now.getTime() + ttlMs).toISOString(),
+    createdAt: toSeconds(now),
+    expiresAt: toSeconds(new Date(now.getTime() + ttlMs)),
     createdBy: `context ${host.context}`,
   }
 }
@@ -248,4 +248,9 @@ function requireProxyCluster(host: ClusterClient, cluster: KubeSphereCluster): v
     host.context,
     [`choose another name, or look at it: kubectl --context ${host.context} get cluster ${name} -o yaml`],
   )
+}
+
+/** RFC 3339 to the second: what a person reads in the list and in messages. */
+function toSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z')
 }
