@@ -63,7 +63,7 @@ export interface HostInviteResult {
   warnings: string[]
 }
 
-const TOKEN_PLACEHOLDER = '<join token, made by the real run>'
+const TOKEN_PLACEHOLDER = '<made-by-the-real-run>'
 
 /**
  * The host's half of a two-sided join: checks the host (a KubeSphere host running ksctl's proxy, with an address
@@ -157,8 +157,7 @@ export async function hostInvite(host: ClusterClient, options: HostInviteOptions
 
 /** The member-side command, ready to run with the member's kubeconfig. */
 export function registerCommand(name: string, token: string, proxyAddress: string, pin: string): string {
-  const quoted = token.startsWith('<') ? `'${token}'` : token
-  return `ksctl member register ${name} --proxy ${proxyAddress} --pin ${pin} --token ${quoted} --wait`
+  return `ksctl member register ${name} --proxy ${proxyAddress} --pin ${pin} --token ${token} --wait`
 }
 
 function tokenRecord(

@@ -84,10 +84,13 @@ export async function memberRegister(
 ): Promise<{result: MemberRegisterResult; agentToken: string | undefined}> {
   const token = parseJoinToken(options.token)
   if (token === undefined) {
-    throw new KsctlError('--token is not a join token (ID.SECRET, as ksctl host invite prints it)', {
-      code: 'INVALID_INPUT',
-      suggestions: ['copy the whole command ksctl host invite printed on the host'],
-    })
+    throw new KsctlError(
+      'the join token (--token) is not of the form ID.SECRET that ksctl host invite prints',
+      {
+        code: 'INVALID_INPUT',
+        suggestions: ['copy the whole command ksctl host invite printed on the host'],
+      },
+    )
   }
   redactor.register(token.text)
   const [info, memberUid] = await Promise.all([detectKubeSphere(member), kubeSystemUid(member)])
@@ -268,7 +271,7 @@ function refusalError(refusal: JoinExchangeRefusal, name: string, proxy: PinnedP
   const newToken = `ask the host's admin for a new one: ksctl host invite ${name} --context <host>`
   const suggestions: Partial<Record<JoinExchangeRefusal['code'], string[]>> = {
     token_malformed: ['copy the whole command ksctl host invite printed on the host'],
-    token_invalid: ['check --token against what ksctl host invite printed', newToken],
+    token_invalid: ['compare the token (--token) with what ksctl host invite printed', newToken],
     token_wrong_cluster: [
       'register under the name the token was issued for (the name in the printed command)',
       newToken,
