@@ -25,8 +25,8 @@ export default class MemberRegister extends ClusterCommand<typeof MemberRegister
   ].join('\n\n')
 
   static override examples = [
-    '<%= config.bin %> <%= command.id %> member1 --proxy https://203.0.113.10:8080 --pin sha256:4f1c… --token abcdef.0123456789abcdefghijklmn --wait',
-    'KSCTL_JOIN_TOKEN=abcdef.0123456789abcdefghijklmn <%= config.bin %> <%= command.id %> member1 --context idc --proxy https://tower.example.com:8080 --pin sha256:4f1c…',
+    '<%= config.bin %> <%= command.id %> member1 --proxy https://203.0.113.10:8080 --pin sha256:4f1c… --token abcdef.ghijklmnopqrstuvwxyz234567 --wait',
+    'KSCTL_JOIN_TOKEN=abcdef.ghijklmnopqrstuvwxyz234567 <%= config.bin %> <%= command.id %> member1 --context idc --proxy https://tower.example.com:8080 --pin sha256:4f1c…',
   ]
 
   static override args = {
