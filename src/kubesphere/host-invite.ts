@@ -112,7 +112,11 @@ export async function hostInvite(host: ClusterClient, options: HostInviteOptions
   }
   const base = {name: options.name, hostContext: host.context, edition, proxyAddress, proxyPin}
   if (options.dryRun !== false) {
-    changes.push(tokenPreview)
+    changes.push(
+      options.dryRun === 'server'
+        ? await runEdit(addJoinTokenEdit(host, placeholder, now()), 'server')
+        : tokenPreview,
+    )
     return {
       ...base,
       dryRun: true,
