@@ -21,7 +21,6 @@ import {ClusterResource} from '../../k8s/resources.js'
 import {memberUidOf, type KubeSphereCluster} from '../../kubesphere/cluster-object.js'
 import {readJwtSecret} from '../../kubesphere/join-preflight.js'
 import type {Logger} from '../../log.js'
-import {redactor} from '../../redact.js'
 import {clusterHeader} from '../shared/agent-link.js'
 import type {AgentListenerRequests} from './agent-listener.js'
 import {FailureLimiter, tokensEqual} from './auth.js'
@@ -110,7 +109,8 @@ export class JoinExchange implements AgentListenerRequests {
       fail(response, 'bad_request', body)
       return
     }
-    redactor.register(body.token)
+    // Not registered with the redactor: nothing here logs it, and a long-running process would keep every string
+    // a caller sent (and have it redacted from every later line).
     const tokenId = /^[a-z2-7]{6}(?=\.)/.exec(body.token)?.[0]
     let agentToken = ''
     let jwtSecret: string | undefined

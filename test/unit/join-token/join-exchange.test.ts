@@ -20,6 +20,7 @@ import {parseRecords, type JoinTokenRecord} from '../../../src/join-token/record
 import {addJoinTokenEdit, JOIN_TOKENS_SECRET, revokeJoinTokensEdit} from '../../../src/join-token/store.js'
 import {generateJoinToken, hashJoinToken, type JoinToken} from '../../../src/join-token/token.js'
 import {secrets} from '../../../src/kubesphere-standin/fixtures.js'
+import {redact} from '../../../src/redact.js'
 import type {AgentListenerRequests} from '../../../src/tower/proxy/agent-listener.js'
 import {JoinExchange} from '../../../src/tower/proxy/join-exchange.js'
 import {TowerProxy} from '../../../src/tower/proxy/proxy.js'
@@ -232,6 +233,16 @@ for (const edition of ['3.x', '4.x'] as const) {
       assert.equal(await refusal(ask(EXCHANGE_PATH, other)), 'cluster_not_initialized')
       assert.equal(stored(token.id)?.usedAt, undefined)
       assert.equal(stored(other.id)?.usedAt, undefined)
+    })
+
+    it("keeps nothing a caller sent: a token is not registered with the proxy's redactor", async () => {
+      // Registered, "agent connected" would be redacted from every later log line of the proxy, and every string
+      // sent would stay in its memory.
+      assert.equal(await refusal(ask(EXCHANGE_PATH, 'agent connected')), 'token_malformed')
+      const unknown = generateJoinToken()
+      assert.equal(await refusal(ask(EXCHANGE_PATH, unknown)), 'token_invalid')
+      assert.equal(redact('agent connected'), 'agent connected')
+      assert.equal(redact(unknown.text), unknown.text)
     })
 
     it('sends nothing to a proxy whose key is not the pin', async () => {
