@@ -14,6 +14,7 @@ import {
   type PortRange,
 } from '../../src/tower/proxy/kubernetes/cluster-reconcile.js'
 import {FileClusterRegistry} from '../../src/tower/proxy/file-registry.js'
+import type {AgentListenerRequests} from '../../src/tower/proxy/agent-listener.js'
 import type {ClusterRegistry} from '../../src/tower/proxy/registry.js'
 import {loadProxyCa} from '../../src/tower/proxy/issue-kubeconfig.js'
 import {defaultKeepalive, parseKeepalive} from '../../src/tower/shared/keepalive.js'
@@ -129,7 +130,7 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       '--serving-validity',
     )
     const agentTls = await this.agentTls()
-    const {ca, registry, servingKeyStore} =
+    const {ca, registry, servingKeyStore, agentRequests} =
       flags.clusters === undefined
         ? await this.kubernetesMode(proxyLog, {portRange, resyncMs, kubeconfigValidityMs})
         : await this.standaloneMode(flags.clusters)
@@ -141,6 +142,7 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       frontEnd: flags['front-end'],
       serverNames: flags['server-name'],
       servingKeyStore,
+      ...(agentRequests !== undefined && {agentRequests}),
       servingValidityMs,
       ...(flags['metrics-address'] !== undefined && {metricsAddress: flags['metrics-address']}),
       pingIntervalMs,
@@ -195,12 +197,14 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       {loadOrCreateProxyCa, readProxyCa},
       {retryTransient},
       {SecretServingKeyStore},
+      {JoinExchange},
     ] = await Promise.all([
       import('../../src/k8s/clients.js'),
       import('../../src/tower/proxy/kubernetes/kubernetes-registry.js'),
       import('../../src/tower/proxy/kubernetes/proxy-ca.js'),
       import('../../src/tower/proxy/kubernetes/api-retry.js'),
       import('../../src/tower/proxy/kubernetes/serving-secret.js'),
+      import('../../src/tower/proxy/join-exchange.js'),
     ])
     const client = ClusterClients.load(
       {kubeconfig: flags.kubeconfig, inClusterFallback: true},
@@ -232,7 +236,13 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
       context: client.context,
       clusters: registry.list().length,
     })
-    return {ca, registry, servingKeyStore: new SecretServingKeyStore(client, flags.namespace)}
+    return {
+      ca,
+      registry,
+      servingKeyStore: new SecretServingKeyStore(client, flags.namespace),
+      // Members that hold a join token (ksctl host invite) trade it here for their agent token.
+      agentRequests: new JoinExchange({client, registry, namespace: flags.namespace, log: proxyLog}),
+    }
   }
 
   private async agentTls(): Promise<{certPem: string; keyPem: string} | 'serving' | undefined> {
@@ -265,6 +275,7 @@ interface ProxyMode {
   ca: CertificateAndKey | CurrentCa
   registry: ClusterRegistry
   servingKeyStore: ServingKeyStore
+  agentRequests?: AgentListenerRequests
 }
 
 function positive(ms: number, flag: string): number {

@@ -110,7 +110,7 @@ export async function checkRegistration(
   return existing
 }
 
-function requireHost(client: ClusterClient, info: KubeSphereInfo): Edition {
+export function requireHost(client: ClusterClient, info: KubeSphereInfo): Edition {
   if (!info.installed || info.edition === undefined || info.role !== 'host') {
     throw preconditionFailed(
       `context "${client.context}" is not a KubeSphere host (${info.installed ? `role: ${info.role}` : 'KubeSphere not installed'})`,
@@ -121,7 +121,7 @@ function requireHost(client: ClusterClient, info: KubeSphereInfo): Edition {
   return info.edition
 }
 
-function resolveProxyAddress(
+export function resolveProxyAddress(
   client: ClusterClient,
   info: KubeSphereInfo,
   override: string | undefined,
@@ -142,11 +142,12 @@ function resolveProxyAddress(
   return address
 }
 
-function requireJoinableMember(
+/** The member can join a host of `hostEdition` as `name`: not a host, the right edition, not joined elsewhere. */
+export function requireJoinableMember(
   client: ClusterClient,
   info: KubeSphereInfo,
   hostEdition: Edition,
-  hostInfo: KubeSphereInfo,
+  hostInfo: Pick<KubeSphereInfo, 'hostClusterName'>,
   name: string,
 ): void {
   if (info.role === 'host') {

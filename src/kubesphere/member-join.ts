@@ -92,12 +92,7 @@ export async function memberJoin(
   }
 
   const installerEdit =
-    preflight.edition === '3.x'
-      ? installerSpecEdit(memberClient, "copy the host's jwtSecret and set clusterRole to member", (spec) => {
-          setIn(spec, ['authentication', 'jwtSecret'], preflight.host.jwtSecret)
-          setIn(spec, ['multicluster', 'clusterRole'], 'member')
-        })
-      : undefined
+    preflight.edition === '3.x' ? memberInstallerEdit(memberClient, preflight.host.jwtSecret) : undefined
   if (preflight.edition === '4.x') {
     const memberFingerprint = preflight.member.info.jwtSecretFingerprint
     if (memberFingerprint !== undefined && memberFingerprint !== fingerprint(preflight.host.jwtSecret)) {
@@ -115,7 +110,7 @@ export async function memberJoin(
   const installerPreview = installerEdit === undefined ? undefined : await previewEdit(installerEdit)
   const clusterApply = planClusterApply(
     hostClient,
-    desiredCluster(preflight, options),
+    desiredCluster(options, preflight.member.uid),
     preflight.existing,
     memberClient.context,
   )
@@ -221,8 +216,23 @@ function renderAgent(
   })
 }
 
+/**
+ * The member's side of a 3.x join (ks-installer's ClusterConfiguration): the host's jwtSecret, so that tokens
+ * the host issues hold on the member, and the member role. Shared by `member join` and `member register`.
+ */
+export function memberInstallerEdit(memberClient: ClusterClient, hostJwtSecret: string) {
+  return installerSpecEdit(
+    memberClient,
+    "copy the host's jwtSecret and set clusterRole to member",
+    (spec) => {
+      setIn(spec, ['authentication', 'jwtSecret'], hostJwtSecret)
+      setIn(spec, ['multicluster', 'clusterRole'], 'member')
+    },
+  )
+}
+
 /** The agent's server-side applies: a patch each, and a create for each object not on the member yet. */
-async function agentWrites(member: ClusterClient, objects: ManifestObject[]): Promise<PlannedWrite[]> {
+export async function agentWrites(member: ClusterClient, objects: ManifestObject[]): Promise<PlannedWrite[]> {
   const manifest = new ManifestObjects(member)
   const writes: PlannedWrite[] = []
   for (const object of objects) {
@@ -231,10 +241,17 @@ async function agentWrites(member: ClusterClient, objects: ManifestObject[]): Pr
   return writes
 }
 
-function desiredCluster(preflight: JoinPreflight, options: MemberJoinOptions): ManifestObject {
+/**
+ * The host's Cluster of a proxy member. `memberUid` marks which member it stands for, when it is known (the
+ * one-machine join); `host invite` registers a Cluster before its member is known.
+ */
+export function desiredCluster(
+  options: Pick<MemberJoinOptions, 'name' | 'labels' | 'provider' | 'description' | 'creator'>,
+  memberUid: string | undefined,
+): ManifestObject {
   const annotations: Record<string, string> = {
     [CREATOR_ANNOTATION]: options.creator,
-    [MEMBER_UID_ANNOTATION]: preflight.member.uid,
+    ...(memberUid === undefined ? {} : {[MEMBER_UID_ANNOTATION]: memberUid}),
     ...(options.description === undefined ? {} : {[DESCRIPTION_ANNOTATION]: options.description}),
   }
   return {
@@ -254,7 +271,7 @@ function desiredCluster(preflight: JoinPreflight, options: MemberJoinOptions): M
 }
 
 /** The proxy fills the token and sets Initialized once it has allocated the Cluster's ports and Service. */
-async function waitForToken(
+export async function waitForToken(
   client: ClusterClient,
   name: string,
   timeoutMs: number | undefined,
@@ -301,7 +318,7 @@ async function waitForToken(
  * dry-run objects in a namespace that does not exist: those are shown as they would be created, unchecked
  * by the server, and a server dry run says so.
  */
-async function applyAgent(
+export async function applyAgent(
   client: ClusterClient,
   objects: ManifestObject[],
   dryRun: DryRun,

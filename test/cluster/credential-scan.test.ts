@@ -235,6 +235,22 @@ for (const {edition, host, member, jwtSecret} of editions) {
         ],
         doctor: [{args: ['doctor', 'member1', '--host-context', 'host', '--member-context', 'member']}],
         'host:init': [{args: ['host', 'init', '--context', 'host']}],
+        // The host runs Tower's proxy here: invite refuses before any change. Its run on ksctl's proxy, with the
+        // scan of what it prints, is test/cluster/two-sided-join.test.ts.
+        'host:invite': [{args: ['host', 'invite', 'member2', '--context', 'host'], exitCode: 1}],
+        'join-token:list': [{args: ['join-token', 'list', '--context', 'host']}],
+        'join-token:revoke': [{args: ['join-token', 'revoke', 'aaaaaa', '--context', 'host'], exitCode: 1}],
+        'member:register': [
+          {
+            // No proxy answers there: the member is checked, then the proxy is unreachable.
+            args: [
+              ...['member', 'register', 'member1', '--context', 'member'],
+              ...['--proxy', 'https://127.0.0.1:9', '--pin', `sha256:${'0'.repeat(64)}`],
+              ...['--token', 'abcdef.abcdefghijklmnopqrstuvwxyz'],
+            ],
+            exitCode: 1,
+          },
+        ],
         info: [{args: ['info', '--context', 'host']}, {args: ['info', '--context', 'member']}],
         'proxy:set-address': [
           {args: ['proxy', 'set-address', 'http://127.0.0.1:3@RUN@', '--context', 'host']},

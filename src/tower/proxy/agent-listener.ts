@@ -37,6 +37,14 @@ export interface AgentListenerOptions {
   goAwayGraceMs?: number
   /** Unread data one agent's session may hold (PROTOCOL.md §8.2); the protocol's default otherwise. */
   bufferBudgetBytes?: number
+  /** Plain HTTP requests served beside the agents' upgrades (the join exchange, JOIN-EXCHANGE.md). */
+  requests?: AgentListenerRequests
+}
+
+/** Plain HTTP requests of the agent listener that are not an agent's, such as the join exchange. */
+export interface AgentListenerRequests {
+  handles(path: string): boolean
+  serve(request: http.IncomingMessage, response: http.ServerResponse): void
 }
 
 /**
@@ -65,6 +73,10 @@ export class AgentListener {
 
   static async start(options: AgentListenerOptions): Promise<AgentListener> {
     const handler = (request: http.IncomingMessage, response: http.ServerResponse): void => {
+      if (options.requests?.handles((request.url ?? '').split('?')[0] ?? '') === true) {
+        options.requests.serve(request, response)
+        return
+      }
       // Tower's readiness probe is GET /health on this port.
       const ok = request.url === '/health' || request.url === '/healthz'
       response.writeHead(ok ? 200 : 404, {'content-type': 'text/plain'})

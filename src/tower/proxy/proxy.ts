@@ -7,7 +7,7 @@ import {OpsServer} from '../shared/health.js'
 import {Forwarder} from './http-forward.js'
 import {TowerMetrics} from '../shared/metrics.js'
 import {parseListenAddress} from '../shared/net.js'
-import {AgentListener} from './agent-listener.js'
+import {AgentListener, type AgentListenerRequests} from './agent-listener.js'
 import {currentCa, type CurrentCa} from './current-ca.js'
 import type {ClusterRegistry} from './registry.js'
 import {ServingCertificates, publishedNames} from './serving-certificates.js'
@@ -39,6 +39,8 @@ export interface ProxyOptions {
   pingIntervalMs?: number
   goAwayGraceMs?: number
   bufferBudgetBytes?: number
+  /** Plain HTTP requests the agent listener serves besides agents (Kubernetes mode: the join exchange). */
+  agentRequests?: AgentListenerRequests
 }
 
 /**
@@ -122,6 +124,7 @@ export class TowerProxy {
       ...(options.pingIntervalMs !== undefined && {pingIntervalMs: options.pingIntervalMs}),
       ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
       ...(options.bufferBudgetBytes !== undefined && {bufferBudgetBytes: options.bufferBudgetBytes}),
+      ...(options.agentRequests !== undefined && {requests: options.agentRequests}),
     })
     registry.onChange(() => this.registryChanged())
     if (options.metricsAddress !== undefined) {

@@ -113,7 +113,15 @@ describe('help', function () {
   it('describes each topic in package.json, not by the summary of one of its commands', () => {
     const described = (config.pjson.oclif.topics ?? {}) as Record<string, {description?: string}>
     const topics = new Set(ownCommandIds.filter((id) => id.includes(':')).map((id) => id.split(':')[0] ?? ''))
-    assert.deepEqual([...topics].sort(), ['agent', 'host', 'member', 'playground', 'proxy', 'tower'])
+    assert.deepEqual([...topics].sort(), [
+      'agent',
+      'host',
+      'join-token',
+      'member',
+      'playground',
+      'proxy',
+      'tower',
+    ])
     for (const topic of topics) {
       const description = described[topic]?.description
       assert.ok(description, `package.json has no oclif.topics.${topic}.description`)
