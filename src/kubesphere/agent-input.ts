@@ -89,7 +89,14 @@ export function parseAgentRenderRequest(name: string, flags: AgentRenderFlags): 
       ])
     }
     const edition = checkEdition(flags.edition ?? '4')
-    if (runtime === 'ksctl' && trust.pin === undefined && trust.caPem === undefined) {
+    const trustFlag = trustFlagOf(trust)
+    if (runtime === undefined && trustFlag !== undefined) {
+      throw invalidInput(
+        `${trustFlag} is for ksctl's agent, and rendering from a token (--token) without --runtime renders Tower's`,
+        ['add --runtime ksctl'],
+      )
+    }
+    if (runtime === 'ksctl' && trustFlag === undefined) {
       throw invalidInput(
         "rendering ksctl's agent from a token (--token) reads no cluster, so it needs how the agent trusts " +
           "ksctl's proxy: --proxy-ca or --proxy-pin",
@@ -146,14 +153,19 @@ function checkTrust(
       '--proxy-pin survives a CA rotation; --proxy-ca survives a new serving key',
     ])
   }
-  if (runtime !== 'ksctl') {
-    throw invalidInput(
-      `${flag} is for ksctl's agent, which Tower's agent (dialing plain http://) has no use for`,
-      [`add --runtime ksctl`],
-    )
+  if (runtime === 'tower') {
+    throw invalidInput(`${flag} is for ksctl's agent: Tower's agent dials the proxy without TLS`, [
+      `leave out ${flag}, or --runtime ksctl for ksctl's agent`,
+    ])
   }
   if (pin !== undefined) return {pin: checkPin(pin, '--proxy-pin')}
   return {caPem: readCertificates(caFile ?? '')}
+}
+
+/** The flag the user told ksctl's agent how to trust the proxy with, if any. */
+export function trustFlagOf(trust: ProxyTrustOverrides): '--proxy-pin' | '--proxy-ca' | undefined {
+  if (trust.pin !== undefined) return '--proxy-pin'
+  return trust.caPem === undefined ? undefined : '--proxy-ca'
 }
 
 /** `sha256:` and 64 lowercase hex digits: what `ksctl tower agent --proxy-pin` takes. */

@@ -1,3 +1,4 @@
+import {invalidInput} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {
   defaultKsctlAgentImage,
@@ -6,7 +7,7 @@ import {
   type ManifestObject,
   type ProxyTrust,
 } from './agent-manifest.js'
-import type {AgentRenderRequest} from './agent-input.js'
+import {trustFlagOf, type AgentRenderRequest} from './agent-input.js'
 import {chooseRuntime, ksctlProxyAddress, type TunnelRuntime} from './agent-runtime.js'
 import {readAgentSettings, readProxyTrust, type AgentSettings} from './agent-settings.js'
 
@@ -41,12 +42,18 @@ export async function planAgentRender(
     runtime = request.runtime ?? 'tower'
     runtimeWhy =
       request.runtime === undefined
-        ? "rendered from --token without reading the host: Tower's agent unless --runtime ksctl"
-        : '--runtime ksctl, rendered from --token without reading the host'
+        ? "rendered from a token (--token), without reading the host: Tower's agent unless --runtime ksctl"
+        : '--runtime ksctl, rendered from a token (--token), without reading the host'
     if (runtime === 'ksctl') trust = readProxyTrustOffline(request)
   } else {
     const client = host()
     ;({runtime, why: runtimeWhy} = await chooseRuntime(client, request.runtime))
+    const given = trustFlagOf(request.trust)
+    if (runtime === 'tower' && given !== undefined) {
+      throw invalidInput(`${given} is for ksctl's agent, and ${runtimeWhy}`, [
+        `leave out ${given}: Tower's agent dials the proxy without TLS`,
+      ])
+    }
     const image = request.overrides.image ?? (runtime === 'ksctl' ? defaultKsctlAgentImage() : undefined)
     settings = await readAgentSettings(client, request.clusterName, {...request.overrides, image})
     if (runtime === 'ksctl') trust = await readProxyTrust(client, request.trust)
