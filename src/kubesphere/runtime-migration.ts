@@ -296,7 +296,10 @@ async function prepareMember(
         ],
       )
     }
-    const objects = newAgentObjects(cluster, direction, facts, oldAgent)
+    // The namespace exists (the old agent runs in it): applying it would only add ksctl's field manager.
+    const objects = newAgentObjects(cluster, direction, facts, oldAgent).filter(
+      (object) => object.kind !== 'Namespace',
+    )
     for (const object of objects) if ((await manifest.find(object)) === undefined) created.push(object)
     changes.push(...(await applyManifest(tunnel, objects, options.dryRun === true)))
     if (options.dryRun !== true) say(`${name}: ${RUNTIME_NAMES[direction.to]} agent applied ${via}`)

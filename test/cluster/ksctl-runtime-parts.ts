@@ -1,6 +1,6 @@
 import {setTimeout as delay} from 'node:timers/promises'
 
-import {PatchStrategy, setHeaderOptions, type V1Deployment} from '@kubernetes/client-node'
+import {KubeConfig, PatchStrategy, setHeaderOptions, type V1Deployment} from '@kubernetes/client-node'
 
 import type {UnpackedImage} from '../../image/unpack.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
@@ -11,6 +11,7 @@ import {
 } from '../../src/kubesphere/agent-manifest.js'
 import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import {ClusterClients} from '../../src/k8s/clients.js'
+import {StandInLoop} from '../../src/kubesphere-standin/loop.js'
 import {runPod, type RunningPod} from '../helpers/pod-runner.js'
 import {routeServicePort} from '../helpers/service-route.js'
 import {adminApis} from '../testbed/seed.js'
@@ -111,7 +112,11 @@ function onMetricsPort(deployment: V1Deployment, port: number): V1Deployment {
  * (the Service's ClusterIP, port 6443) and its port, a DNAT rule sends that address to the proxy's port on this
  * machine, so that the issued kubeconfig works at the server it names. Returns the undo.
  */
-export async function routeClusterService(name: string, timeoutMs = 60_000): Promise<() => Promise<void>> {
+export async function routeClusterService(
+  name: string,
+  options: {timeoutMs?: number; port?: (port: number) => boolean} = {},
+): Promise<() => Promise<void>> {
+  const timeoutMs = options.timeoutMs ?? 60_000
   const host = ClusterClients.load({kubeconfig: testBed().kubeconfigPath}).forContext('host')
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -120,7 +125,7 @@ export async function routeClusterService(name: string, timeoutMs = 60_000): Pro
     const port = (cluster?.spec?.connection as {kubernetesAPIServerPort?: number} | undefined)
       ?.kubernetesAPIServerPort
     // The proxy writes the endpoint once Service mc-NAME has a ClusterIP.
-    if (endpoint !== undefined && endpoint !== '' && port !== undefined) {
+    if (endpoint !== undefined && endpoint !== '' && port !== undefined && (options.port?.(port) ?? true)) {
       const server = new URL(endpoint)
       return routeServicePort(server.hostname, Number(server.port), port)
     }
@@ -158,4 +163,57 @@ export async function removeKsctlAgentClusterObjects(): Promise<void> {
   await member.rbac.deleteClusterRole({name: KSCTL_AGENT_NAME}).catch(() => undefined)
   for (const name of [KSCTL_AGENT_NAME, 'ksctl-tower-kubesphere'])
     await member.rbac.deleteClusterRoleBinding({name}).catch(() => undefined)
+}
+
+/**
+ * The member's own kubeconfig (the test bed's admin, context member): what the stand-in for Tower's tunnel puts
+ * into a Cluster. Tower cannot run here; a kubeconfig that reaches the member directly plays its tunnel, which is
+ * all the host (and a migration) asks of it.
+ */
+export function towerTunnelKubeconfig(server?: string): string {
+  const all = new KubeConfig()
+  all.loadFromFile(testBed().kubeconfigPath)
+  const context = all.getContextObject('member')
+  const cluster = all.getCluster(context?.cluster ?? '')
+  const user = all.getUser(context?.user ?? '')
+  if (context === null || cluster === null || user === null)
+    throw new Error('the test bed has no member context')
+  const only = new KubeConfig()
+  only.loadFromOptions({
+    clusters: [server === undefined ? cluster : {...cluster, server}],
+    users: [user],
+    contexts: [context],
+    currentContext: context.name,
+  })
+  return only.exportConfig()
+}
+
+/**
+ * A stand-in for Tower's proxy once it is the host's proxy again (the tower Service selects app=tower): when the
+ * member runs Deployment cluster-agent with a Cluster's --name and --token (Tower's agent would then connect), it
+ * issues that Cluster its tunnel (the member's own kubeconfig, see towerTunnelKubeconfig).
+ */
+export function startTowerTunnelStandIn(): StandInLoop {
+  const clients = ClusterClients.load({kubeconfig: testBed().kubeconfigPath})
+  const host = clients.forContext('host')
+  const member = clients.forContext('member')
+  const tunnel = Buffer.from(towerTunnelKubeconfig()).toString('base64')
+  const pass = async () => {
+    const service = await host.findService(NAMESPACE, 'tower')
+    if (service?.spec?.selector?.app !== 'tower') return
+    const agent = await member.findDeployment(NAMESPACE, 'cluster-agent')
+    const command = agent?.spec?.template.spec?.containers[0]?.command ?? []
+    for (const cluster of await host.listCustomObjects<KubeSphereCluster>(ClusterResource)) {
+      const name = cluster.metadata?.name ?? ''
+      const token = cluster.spec?.connection?.token ?? ''
+      if (token === '' || !command.includes(`--name=${name}`) || !command.includes(`--token=${token}`))
+        continue
+      if (cluster.spec?.connection?.kubeconfig === tunnel) continue
+      await host.patchCustomObject(ClusterResource, name, {
+        strategy: 'merge',
+        body: {spec: {connection: {kubeconfig: tunnel}}},
+      })
+    }
+  }
+  return new StandInLoop([pass], 100).start()
 }
