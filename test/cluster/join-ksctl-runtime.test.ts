@@ -19,6 +19,7 @@ import type {RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
+import {bothClusters, run} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {
   grantAgentAccountUntilImpersonation,
@@ -63,6 +64,39 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
         proxy = undefined
         for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
         await removeKsctlAgentClusterObjects()
+      })
+
+      it('refuses a runtime the host does not run, naming the tower Service and the next step, and changes nothing', async () => {
+        const kubeconfig = testBed().kubeconfigPath
+        await resetCluster(kubeconfig, 'host', host, {proxyPublishAddress: `${scheme}://127.0.0.1:30721`})
+        await resetCluster(kubeconfig, 'member', member)
+        const join = [
+          'member',
+          'join',
+          'member1',
+          '--host-context',
+          'host',
+          '--member-context',
+          'member',
+          '--apply',
+        ]
+        const towers = await bothClusters()
+        const ksctlAgent = await run([...join, '--runtime', 'ksctl'])
+        assert.equal(ksctlAgent.exitCode, 1, ksctlAgent.stderr)
+        assert.match(
+          ksctlAgent.stderr,
+          /--runtime ksctl: the host in context "host" runs Tower's proxy \(service kubesphere-system\/tower selects app=tower\)/,
+        )
+        assert.match(ksctlAgent.stderr, /ksctl proxy install --context host/)
+        assert.deepEqual(await bothClusters(), towers)
+
+        await pointTowerServiceAt('ksctl')
+        const ksctls = await bothClusters()
+        const towerAgent = await run([...join, '--runtime', 'tower'])
+        assert.equal(towerAgent.exitCode, 1, towerAgent.stderr)
+        assert.match(towerAgent.stderr, /--runtime tower: the host in context "host" runs ksctl's proxy/)
+        assert.match(towerAgent.stderr, /ksctl proxy uninstall --context host/)
+        assert.deepEqual(await bothClusters(), ksctls)
       })
 
       it('reaches Ready; kubectl works with the issued kubeconfig at the server it names, verified; the token is only in its Secret', async () => {
