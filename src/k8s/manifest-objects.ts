@@ -67,12 +67,33 @@ export class ManifestObjects {
           core.patchNamespacedServiceAccount({name, namespace, body, ...common(dryRun)}, applyHeader),
         remove: (name, namespace, body) => core.deleteNamespacedServiceAccount({name, namespace, body}),
       },
+      Secret: {
+        resource: 'secrets',
+        read: (name, namespace) => core.readNamespacedSecret({name, namespace}),
+        apply: (name, namespace, body, dryRun) =>
+          core.patchNamespacedSecret({name, namespace, body, ...common(dryRun)}, applyHeader),
+        remove: (name, namespace, body) => core.deleteNamespacedSecret({name, namespace, body}),
+      },
+      ConfigMap: {
+        resource: 'configmaps',
+        read: (name, namespace) => core.readNamespacedConfigMap({name, namespace}),
+        apply: (name, namespace, body, dryRun) =>
+          core.patchNamespacedConfigMap({name, namespace, body, ...common(dryRun)}, applyHeader),
+        remove: (name, namespace, body) => core.deleteNamespacedConfigMap({name, namespace, body}),
+      },
       Service: {
         resource: 'services',
         read: (name, namespace) => core.readNamespacedService({name, namespace}),
         apply: (name, namespace, body, dryRun) =>
           core.patchNamespacedService({name, namespace, body, ...common(dryRun)}, applyHeader),
         remove: (name, namespace, body) => core.deleteNamespacedService({name, namespace, body}),
+      },
+      ClusterRole: {
+        resource: 'clusterroles',
+        read: (name) => rbac.readClusterRole({name}),
+        apply: (name, _ns, body, dryRun) =>
+          rbac.patchClusterRole({name, body, ...common(dryRun)}, applyHeader),
+        remove: (name, _ns, body) => rbac.deleteClusterRole({name, body}),
       },
       ClusterRoleBinding: {
         resource: 'clusterrolebindings',

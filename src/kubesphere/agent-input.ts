@@ -1,11 +1,18 @@
+import {readFileSync} from 'node:fs'
 import {resolve} from 'node:path'
 
 import {invalidInput} from '../errors.js'
 import {kubectl} from '../k8s/kubectl.js'
 import {quantityValue} from '../quantity.js'
 import {redactor} from '../redact.js'
-import {DEFAULT_AGENT_IMAGES, type AgentResources} from './agent-manifest.js'
-import type {AgentSettings, AgentSettingsOverrides} from './agent-settings.js'
+import {DEFAULT_AGENT_IMAGES, defaultKsctlAgentImage, type AgentResources} from './agent-manifest.js'
+import {parseRuntime, type TunnelRuntime} from './agent-runtime.js'
+import {
+  isCertificatePem,
+  type AgentSettings,
+  type AgentSettingsOverrides,
+  type ProxyTrustOverrides,
+} from './agent-settings.js'
 import type {Edition} from './detect.js'
 import {isProxyClusterName, MAX_PROXY_CLUSTER_NAME_LENGTH} from './names.js'
 import {parseProxyAddress} from './proxy-address.js'
@@ -24,6 +31,9 @@ export interface AgentRenderFlags {
   'memory-request'?: string | undefined
   'memory-limit'?: string | undefined
   output?: string | undefined
+  runtime?: string | undefined
+  'proxy-ca'?: string | undefined
+  'proxy-pin'?: string | undefined
 }
 
 /** A validated `ksctl agent render`. */
@@ -38,6 +48,10 @@ export interface AgentRenderRequest {
   resources: AgentResources
   /** `--output`, as an absolute path. */
   outputFile?: string
+  /** `--runtime`; when absent, the host's runtime (or Tower's, rendering from a token). */
+  runtime?: TunnelRuntime
+  /** `--proxy-pin`, or the certificates of `--proxy-ca`: how ksctl's agent trusts ksctl's proxy. */
+  trust: ProxyTrustOverrides
   warnings: string[]
 }
 
@@ -51,6 +65,8 @@ export function parseAgentRenderRequest(name: string, flags: AgentRenderFlags): 
   const clusterName = checkClusterName(name)
   const proxyAddress = optional(flags['proxy-address'], checkProxyAddress)
   const image = optional(flags.image, checkImage)
+  const runtime = parseRuntime(flags.runtime)
+  const trust = checkTrust(flags['proxy-pin'], flags['proxy-ca'], runtime)
   const warnings: string[] = []
   let offline: AgentSettings | undefined
   if (flags.token === undefined) {
@@ -73,13 +89,29 @@ export function parseAgentRenderRequest(name: string, flags: AgentRenderFlags): 
       ])
     }
     const edition = checkEdition(flags.edition ?? '4')
+    const trustFlag = trustFlagOf(trust)
+    if (runtime === undefined && trustFlag !== undefined) {
+      throw invalidInput(
+        `${trustFlag} is for ksctl's agent, and rendering from a token (--token) without --runtime renders Tower's`,
+        ['add --runtime ksctl'],
+      )
+    }
+    if (runtime === 'ksctl' && trustFlag === undefined) {
+      throw invalidInput(
+        "rendering ksctl's agent from a token (--token) reads no cluster, so it needs how the agent trusts " +
+          "ksctl's proxy: --proxy-ca or --proxy-pin",
+        [
+          `e.g. --proxy-ca ca.crt, with: ${kubectl('<host-context>', "-n kubesphere-system get secret ksctl-tower-ca -o jsonpath='{.data.tls\\.crt}'")} | base64 -d > ca.crt`,
+        ],
+      )
+    }
     offline = {
       edition,
       clusterName,
       token,
       proxyAddress,
       proxyAddressSource: '--proxy-address',
-      image: image ?? DEFAULT_AGENT_IMAGES[edition],
+      image: image ?? (runtime === 'ksctl' ? defaultKsctlAgentImage() : DEFAULT_AGENT_IMAGES[edition]),
       warnings: [],
     }
   }
@@ -102,8 +134,71 @@ export function parseAgentRenderRequest(name: string, flags: AgentRenderFlags): 
       ),
     },
     ...(outputFile === undefined ? {} : {outputFile}),
+    ...(runtime === undefined ? {} : {runtime}),
+    trust,
     warnings,
   }
+}
+
+/** `--proxy-pin` or `--proxy-ca` (read here, so that a bad file fails before any cluster is read), never both. */
+function checkTrust(
+  pin: string | undefined,
+  caFile: string | undefined,
+  runtime: TunnelRuntime | undefined,
+): ProxyTrustOverrides {
+  if (pin === undefined && caFile === undefined) return {}
+  const flag = pin === undefined ? '--proxy-ca' : '--proxy-pin'
+  if (pin !== undefined && caFile !== undefined) {
+    throw invalidInput('give one of --proxy-ca and --proxy-pin: the agent trusts the proxy by one of them', [
+      '--proxy-pin survives a CA rotation; --proxy-ca survives a new serving key',
+    ])
+  }
+  if (runtime === 'tower') {
+    throw invalidInput(`${flag} is for ksctl's agent: Tower's agent dials the proxy without TLS`, [
+      `leave out ${flag}, or --runtime ksctl for ksctl's agent`,
+    ])
+  }
+  if (pin !== undefined) return {pin: checkPin(pin, '--proxy-pin')}
+  return {caPem: readCertificates(caFile ?? '')}
+}
+
+/** The flag the user told ksctl's agent how to trust the proxy with, if any. */
+export function trustFlagOf(trust: ProxyTrustOverrides): '--proxy-pin' | '--proxy-ca' | undefined {
+  if (trust.pin !== undefined) return '--proxy-pin'
+  return trust.caPem === undefined ? undefined : '--proxy-ca'
+}
+
+/** `sha256:` and 64 lowercase hex digits: what `ksctl tower agent --proxy-pin` takes. */
+export function checkPin(value: string, flag: string): string {
+  if (/^sha256:[0-9a-f]{64}$/.test(value)) return value
+  throw invalidInput(`${flag} ${JSON.stringify(value)} must be sha256: and 64 lowercase hex digits`, [
+    "the pin of ksctl's proxy serving key, which the proxy logs as servingPin at start",
+  ])
+}
+
+function readCertificates(file: string): string {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw invalidInput(
+      `--proxy-ca ${file} cannot be read: ${error instanceof Error ? error.message : String(error)}`,
+      ['give the PEM file of the proxy CA (tls.crt of secret kubesphere-system/ksctl-tower-ca)'],
+    )
+  }
+  if (/PRIVATE KEY-----/.test(text)) {
+    throw invalidInput(
+      `--proxy-ca ${file} holds a private key: the agent needs only the CA's certificate, and a key must not ` +
+        'leave the host',
+      ['give tls.crt of secret kubesphere-system/ksctl-tower-ca, never tls.key'],
+    )
+  }
+  if (!isCertificatePem(text)) {
+    throw invalidInput(`--proxy-ca ${file} is not a PEM certificate`, [
+      'give the PEM file of the proxy CA (tls.crt of secret kubesphere-system/ksctl-tower-ca)',
+    ])
+  }
+  return text
 }
 
 function optional<T>(value: string | undefined, check: (value: string) => T): T | undefined {

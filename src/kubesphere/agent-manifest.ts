@@ -1,10 +1,12 @@
 import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
 
 import {dump, loadAll, type DumpOptions} from 'js-yaml'
 
 import {invalidInput, KsctlError} from '../errors.js'
-import {templatePath} from '../package-root.js'
+import {packageRoot, templatePath} from '../package-root.js'
 import {quantityValue} from '../quantity.js'
+import {fingerprint} from '../redact.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import type {Edition} from './detect.js'
 
@@ -54,6 +56,7 @@ export const DEFAULT_AGENT_IMAGES: Record<Edition, string> = {
 }
 
 const templateFiles: Record<Edition, string> = {'3.x': 'agent-v3.yaml', '4.x': 'agent-v4.yaml'}
+const KSCTL_TEMPLATE_FILE = 'agent-ksctl.yaml'
 
 /**
  * Hosts the agent must reach directly even with an egress proxy: it forwards the tunnelled requests to the
@@ -81,13 +84,116 @@ const goYamlStyle: DumpOptions = {seqNoIndent: true, quoteStyle: 'double', lineW
 export function renderAgentManifest(options: AgentManifestOptions): ManifestObject[] {
   const file = templatePath(templateFiles[options.edition])
   const objects = loadTemplate(file)
-  const deployment = agentDeployment(objects, file)
+  const deployment = agentDeployment(objects, AGENT_DEPLOYMENT_NAME, 'command', file)
+  const container = deployment.spec.template.spec.containers[0]
+  const command = container.command ?? []
+  setArgument(command, '--name', options.clusterName, file)
+  setArgument(command, '--token', options.token, file)
+  setArgument(command, '--proxy-server', options.proxyAddress, file)
+  container.image = options.image ?? DEFAULT_AGENT_IMAGES[options.edition]
+  customize(objects, deployment, options)
+  return objects
+}
+
+/** How ksctl's agent trusts ksctl's proxy: the proxy CA's certificate (PEM), or the pin of its serving key. */
+export type ProxyTrust = {caPem: string} | {pin: string}
+
+/** What ksctl's agent manifest is made of. */
+export interface KsctlAgentManifestOptions {
+  clusterName: string
+  /** `spec.connection.token` of the Cluster: goes into Secret ksctl-tower-agent-token, never into arguments. */
+  token: string
+  /** Where the agent dials ksctl's proxy, `wss://host:port`. */
+  proxyAddress: string
+  trust: ProxyTrust
+  /** Default: {@link defaultKsctlAgentImage}. */
+  image?: string | undefined
+  /** Agent pods. Above 1, the pods prefer distinct nodes and a PodDisruptionBudget keeps one running. */
+  replicas?: number | undefined
+  /** An egress proxy the agent must dial the host through (`HTTPS_PROXY` for wss://). */
+  httpProxy?: string | undefined
+  resources?: AgentResources | undefined
+}
+
+/** ksctl's agent on a member (OWNERS.md): its Deployment, ServiceAccount, ClusterRole and pod label. */
+export const KSCTL_AGENT_NAME = 'ksctl-tower-agent'
+/** Holds the agent's tunnel token (key `token`), mounted as a file and passed with `--token-file`. */
+export const KSCTL_AGENT_TOKEN_SECRET = 'ksctl-tower-agent-token'
+/** Holds the proxy CA's certificate (key `ca.crt`) when the agent trusts the proxy by its CA. */
+export const KSCTL_AGENT_PROXY_CA_CONFIGMAP = 'ksctl-tower-agent-proxy-ca'
+/** Binds KubeSphere's identity through the tunnel to cluster-admin on the member. */
+export const KSCTL_KUBESPHERE_BINDING = 'ksctl-tower-kubesphere'
+/** On the pod template: the fingerprint of the proxy CA (or pin) the pods trust. */
+export const PROXY_TRUST_ANNOTATION = 'ksctl.io/proxy-trust'
+/** Where the Deployment mounts the token and the CA. */
+const KSCTL_AGENT_FILES = '/etc/ksctl-tower-agent'
+
+/** The image rendered manifests name unless told another: `ksctl:<version>`, the tag `npm run image` gives. */
+export function defaultKsctlAgentImage(): string {
+  const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as {version: string}
+  return `ksctl:${manifest.version}`
+}
+
+/**
+ * ksctl's agent manifest for one proxy cluster (templates/agent-ksctl.yaml): the same for both editions. The token
+ * is in a Secret mounted as a file; the proxy is trusted by its CA (a ConfigMap mounted beside the token) or by
+ * the pin of its serving key.
+ */
+export function renderKsctlAgentManifest(options: KsctlAgentManifestOptions): ManifestObject[] {
+  const file = templatePath(KSCTL_TEMPLATE_FILE)
+  let objects = loadTemplate(file)
+  const deployment = agentDeployment(objects, KSCTL_AGENT_NAME, 'args', file)
+  const container = deployment.spec.template.spec.containers[0]
+  const args = container.args ?? []
+  setArgument(args, '--name', options.clusterName, file)
+  setArgument(args, '--proxy-server', options.proxyAddress, file)
+  container.image = options.image ?? defaultKsctlAgentImage()
+  templateObject(objects, 'Secret', KSCTL_AGENT_TOKEN_SECRET, file).data = {
+    token: Buffer.from(options.token).toString('base64'),
+  }
+  if ('caPem' in options.trust) {
+    templateObject(objects, 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP, file).data = {
+      'ca.crt': options.trust.caPem,
+    }
+    args.push(`--proxy-ca=${KSCTL_AGENT_FILES}/ca.crt`)
+  } else {
+    objects = objects.filter(
+      (object) => !(object.kind === 'ConfigMap' && object.metadata.name === KSCTL_AGENT_PROXY_CA_CONFIGMAP),
+    )
+    for (const volume of deployment.spec.template.spec.volumes ?? []) {
+      if (volume.projected !== undefined) {
+        volume.projected.sources = volume.projected.sources.filter(
+          (source) => source.configMap?.name !== KSCTL_AGENT_PROXY_CA_CONFIGMAP,
+        )
+      }
+    }
+    args.push(`--proxy-pin=${options.trust.pin}`)
+  }
+  // The agent reads its CA once, at start: a new CA (or pin) must roll the pods, as a changed template does.
+  deployment.spec.template.metadata = {
+    ...deployment.spec.template.metadata,
+    annotations: {
+      [PROXY_TRUST_ANNOTATION]: fingerprint(
+        'caPem' in options.trust ? options.trust.caPem : options.trust.pin,
+      ),
+    },
+  }
+  customize(objects, deployment, options)
+  return objects
+}
+
+/** What both runtimes' manifests take alike: resources, an egress proxy, replicas. */
+function customize(
+  objects: ManifestObject[],
+  deployment: AgentDeployment,
+  options: {
+    replicas?: number | undefined
+    httpProxy?: string | undefined
+    resources?: AgentResources | undefined
+  },
+): void {
   const spec = deployment.spec
   const container = spec.template.spec.containers[0]
-  setArgument(container.command, '--name', options.clusterName, file)
-  setArgument(container.command, '--token', options.token, file)
-  setArgument(container.command, '--proxy-server', options.proxyAddress, file)
-  container.image = options.image ?? DEFAULT_AGENT_IMAGES[options.edition]
   overrideResources(container.resources, options.resources ?? {})
   if (options.httpProxy !== undefined) {
     container.env = [
@@ -102,7 +208,6 @@ export function renderAgentManifest(options: AgentManifestOptions): ManifestObje
     spec.template.spec.affinity = spreadAcrossNodes(spec.selector.matchLabels)
     objects.push(disruptionBudget(deployment))
   }
-  return objects
 }
 
 /** The manifest as KubeSphere's endpoint returns it: one YAML document per object, `---` between them. */
@@ -113,16 +218,31 @@ export function agentManifestYaml(objects: ManifestObject[]): string {
 interface AgentContainer {
   name: string
   image: string
-  command: string[]
+  /** Tower's agent: its argv is the command. */
+  command?: string[]
+  /** ksctl's agent: the image's entrypoint is ksctl, the args choose the role. */
+  args?: string[]
   env?: {name: string; value: string}[]
   resources: {limits: Record<string, string>; requests: Record<string, string>}
+}
+
+interface ProjectedVolume {
+  name: string
+  projected?: {sources: {secret?: {name: string}; configMap?: {name: string}}[]}
 }
 
 interface AgentDeployment extends ManifestObject {
   spec: {
     replicas?: number
     selector: {matchLabels: Record<string, string>}
-    template: {spec: {containers: [AgentContainer, ...AgentContainer[]]; affinity?: object}}
+    template: {
+      metadata?: {labels?: Record<string, string>; annotations?: Record<string, string>}
+      spec: {
+        containers: [AgentContainer, ...AgentContainer[]]
+        affinity?: object
+        volumes?: ProjectedVolume[]
+      }
+    }
   }
 }
 
@@ -143,31 +263,40 @@ function loadTemplate(file: string): ManifestObject[] {
     })
 }
 
-function agentDeployment(objects: ManifestObject[], file: string): AgentDeployment {
-  const found = objects.find(
-    (object) => object.kind === 'Deployment' && object.metadata.name === AGENT_DEPLOYMENT_NAME,
-  )
-  if (found === undefined || !isAgentDeployment(found)) {
-    throw damagedTemplate(file, `no Deployment ${AGENT_DEPLOYMENT_NAME} with an agent container`)
+function agentDeployment(
+  objects: ManifestObject[],
+  name: string,
+  argv: 'command' | 'args',
+  file: string,
+): AgentDeployment {
+  const found = objects.find((object) => object.kind === 'Deployment' && object.metadata.name === name)
+  if (found === undefined || !isAgentDeployment(found, argv)) {
+    throw damagedTemplate(file, `no Deployment ${name} with an agent container`)
   }
   return found
 }
 
-function isAgentDeployment(object: ManifestObject): object is AgentDeployment {
+function isAgentDeployment(object: ManifestObject, argv: 'command' | 'args'): object is AgentDeployment {
   const spec = (object as DeepPartial<AgentDeployment>).spec
   const container = spec?.template?.spec?.containers?.[0]
   return (
     isRecord(spec?.selector?.matchLabels) &&
-    Array.isArray(container?.command) &&
+    Array.isArray(container?.[argv]) &&
     isRecord(container.resources?.limits) &&
     isRecord(container.resources.requests)
   )
 }
 
+function templateObject(objects: ManifestObject[], kind: string, name: string, file: string): ManifestObject {
+  const found = objects.find((object) => object.kind === kind && object.metadata.name === name)
+  if (found === undefined) throw damagedTemplate(file, `no ${kind} ${name}`)
+  return found
+}
+
 /** Replaces the value of a `--flag=value` argument the template has, so the argument order stays KubeSphere's. */
 function setArgument(command: string[], flag: string, value: string, file: string): void {
   const index = command.findIndex((argument) => argument.startsWith(`${flag}=`))
-  if (index === -1) throw damagedTemplate(file, `the agent command has no ${flag}=`)
+  if (index === -1) throw damagedTemplate(file, `the agent's arguments have no ${flag}=`)
   command[index] = `${flag}=${value}`
 }
 
@@ -213,7 +342,10 @@ function disruptionBudget(deployment: AgentDeployment): ManifestObject {
   return {
     apiVersion: 'policy/v1',
     kind: 'PodDisruptionBudget',
-    metadata: {name: AGENT_DEPLOYMENT_NAME, namespace: deployment.metadata.namespace ?? KUBESPHERE_NAMESPACE},
+    metadata: {
+      name: deployment.metadata.name,
+      namespace: deployment.metadata.namespace ?? KUBESPHERE_NAMESPACE,
+    },
     spec: {minAvailable: 1, selector: {matchLabels: {...deployment.spec.selector.matchLabels}}},
   }
 }

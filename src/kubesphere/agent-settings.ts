@@ -1,3 +1,5 @@
+import {X509Certificate} from 'node:crypto'
+
 import {load} from 'js-yaml'
 
 import {KsctlError} from '../errors.js'
@@ -5,7 +7,8 @@ import type {ClusterClient, DecodedSecret} from '../k8s/cluster-client.js'
 import {ClusterResource, resourceName, type CustomObject} from '../k8s/resources.js'
 import {allInOrder} from '../promises.js'
 import {redactor} from '../redact.js'
-import {DEFAULT_AGENT_IMAGES} from './agent-manifest.js'
+import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
+import {DEFAULT_AGENT_IMAGES, type ProxyTrust} from './agent-manifest.js'
 import {parseKubeSphereConfig} from './config.js'
 import {
   CLUSTER_CONNECTION_SECRET_KEY,
@@ -329,4 +332,54 @@ function setting(settings: Record<string, unknown> | undefined, key: string): st
 
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value
+}
+
+/** How ksctl's agent is told to trust ksctl's proxy, as the user gave it (`--proxy-pin`, `--proxy-ca`). */
+export interface ProxyTrustOverrides {
+  pin?: string | undefined
+  caPem?: string | undefined
+}
+
+/**
+ * How ksctl's agent trusts ksctl's proxy: what the user gave, else the proxy CA's certificate, which ksctl's proxy
+ * keeps in Secret kubesphere-system/ksctl-tower-ca on the host. Only `tls.crt` is taken: the CA's key never leaves
+ * the host.
+ */
+export async function readProxyTrust(host: ClusterClient, given: ProxyTrustOverrides): Promise<ProxyTrust> {
+  if (given.pin !== undefined) return {pin: given.pin}
+  if (given.caPem !== undefined) return {caPem: given.caPem}
+  const context = host.context
+  const object = {resource: 'secrets', name: PROXY_CA_SECRET, namespace: KUBESPHERE_NAMESPACE}
+  const secret = await host.findSecret(KUBESPHERE_NAMESPACE, PROXY_CA_SECRET)
+  const certificate = secret?.data['tls.crt'] ?? ''
+  if (secret === undefined || !isCertificatePem(certificate)) {
+    const problem = secret === undefined ? 'does not exist' : 'has no certificate in tls.crt'
+    throw new KsctlError(
+      `secret ${KUBESPHERE_NAMESPACE}/${PROXY_CA_SECRET} ${problem} in context "${context}": ksctl's agent needs ` +
+        "the CA of ksctl's proxy to verify it, and the proxy makes that Secret at its first start",
+      {
+        code: 'PRECONDITION_FAILED',
+        context,
+        object,
+        suggestions: [
+          `check that ksctl's proxy runs: kubectl --context ${context} -n ${KUBESPHERE_NAMESPACE} get deployment ksctl-tower-proxy`,
+          'or trust the proxy by the pin of its serving key instead: --proxy-pin sha256:<hex> (the proxy logs it as servingPin)',
+        ],
+      },
+    )
+  }
+  return {caPem: certificate}
+}
+
+/** One or more PEM certificates and nothing else: never a private key. */
+export function isCertificatePem(text: string): boolean {
+  if (/PRIVATE KEY-----/.test(text)) return false
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []
+  if (blocks.length === 0) return false
+  try {
+    for (const block of blocks) new X509Certificate(block)
+    return true
+  } catch {
+    return false
+  }
 }

@@ -1,5 +1,5 @@
 import {formatDuration} from '../cli/duration.js'
-import {KsctlError} from '../errors.js'
+import {invalidInput, KsctlError} from '../errors.js'
 import {applyWrites, editWrites, requireAccess, type PlannedWrite} from '../k8s/access-review.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {runEdit, type DryRun} from '../k8s/dry-run.js'
@@ -8,8 +8,15 @@ import {compareObjects, previewEdit, type EditOutcome} from '../k8s/object-edit.
 import {ClusterResource, apiVersionOf} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {fingerprint} from '../redact.js'
-import {renderAgentManifest} from './agent-manifest.js'
-import {previewAgentSettings, readAgentSettings} from './agent-settings.js'
+import {
+  defaultKsctlAgentImage,
+  KSCTL_AGENT_NAME,
+  renderAgentManifest,
+  renderKsctlAgentManifest,
+  type ProxyTrust,
+} from './agent-manifest.js'
+import {chooseRuntime, ksctlProxyAddress, type TunnelRuntime} from './agent-runtime.js'
+import {previewAgentSettings, readAgentSettings, readProxyTrust} from './agent-settings.js'
 import {
   CREATOR_ANNOTATION,
   DESCRIPTION_ANNOTATION,
@@ -35,6 +42,10 @@ export interface MemberJoinOptions {
   proxyAddress?: string | undefined
   agentImage?: string | undefined
   replicas?: number | undefined
+  /** `--runtime`: whose agent; when absent, the runtime the host runs. */
+  runtime?: TunnelRuntime | undefined
+  /** `--proxy-pin`: ksctl's agent trusts the proxy by this pin instead of the CA the host keeps. */
+  proxyPin?: string | undefined
   /** Apply the agent manifest to the member; otherwise it is the command's output (file or stdout). */
   apply: boolean
   dryRun: DryRun
@@ -51,6 +62,11 @@ export interface MemberJoinResult {
   memberContext: string
   edition: Edition
   proxyAddress: string
+  /** Whose agent: `tower` (KubeSphere's) or `ksctl`, and why (what the host's tower Service selects). */
+  runtime: TunnelRuntime
+  runtimeWhy: string
+  /** What the agent dials: proxyAddress, for ksctl's agent as `wss://`. */
+  agentAddress: string
   hostJwtSecretFingerprint: string
   dryRun: boolean
   /** Changes on both clusters, in the order they were made. */
@@ -83,6 +99,8 @@ export async function memberJoin(
   options: MemberJoinOptions,
 ): Promise<MemberJoinResult> {
   const preflight = await joinPreflight(hostClient, memberClient, options.name, options.proxyAddress)
+  const agentPlan = await planAgent(hostClient, preflight, options)
+  log.info(`runtime ${agentPlan.runtime}: ${agentPlan.why}`)
   const warnings: string[] = []
   const changes: EditOutcome[] = []
   const record = (outcome: EditOutcome) => {
@@ -128,7 +146,7 @@ export async function memberJoin(
       ...(lock?.writes ?? []),
       ...clusterApply.writes,
       ...(options.apply
-        ? await agentWrites(memberClient, renderAgent(preflight, options, TOKEN_PLACEHOLDER))
+        ? await agentWrites(memberClient, renderAgent(preflight, agentPlan, options, TOKEN_PLACEHOLDER))
         : []),
     ],
     options.dryRun,
@@ -149,18 +167,24 @@ export async function memberJoin(
 
   const cluster = options.dryRun
     ? undefined
-    : await waitForToken(hostClient, options.name, options.waitTimeoutMs)
-  const overrides = {proxyAddress: preflight.proxyAddress, image: options.agentImage}
+    : await waitForToken(hostClient, options.name, options.waitTimeoutMs, agentPlan.runtime)
+  const overrides = {proxyAddress: preflight.proxyAddress, image: agentPlan.image}
   // A dry run renders the agent the real run would: with the token the proxy has issued, if it has.
   const settings = options.dryRun
     ? await previewAgentSettings(hostClient, options.name, overrides, TOKEN_PLACEHOLDER)
     : await readAgentSettings(hostClient, options.name, overrides)
-  const agent = renderAgent(preflight, options, settings.token, settings.image)
+  const agent = renderAgent(preflight, agentPlan, options, settings.token, settings.image)
 
   let agentManifest: ManifestObject[] | undefined
   if (options.apply) {
     changes.push(...(await applyAgent(memberClient, agent, options.dryRun, warnings)))
-    if (!options.dryRun) log.info(`member: agent applied in namespace ${KUBESPHERE_NAMESPACE}`)
+    if (!options.dryRun) {
+      log.info(
+        agentPlan.runtime === 'ksctl'
+          ? `member: ksctl's agent applied (deployment ${KUBESPHERE_NAMESPACE}/${KSCTL_AGENT_NAME}, its token in a Secret)`
+          : `member: agent applied in namespace ${KUBESPHERE_NAMESPACE}`,
+      )
+    }
   } else {
     agentManifest = agent
   }
@@ -171,6 +195,9 @@ export async function memberJoin(
     memberContext: memberClient.context,
     edition: preflight.edition,
     proxyAddress: preflight.proxyAddress,
+    runtime: agentPlan.runtime,
+    runtimeWhy: agentPlan.why,
+    agentAddress: agentPlan.agentAddress,
     hostJwtSecretFingerprint: fingerprint(preflight.host.jwtSecret),
     dryRun: options.dryRun !== false,
     changes,
@@ -200,20 +227,61 @@ function joinState(cluster: KubeSphereCluster | undefined): Pick<MemberJoinResul
   }
 }
 
+/** Whose agent the join renders, and what that runtime's manifest needs besides the token. */
+interface AgentPlan {
+  runtime: TunnelRuntime
+  why: string
+  /** What the agent dials. */
+  agentAddress: string
+  /** The image the user chose; for ksctl's agent, its default when none was chosen. */
+  image: string | undefined
+  /** ksctl's agent: how it trusts the proxy. */
+  trust?: ProxyTrust
+}
+
+/**
+ * The runtime (the host's, or `--runtime` when the host agrees) and what its agent needs from the host, read
+ * before anything changes, so that a host that cannot take this agent fails the join with nothing changed.
+ */
+async function planAgent(
+  host: ClusterClient,
+  preflight: JoinPreflight,
+  options: MemberJoinOptions,
+): Promise<AgentPlan> {
+  const {runtime, why} = await chooseRuntime(host, options.runtime)
+  if (runtime === 'tower') {
+    if (options.proxyPin !== undefined) {
+      throw invalidInput(`--proxy-pin is for ksctl's agent, and ${why}`, [
+        "leave out --proxy-pin: Tower's agent dials the proxy without TLS",
+      ])
+    }
+    return {runtime, why, agentAddress: preflight.proxyAddress, image: options.agentImage}
+  }
+  return {
+    runtime,
+    why,
+    agentAddress: ksctlProxyAddress(preflight.proxyAddress, 'the proxy address'),
+    image: options.agentImage ?? defaultKsctlAgentImage(),
+    trust: await readProxyTrust(host, {pin: options.proxyPin}),
+  }
+}
+
 function renderAgent(
   preflight: JoinPreflight,
+  plan: AgentPlan,
   options: MemberJoinOptions,
   token: string,
   image?: string,
 ): ManifestObject[] {
-  return renderAgentManifest({
-    edition: preflight.edition,
+  const common = {
     clusterName: options.name,
     token,
-    proxyAddress: preflight.proxyAddress,
-    image: image ?? options.agentImage,
+    image: image ?? plan.image,
     replicas: options.replicas,
-  })
+  }
+  return plan.trust === undefined
+    ? renderAgentManifest({...common, edition: preflight.edition, proxyAddress: plan.agentAddress})
+    : renderKsctlAgentManifest({...common, proxyAddress: plan.agentAddress, trust: plan.trust})
 }
 
 /**
@@ -275,7 +343,10 @@ export async function waitForToken(
   client: ClusterClient,
   name: string,
   timeoutMs: number | undefined,
+  runtime: TunnelRuntime,
 ): Promise<KubeSphereCluster> {
+  const proxy = runtime === 'ksctl' ? 'ksctl-tower-proxy' : 'tower'
+  const what = runtime === 'ksctl' ? "ksctl's proxy" : 'the tower proxy'
   let cluster: KubeSphereCluster | undefined
   await waitUntil({
     what: `the proxy to initialize cluster "${name}"`,
@@ -296,14 +367,14 @@ export async function waitForToken(
     },
     onTimeout: (_last, limitMs) =>
       new KsctlError(
-        `the tower proxy did not initialize cluster "${name}" within ${formatDuration(limitMs)} in context "${client.context}"`,
+        `${what} did not initialize cluster "${name}" within ${formatDuration(limitMs)} in context "${client.context}"`,
         {
           code: 'TIMEOUT',
           context: client.context,
           object: {resource: 'clusters.cluster.kubesphere.io', name},
           suggestions: [
-            `is the proxy running? kubectl --context ${client.context} -n ${KUBESPHERE_NAMESPACE} get deployment tower`,
-            `its log: kubectl --context ${client.context} -n ${KUBESPHERE_NAMESPACE} logs deployment/tower`,
+            `is the proxy running? kubectl --context ${client.context} -n ${KUBESPHERE_NAMESPACE} get deployment ${proxy}`,
+            `its log: kubectl --context ${client.context} -n ${KUBESPHERE_NAMESPACE} logs deployment/${proxy}`,
             'then run the same command again: it continues from here',
           ],
         },

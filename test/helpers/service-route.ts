@@ -2,6 +2,8 @@ import {execa} from 'execa'
 
 /** Marks this helper's rules, so that a run that was killed before it could undo them has them removed next time. */
 const COMMENT = 'ksctl-test-service-route'
+/** Leftovers are those of another run: removed once per process, so that one test can route several Services. */
+let leftoversRemoved = false
 
 /**
  * A stand-in for kube-proxy, and only for one Service port: kube-proxy cannot run beside the test bed (it needs a
@@ -15,7 +17,10 @@ export async function routeServicePort(
   port: number,
   targetPort: number,
 ): Promise<() => Promise<void>> {
-  await removeLeftoverRoutes()
+  if (!leftoversRemoved) {
+    await removeLeftoverRoutes()
+    leftoversRemoved = true
+  }
   const rule = [
     ...['OUTPUT', '-d', `${clusterIp}/32`, '-p', 'tcp', '--dport', String(port)],
     ...['-m', 'comment', '--comment', COMMENT],

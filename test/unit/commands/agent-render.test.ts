@@ -99,6 +99,8 @@ describe('ksctl agent render', () => {
       context: 'host',
       proxyAddress: 'http://192.0.2.10:8080',
       proxyAddressSource: 'proxyPublishAddress in configmap kubesphere-config',
+      runtime: 'tower',
+      agentAddress: 'http://192.0.2.10:8080',
       image: 'kubesphere/tower:v0.2.1',
       replicas: 1,
       objects: loadAll(golden('v4-default')),

@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict'
+import {readFile, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import {execa} from 'execa'
+
+import type {MemberJoinOutput} from '../../commands/member/join.js'
+import {buildImage} from '../../image/build.js'
+import {imageUser} from '../../image/image.js'
+import {unpackCached, type UnpackedImage} from '../../image/unpack.js'
+import {ClusterClients} from '../../src/k8s/clients.js'
+import {ClusterResource} from '../../src/k8s/resources.js'
+import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
+import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
+import {startKubeSphereStandIn} from '../../src/kubesphere-standin/stand-in.js'
+import type {StandInLoop} from '../../src/kubesphere-standin/loop.js'
+import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
+import type {RunningPod} from '../helpers/pod-runner.js'
+import {tempDir} from '../helpers/temp-dir.js'
+import {freeClusterPorts, freePort} from '../testbed/http.js'
+import {adminApis, resetCluster} from '../testbed/seed.js'
+import {bothClusters, run} from './cluster-state.js'
+import {testBed} from './hooks.js'
+import {
+  grantAgentAccountUntilImpersonation,
+  pointTowerServiceAt,
+  removeKsctlAgentClusterObjects,
+  routeClusterService,
+  runAppliedAgent,
+} from './ksctl-runtime-parts.js'
+
+const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
+
+const editions: {edition: string; host: FixtureName; member: FixtureName; scheme: 'http' | 'https'}[] = [
+  // KubeSphere derives http:// addresses (a LoadBalancer's always is): the agent dials the same port over wss://.
+  {edition: '3.4', host: 'ks34-host', member: 'ks34-none', scheme: 'http'},
+  {edition: '4.1', host: 'ks41-host', member: 'plain', scheme: 'https'},
+]
+
+describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent run from its rendered Deployment", function () {
+  this.timeout(300_000)
+  let image: UnpackedImage
+
+  before(async function () {
+    // A warm build redoes only ksctl's layer.
+    this.timeout(600_000)
+    image = await unpackCached((await buildImage()).archive)
+  })
+
+  for (const {edition, host, member, scheme} of editions) {
+    describe(`KubeSphere ${edition}`, () => {
+      const cleanups: (() => Promise<unknown>)[] = []
+      let proxy: RunningKsctl | undefined
+      let agent: RunningPod | undefined
+      let standIn: StandInLoop | undefined
+
+      afterEach(async () => {
+        await agent?.stop(5)
+        agent = undefined
+        await standIn?.stop()
+        standIn = undefined
+        proxy?.process.kill('SIGKILL')
+        await proxy?.process
+        proxy = undefined
+        for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
+        await removeKsctlAgentClusterObjects()
+      })
+
+      it('refuses a runtime the host does not run, naming the tower Service and the next step, and changes nothing', async () => {
+        const kubeconfig = testBed().kubeconfigPath
+        await resetCluster(kubeconfig, 'host', host, {proxyPublishAddress: `${scheme}://127.0.0.1:30721`})
+        await resetCluster(kubeconfig, 'member', member)
+        const join = [
+          'member',
+          'join',
+          'member1',
+          '--host-context',
+          'host',
+          '--member-context',
+          'member',
+          '--apply',
+        ]
+        const towers = await bothClusters()
+        const ksctlAgent = await run([...join, '--runtime', 'ksctl'])
+        assert.equal(ksctlAgent.exitCode, 1, ksctlAgent.stderr)
+        assert.match(
+          ksctlAgent.stderr,
+          /--runtime ksctl: the host in context "host" runs Tower's proxy \(service kubesphere-system\/tower selects app=tower\)/,
+        )
+        assert.match(ksctlAgent.stderr, /ksctl proxy install --context host/)
+        assert.deepEqual(await bothClusters(), towers)
+
+        await pointTowerServiceAt('ksctl')
+        const ksctls = await bothClusters()
+        const towerAgent = await run([...join, '--runtime', 'tower'])
+        assert.equal(towerAgent.exitCode, 1, towerAgent.stderr)
+        assert.match(towerAgent.stderr, /--runtime tower: the host in context "host" runs ksctl's proxy/)
+        assert.match(towerAgent.stderr, /ksctl proxy uninstall --context host/)
+        assert.deepEqual(await bothClusters(), ksctls)
+      })
+
+      it('reaches Ready; kubectl works with the issued kubeconfig at the server it names, verified; the token is only in its Secret', async () => {
+        const kubeconfig = testBed().kubeconfigPath
+        const [listenPort, frontEndPort, metricsPort] = [await freePort(), await freePort(), await freePort()]
+        const published = `${scheme}://127.0.0.1:${String(listenPort)}`
+        await resetCluster(kubeconfig, 'host', host, {proxyPublishAddress: published})
+        await resetCluster(kubeconfig, 'member', member)
+        await pointTowerServiceAt('ksctl')
+        cleanups.push(await grantAgentAccountUntilImpersonation())
+
+        // ksctl's proxy in Kubernetes mode against the host, listening where the published address leads.
+        proxy = startKsctl([
+          ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', 'host', '--resync', '300ms'],
+          ...[
+            '--listen',
+            `127.0.0.1:${String(listenPort)}`,
+            '--front-end',
+            `127.0.0.1:${String(frontEndPort)}`,
+          ],
+          ...['--cluster-ports', (await freeClusterPorts(2)).flag],
+        ])
+        const proxyOutput = proxy.output
+        await until(() => proxy?.logged('tower proxy started').length === 1, 'the proxy', {
+          output: proxyOutput,
+        })
+
+        const clients = ClusterClients.load({kubeconfig})
+        standIn = startKubeSphereStandIn({
+          host: clients.forContext('host'),
+          member: clients.forContext('member'),
+          // The controller reaches the member at the server the issued kubeconfig names (routed below).
+          memberServer: () => undefined,
+          intervalMs: 100,
+        })
+
+        const join = execa(
+          process.execPath,
+          [
+            runJs,
+            ...['member', 'join', 'member1', '--kubeconfig', kubeconfig, '--host-context', 'host'],
+            ...['--member-context', 'member', '--apply', '--wait', '--timeout', '120s', '--json'],
+          ],
+          {reject: false, stdin: 'ignore', env: {NO_COLOR: '1'}, timeout: 200_000},
+        )
+        const log = (line: string) =>
+          process.env.KSCTL_TEST_POD_LOG === '1' ? console.error(line) : undefined
+        // The member's kubelet and the host's kube-proxy, while the join runs.
+        const [started, undoRoute] = await Promise.all([
+          runAppliedAgent({image, metricsPort, abandon: join, log}),
+          routeClusterService('member1'),
+        ])
+        cleanups.push(undoRoute)
+        agent = started
+        const joined = await join
+        assert.equal(joined.exitCode, 0, `${joined.stderr}\n${agent?.output() ?? ''}\n${proxyOutput()}`)
+        assert.ok(agent !== undefined)
+        const result = JSON.parse(joined.stdout) as MemberJoinOutput
+        assert.equal(result.runtime, 'ksctl')
+        assert.equal(result.agentAddress, `wss://127.0.0.1:${String(listenPort)}`)
+        assert.equal(result.ready, true)
+        assert.deepEqual(result.conditions, {Initialized: 'True', AgentAvailable: 'True', Ready: 'True'})
+        assert.match(
+          joined.stderr,
+          /^runtime ksctl: the host runs ksctl's proxy: service kubesphere-system\/tower selects app\.kubernetes\.io\/name=ksctl-tower-proxy$/m,
+        )
+
+        const hostClient = clients.forContext('host')
+        const cluster = await hostClient.findCustomObject<KubeSphereCluster>(ClusterResource, 'member1')
+        const token = cluster?.spec?.connection?.token ?? ''
+        assert.match(token, /^[0-9a-f]{64}$/)
+        // kubectl at the server the issued kubeconfig names (Service mc-member1's ClusterIP), verifying the proxy.
+        const issued = path.join(tempDir('ksctl-join-ksctl-'), 'member1.kubeconfig')
+        await writeFile(issued, Buffer.from(cluster?.spec?.connection?.kubeconfig ?? '', 'base64'), {
+          mode: 0o600,
+        })
+        assert.match(await readFile(issued, 'utf8'), /server: https:\/\/10\.\d+\.\d+\.\d+:6443/)
+        const kubectl = await execa(
+          '/usr/bin/kubectl',
+          [
+            '--kubeconfig',
+            issued,
+            '--request-timeout',
+            '20s',
+            'get',
+            'namespace',
+            'kube-system',
+            '-o',
+            'name',
+          ],
+          {reject: false, stdin: 'ignore'},
+        )
+        assert.equal(kubectl.stdout, 'namespace/kube-system', kubectl.stderr)
+
+        // The agent ran as its Deployment says: the image's user under tini, its token a file, never an argument.
+        const status = await readFile(`/proc/${String(agent.hostPid())}/status`, 'utf8')
+        assert.match(status, /^Name:\s+tini$/m)
+        assert.match(status, new RegExp(`^Uid:\\s+${String(imageUser.uid)}\\s`, 'm'))
+        const deployment = await adminApis(kubeconfig, 'member').apps.readNamespacedDeployment({
+          name: 'ksctl-tower-agent',
+          namespace: 'kubesphere-system',
+        })
+        assert.ok(!JSON.stringify(deployment).includes(token))
+        for (const output of [joined.stdout, joined.stderr, agent.output(), proxyOutput()]) {
+          assert.ok(!output.includes(token), 'no token in any output')
+          assert.ok(!output.includes(Buffer.from(token).toString('base64')), 'nor in base64')
+        }
+        assert.deepEqual(await agent.stop(), {exitCode: 0, signal: undefined}, agent.output())
+        agent = undefined
+      })
+    })
+  }
+})
