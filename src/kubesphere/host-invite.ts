@@ -15,7 +15,7 @@ import {planClusterApply} from './cluster-apply.js'
 import type {KubeSphereCluster} from './cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import {detectKubeSphere, requireComplete, type Edition} from './detect.js'
-import {hostRuntime} from './host-runtime.js'
+import {detectHostRuntime} from './agent-runtime.js'
 import {requireHost, resolveProxyAddress} from './join-preflight.js'
 import {desiredCluster, waitForToken} from './member-join.js'
 
@@ -129,7 +129,7 @@ export async function hostInvite(host: ClusterClient, options: HostInviteOptions
     }
   }
 
-  const cluster = await waitForToken(host, options.name, options.waitTimeoutMs)
+  const cluster = await waitForToken(host, options.name, options.waitTimeoutMs, 'ksctl')
   const token = generateJoinToken()
   const record = tokenRecord(
     token,
@@ -192,13 +192,11 @@ function tokenRecord(
  * join token, and the safe ways that remain are said.
  */
 async function requireKsctlProxy(host: ClusterClient): Promise<void> {
-  const runtime = await hostRuntime(host)
+  const {runtime, evidence} = await detectHostRuntime(host)
   if (runtime === 'ksctl') return
   throw preconditionFailed(
-    runtime === undefined
-      ? `the host of context "${host.context}" has no tower Service (${KUBESPHERE_NAMESPACE}/tower), so no proxy members could reach`
-      : `the host of context "${host.context}" runs KubeSphere's Tower proxy (the tower Service does not select ksctl's proxy), ` +
-          'which has no join exchange: a member cannot trade a join token for its agent token there',
+    `the host of context "${host.context}" runs KubeSphere's Tower proxy (${evidence}), which has no join exchange: ` +
+      'a member cannot trade a join token for its agent token there',
     host.context,
     [
       `install ksctl's proxy on the host, then invite again: ksctl proxy install --context ${host.context}`,
