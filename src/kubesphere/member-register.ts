@@ -22,7 +22,8 @@ import {
 import {parseJoinToken} from '../join-token/token.js'
 import {log} from '../log.js'
 import {redactor} from '../redact.js'
-import {renderAgentManifest} from './agent-manifest.js'
+import {renderKsctlAgentManifest} from './agent-manifest.js'
+import {ksctlProxyAddress} from './agent-runtime.js'
 import {kubeSystemUid} from './cluster-identity.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import {detectKubeSphere, requireComplete, type Edition} from './detect.js'
@@ -114,7 +115,7 @@ export async function memberRegister(
     check.edition === '3.x'
       ? await previewEdit(memberInstallerEdit(member, JWT_SECRET_PLACEHOLDER))
       : undefined
-  const placeholderAgent = registerAgentManifest(check.edition, options, AGENT_TOKEN_PLACEHOLDER)
+  const placeholderAgent = registerAgentManifest(options, AGENT_TOKEN_PLACEHOLDER)
   await requireAccess(
     [
       ...(installerPreview === undefined ? [] : editWrites(member, installerPreview)),
@@ -168,7 +169,7 @@ export async function memberRegister(
     changes.push(
       ...(await applyAgent(
         member,
-        registerAgentManifest(check.edition, options, exchanged.agentToken),
+        registerAgentManifest(options, exchanged.agentToken),
         false,
         base.warnings,
       )),
@@ -181,20 +182,15 @@ export async function memberRegister(
 }
 
 /**
- * The agent manifest of a registered member. Until ksctl's agent manifest lands (branch w3-agent: Deployment
- * ksctl-tower-agent, its token in Secret ksctl-tower-agent-token, the proxy pinned), this is the manifest
- * `member join` renders; at that merge, this is the one place to switch to it, passing `options.proxy.pin`.
+ * The agent manifest of a registered member: ksctl's agent (the exchange exists only on ksctl's proxy), dialling
+ * the address the member verified, and trusting the proxy by the pin it verified (not by a CA it never saw).
  */
-function registerAgentManifest(
-  edition: Edition,
-  options: MemberRegisterOptions,
-  agentToken: string,
-): ManifestObject[] {
-  return renderAgentManifest({
-    edition,
+function registerAgentManifest(options: MemberRegisterOptions, agentToken: string): ManifestObject[] {
+  return renderKsctlAgentManifest({
     clusterName: options.name,
     token: agentToken,
-    proxyAddress: options.proxy.url.origin,
+    proxyAddress: ksctlProxyAddress(options.proxy.url.origin, '--proxy'),
+    trust: {pin: options.proxy.pin},
     image: options.agentImage,
     replicas: options.replicas,
   })

@@ -9,7 +9,6 @@ import type {HostInviteResult} from '../../src/kubesphere/host-invite.js'
 import type {JoinTokenList} from '../../src/join-token/manage.js'
 import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
-import {AGENT_DEPLOYMENT_NAME} from '../../src/kubesphere/agent-manifest.js'
 import {isConditionTrue, type KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
 import {secrets} from '../../src/kubesphere-standin/fixtures.js'
@@ -18,11 +17,19 @@ import type {StandInLoop} from '../../src/kubesphere-standin/loop.js'
 import {certificateFingerprint, createCertificateAuthority} from '../../src/pki/certificates.js'
 import {ksctl, type ProcessOutcome} from '../helpers/ksctl-process.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
+import {buildImage} from '../../image/build.js'
+import {unpackCached, type UnpackedImage} from '../../image/unpack.js'
+import type {RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
+import {
+  grantAgentAccountUntilImpersonation,
+  removeKsctlAgentClusterObjects,
+  runAppliedAgent,
+} from './ksctl-runtime-parts.js'
 
 const NAMESPACE = 'kubesphere-system'
 
@@ -62,12 +69,20 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
   describe(`two-sided join on KubeSphere ${edition}: host invite, then member register with the member's kubeconfig alone`, function () {
     this.timeout(180_000)
     let proxy: RunningKsctl
-    let agent: RunningKsctl | undefined
+    let agent: RunningPod | undefined
+    let image: UnpackedImage
+    let ungrant: (() => Promise<void>) | undefined
     let standIn: StandInLoop | undefined
     let proxyAddress: string
     let dir: string
     let memberKubeconfig: string
     const hostClient = () => ClusterClients.load({kubeconfig: testBed().kubeconfigPath}).forContext('host')
+
+    before(async function () {
+      // A warm build redoes only ksctl's layer.
+      this.timeout(600_000)
+      image = await unpackCached((await buildImage()).archive)
+    })
 
     beforeEach(async () => {
       const kubeconfig = testBed().kubeconfigPath
@@ -119,9 +134,13 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
     afterEach(async () => {
       await standIn?.stop()
       standIn = undefined
-      for (const child of [agent, proxy]) child?.process.kill('SIGKILL')
-      await Promise.allSettled([agent?.process, proxy.process])
+      await agent?.stop(5)
       agent = undefined
+      proxy.process.kill('SIGKILL')
+      await Promise.allSettled([proxy.process])
+      await ungrant?.()
+      ungrant = undefined
+      await removeKsctlAgentClusterObjects()
     })
 
     /** The host side, with the test bed's kubeconfig (the host's admin). */
@@ -144,27 +163,13 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
       return {outcome, args: command.split(' ').slice(1), token: /--token (\S+)/.exec(command)?.[1] ?? ''}
     }
 
-    /** The member's kubelet, for the agent Deployment: once it is applied, its agent runs here, pinned. */
-    const runAgentOnceApplied = async (pin: string) => {
-      const member = ClusterClients.load({kubeconfig: memberKubeconfig}).forContext(undefined)
-      await until(
-        async () => (await member.findDeployment(NAMESPACE, AGENT_DEPLOYMENT_NAME)) !== undefined,
-        'the agent Deployment',
-        {
-          timeoutMs: 60_000,
-        },
-      )
-      const deployment = await member.findDeployment(NAMESPACE, AGENT_DEPLOYMENT_NAME)
-      const command = deployment?.spec?.template.spec?.containers[0]?.command ?? []
-      const flag = (name: string) =>
-        command.find((argument) => argument.startsWith(`--${name}=`))?.slice(name.length + 3)
-      const tokenFile = path.join(dir, 'agent-token')
-      writeFileSync(tokenFile, flag('token') ?? '', {mode: 0o600})
-      agent = startKsctl([
-        ...['tower', 'agent', `--name=${flag('name') ?? ''}`, `--proxy-server=${flag('proxy-server') ?? ''}`],
-        ...['--token-file', tokenFile, '--proxy-pin', pin, '--keepalive', '1s', '--max-retry-interval', '2s'],
-        ...['--kubeconfig', memberKubeconfig],
-      ])
+    /**
+     * The member's kubelet, for the agent Deployment that register applied: its pod runs from the image as the
+     * Deployment says (the token from Secret ksctl-tower-agent-token, the proxy pinned by an argument).
+     */
+    const runAgentOnceApplied = async (registered: Promise<unknown>) => {
+      ungrant ??= await grantAgentAccountUntilImpersonation()
+      agent = await runAppliedAgent({image, metricsPort: await freePort(), abandon: registered})
     }
 
     it('reaches Ready through the tunnel it opened; the host side prints no credential; the token is used once', async () => {
@@ -177,7 +182,7 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
       assert.notDeepEqual(await snapshot('host'), before)
 
       const registered = onMember([...args, '--timeout', '90s'])
-      await runAgentOnceApplied(pin)
+      await runAgentOnceApplied(registered)
       const joined = await registered
       assert.equal(joined.exitCode, 0, `${joined.stderr}\nagent:\n${agent?.output() ?? ''}`)
       assert.match(joined.stdout, /^cluster "member1" is Ready on the host$/m)
@@ -308,7 +313,7 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
       }
       // The first token was never used by any of these: it still joins.
       const registered = onMember([...args, '--timeout', '90s'])
-      await runAgentOnceApplied(args[args.indexOf('--pin') + 1] ?? '')
+      await runAgentOnceApplied(registered)
       const joined = await registered
       assert.equal(joined.exitCode, 0, joined.stderr)
     })
