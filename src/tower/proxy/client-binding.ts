@@ -10,6 +10,8 @@ import type {ClientIdentity} from '../shared/identity.js'
  * without a parser of ours.
  */
 const bindingPrefix = 'urn:ksctl:cluster:'
+/** A cluster's name is a DNS label (as the path-routed front end and KubeSphere's Cluster names require). */
+const clusterName = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 
 export function clusterBindingUri(cluster: string): string {
   return `${bindingPrefix}${cluster}`
@@ -38,9 +40,11 @@ export function certificateClaims(certificate: LegacyCertificate): ClientCertifi
     .map((name) => name.slice('URI:'.length))
     .filter((uri) => uri.startsWith(bindingPrefix))
     .map((uri) => uri.slice(bindingPrefix.length))
+  const [cluster] = clusters
   return {
     identity: {user: listed(subject.CN)[0] ?? '', groups: listed(subject.O)},
-    boundCluster: clusters.length === 1 ? clusters[0] : undefined,
+    boundCluster:
+      clusters.length === 1 && cluster !== undefined && clusterName.test(cluster) ? cluster : undefined,
   }
 }
 
