@@ -13,7 +13,13 @@ import type {AuthFailureReason, TowerMetrics} from '../shared/metrics.js'
 import {forbiddenClientHeader, identityProblem} from '../shared/identity.js'
 import {certificateClaims} from './client-binding.js'
 import {listen, type ListenAddress} from '../shared/net.js'
-import {failResponse, refuse, type FrontEndRequest, type FrontEndResponse} from '../shared/reverse-proxy.js'
+import {
+  failResponse,
+  refuse,
+  refuseRequest,
+  type FrontEndRequest,
+  type FrontEndResponse,
+} from '../shared/reverse-proxy.js'
 import type {ClusterRegistry, RegisteredCluster} from './registry.js'
 
 export interface FrontEndOptions {
@@ -90,6 +96,15 @@ export function routeByPath(url: string): PathRoute | undefined {
     return {cluster, destination: kubernetesDestination, path}
   }
   return {cluster, destination: other[1] ?? '', path: `${other[2] ?? '/'}${other[3] ?? ''}`}
+}
+
+/** `impersonate-user` (as HTTP/2 sends every name) as people write it: Impersonate-User. */
+function headerCase(name: string): string {
+  return name
+    .toLowerCase()
+    .split('-')
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .join('-')
 }
 
 /** Why a TLS client did not authenticate, or undefined when its certificate chains to the proxy CA. */
@@ -300,8 +315,10 @@ export class FrontEnds {
     })
     server.on('request', (request: FrontEndRequest, response: FrontEndResponse) => {
       const decision = this.authorize(request, route)
-      if ('status' in decision) failResponse(response, decision.status, decision.message, decision.target)
-      else forwarder.forward(request, response, decision)
+      if (!('status' in decision)) forwarder.forward(request, response, decision)
+      // kubectl shows the message of a 401 Status, and of a 403 only in plain text (see refuseRequest).
+      else if (decision.status === 403) refuseRequest(response, decision.status, decision.message)
+      else failResponse(response, decision.status, decision.message)
     })
     server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const decision = this.authorize(request, route)
@@ -317,24 +334,17 @@ export class FrontEnds {
    * destination the certificate's user and groups go with the request, for the agent to impersonate, and a client
    * may not ask to impersonate anyone itself (403: one level of impersonation only).
    */
-  private authorize(
-    request: FrontEndRequest,
-    route: Route,
-  ): ForwardTarget | (Refusal & {target?: {destination: string}}) {
+  private authorize(request: FrontEndRequest, route: Route): ForwardTarget | Refusal {
     const {metrics, log} = this.options
     const socket = request.socket as TLSSocket
     const source = request.socket.remoteAddress ?? 'unknown'
-    const refused = (
-      refusal: Refusal,
-      target?: {destination: string},
-      details: Record<string, unknown> = {},
-    ) => {
+    const refused = (refusal: Refusal, details: Record<string, unknown> = {}): Refusal => {
       if (refusal.reason !== undefined) {
         metrics.authFailure('front_end', refusal.reason)
         // Never the certificate, nor the request: what the operator needs to find the client.
         log.warn('refused a client at a front end', {reason: refusal.reason, source, ...details})
       }
-      return {...refusal, ...(target !== undefined && {target})}
+      return refusal
     }
     const failure = clientCertificateFailure(socket)
     if (failure !== undefined) {
@@ -354,25 +364,31 @@ export class FrontEnds {
           ? `Forbidden: this client certificate is not bound to cluster ${cluster} (it was issued before ksctl bound credentials to one cluster): issue a kubeconfig for cluster ${cluster} again with ksctl tower issue-kubeconfig --cluster ${cluster}`
           : `Forbidden: this client certificate is bound to cluster ${claims.boundCluster}, not ${cluster}: use a kubeconfig issued for cluster ${cluster} (ksctl tower issue-kubeconfig --cluster ${cluster})`
       const reason = claims.boundCluster === undefined ? 'unbound_client_certificate' : 'wrong_cluster'
-      return refused({status: 403, message, reason}, target, {
-        cluster,
-        ...(claims.boundCluster !== undefined && {boundTo: claims.boundCluster}),
-      })
+      return refused(
+        {status: 403, message, reason},
+        {
+          cluster,
+          ...(claims.boundCluster !== undefined && {boundTo: claims.boundCluster}),
+        },
+      )
     }
     if (destination !== kubernetesDestination) return {...target, identity: undefined}
     const impersonation = forbiddenClientHeader(request.rawHeaders)
     if (impersonation !== undefined) {
-      const message = `Forbidden: the ksctl proxy forwards each request to cluster ${cluster} as the user and groups of its client certificate (${claims.identity.user}) and does not pass on ${impersonation} (kubectl --as, --as-group): issue a kubeconfig for the identity you need (ksctl tower issue-kubeconfig --cluster ${cluster} --user NAME --group GROUP)`
-      return refused({status: 403, message, reason: 'impersonation_header'}, target, {
-        cluster,
-        header: impersonation.toLowerCase(),
-        user: claims.identity.user,
-      })
+      const message = `Forbidden: the ksctl proxy forwards each request to cluster ${cluster} as the user and groups of its client certificate (${claims.identity.user}) and does not pass on ${headerCase(impersonation)} (kubectl --as, --as-group): issue a kubeconfig for the identity you need (ksctl tower issue-kubeconfig --cluster ${cluster} --user NAME --group GROUP)`
+      return refused(
+        {status: 403, message, reason: 'impersonation_header'},
+        {
+          cluster,
+          header: impersonation.toLowerCase(),
+          user: claims.identity.user,
+        },
+      )
     }
     const problem = identityProblem(claims.identity)
     if (problem !== undefined) {
       const message = `Forbidden: the identity of this client certificate cannot be forwarded to cluster ${cluster}: ${problem}; issue a kubeconfig for another (ksctl tower issue-kubeconfig --cluster ${cluster} --user NAME --group GROUP)`
-      return refused({status: 403, message, reason: 'unforwardable_identity'}, target, {cluster})
+      return refused({status: 403, message, reason: 'unforwardable_identity'}, {cluster})
     }
     return {...target, identity: claims.identity}
   }

@@ -273,6 +273,20 @@ function headerLines(rawHeaders: string[]): string {
 }
 
 /**
+ * The proxy's own 403 to a client, in plain text: kubectl (1.32) shows a 403's text body as it is wherever it meets
+ * one, while a Kubernetes Status in answer to its first requests (discovery) comes out as "Error from server
+ * (Forbidden): unknown", and the reason and the next step would be lost. (For a 401 it is the other way round: it
+ * shows a Status's message, and never a text body.)
+ */
+export function refuseRequest(response: FrontEndResponse, status: 403, message: string): void {
+  const body = `${message}\n`
+  const headers = {'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body)}
+  if (response instanceof http.ServerResponse) response.writeHead(status, headers)
+  else response.writeHead(status, headers)
+  response.end(body)
+}
+
+/**
  * An error answer. For the kubernetes destination it is a Kubernetes Status, so kubectl prints the message
  * instead of a decoding error.
  */
