@@ -1,7 +1,7 @@
 import {mkdir, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import type {V1ClusterRole, V1ClusterRoleBinding} from '@kubernetes/client-node'
+import type {V1ClusterRoleBinding} from '@kubernetes/client-node'
 
 import type {ManifestObject} from '../../src/k8s/manifest-objects.js'
 import {agentImpersonationRbac, kubesphereIdentityRbac} from '../../src/tower/shared/identity.js'
@@ -26,7 +26,7 @@ async function applyClusterRbac(
   await remove()
   for (const object of objects) {
     if (object.kind === 'ClusterRole') {
-      await apis.rbac.createClusterRole({body: object as unknown as V1ClusterRole})
+      await apis.rbac.createClusterRole({body: object})
     } else if (object.kind === 'ClusterRoleBinding') {
       await apis.rbac.createClusterRoleBinding({body: object as unknown as V1ClusterRoleBinding})
     } else {
