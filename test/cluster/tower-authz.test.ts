@@ -10,9 +10,15 @@ import {ClusterResource} from '../../src/k8s/resources.js'
 import {conditionOf, type KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import {createCertificateAuthority} from '../../src/pki/certificates.js'
 import {kubespherePortsPolicy} from '../../src/tower/proxy/kubesphere-ports-policy.js'
+import {KUBESPHERE_IDENTITY} from '../../src/tower/shared/identity.js'
 import {ksctl} from '../helpers/ksctl-process.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
-import {grantKubesphereIdentity, grantUser, leastPrivilegeAgent} from '../helpers/member-rbac.js'
+import {
+  grantKubesphereIdentity,
+  grantUser,
+  leastPrivilegeAgent,
+  untilAllowed,
+} from '../helpers/member-rbac.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
@@ -47,38 +53,6 @@ describe('tower proxy and agent: per-cluster credentials and the client’s iden
       reject: false,
       stdin: 'ignore',
     })
-  }
-
-  /**
-   * Until the member's RBAC (its authorizer reads it from a cache) lets the user (and groups) do it, as the admin
-   * sees it.
-   */
-  async function untilAllowed(
-    [user = '', ...groups]: string[],
-    verb: string,
-    resource: string,
-  ): Promise<void> {
-    await until(
-      async () =>
-        (
-          await execa(
-            kubectlBinary,
-            [
-              ...['--kubeconfig', testBed().kubeconfigPath, '--context', 'member', 'auth', 'can-i'],
-              ...[verb, ...resourceArgs(resource), '-n', 'default', '--as', user],
-              ...groups.flatMap((group) => ['--as-group', group]),
-            ],
-            {reject: false, stdin: 'ignore'},
-          )
-        ).stdout === 'yes',
-      `${user} to be allowed to ${verb} ${resource}`,
-    )
-  }
-
-  /** `pods/exec` is resource pods, subresource exec, to kubectl auth can-i. */
-  function resourceArgs(resource: string): string[] {
-    const [name = '', subresource] = resource.split('/')
-    return subresource === undefined ? [name] : [name, '--subresource', subresource]
   }
 
   /** `ksctl tower issue-kubeconfig` for `cluster`, at `server`, as `identity` (`--user`, `--group`). */
@@ -255,7 +229,7 @@ describe('tower proxy and agent: per-cluster credentials and the client’s iden
         rules: [{apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list']}],
       }),
     )
-    await untilAllowed(['alice'], 'list', 'configmaps')
+    await untilAllowed(kubeconfig, 'member', {user: 'alice'}, 'list', 'configmaps')
     const after = await kubectl(alice, ['get', 'configmaps', '-n', 'default', '-o', 'name'])
     assert.equal(after.exitCode, 0, after.stderr)
 
@@ -291,7 +265,7 @@ describe('tower proxy and agent: per-cluster credentials and the client’s iden
     const denied = await kubectl(issued, [...atPort, 'get', 'namespace', 'kube-system'])
     assert.match(denied.stderr, /User "ksctl:kubesphere" cannot get resource "namespaces"/)
     cleanups.push(await grantKubesphereIdentity(kubeconfig))
-    await untilAllowed(['ksctl:kubesphere', 'ksctl:kubesphere'], 'get', 'namespaces')
+    await untilAllowed(kubeconfig, 'member', KUBESPHERE_IDENTITY, 'get', 'namespaces')
     const granted = await kubectl(issued, [...atPort, 'get', 'namespace', 'kube-system', '-o', 'name'])
     assert.equal(granted.stdout, 'namespace/kube-system', granted.stderr)
   })
@@ -336,7 +310,7 @@ describe('tower proxy and agent: per-cluster credentials and the client’s iden
         rules: [{apiGroups: [''], resources: ['pods', 'configmaps'], verbs: ['get', 'list', 'watch']}],
       }),
     )
-    await untilAllowed(['bob'], 'get', 'pods')
+    await untilAllowed(kubeconfig, 'member', {user: 'bob'}, 'get', 'pods')
     const refusedExec = await kubectl(bob, ['exec', '-n', 'default', 'ksctl-authz-exec', '--', 'true'])
     assert.match(refusedExec.stderr, /User "bob" cannot create resource "pods\/exec"/)
     cleanups.push(
@@ -349,7 +323,7 @@ describe('tower proxy and agent: per-cluster credentials and the client’s iden
         ],
       }),
     )
-    await untilAllowed(['bob'], 'create', 'pods/exec')
+    await untilAllowed(kubeconfig, 'member', {user: 'bob'}, 'create', 'pods/exec')
     // Once bob may, the upgrade passes authorization and reaches the pod, which no kubelet runs here.
     const exec = await kubectl(bob, ['exec', '-n', 'default', 'ksctl-authz-exec', '--', 'true'])
     assert.match(exec.stderr, /does not have a host assigned/)

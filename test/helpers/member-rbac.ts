@@ -2,10 +2,12 @@ import {mkdir, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import type {V1ClusterRoleBinding} from '@kubernetes/client-node'
+import {execa} from 'execa'
 
 import type {ManifestObject} from '../../src/k8s/manifest-objects.js'
 import {agentImpersonationRbac, kubesphereIdentityRbac} from '../../src/tower/shared/identity.js'
 import {adminApis} from '../testbed/seed.js'
+import {until} from './ksctl-running.js'
 import {tempDir} from './temp-dir.js'
 
 const AGENT_NAMESPACE = 'kube-system'
@@ -113,4 +115,34 @@ export async function grantUser(
       subjects: [{apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: grant.user}],
     },
   ])
+}
+
+/**
+ * Until the cluster's RBAC (its authorizer reads it from a cache, a moment behind a write) lets the user and groups do
+ * `verb` on `resource` (`pods/exec` for a subresource), as its admin asks it.
+ */
+export async function untilAllowed(
+  kubeconfig: string,
+  context: string,
+  identity: {user: string; groups?: string[]},
+  verb: string,
+  resource: string,
+): Promise<void> {
+  const [name = '', subresource] = resource.split('/')
+  await until(
+    async () =>
+      (
+        await execa(
+          '/usr/bin/kubectl',
+          [
+            ...['--kubeconfig', kubeconfig, '--context', context, 'auth', 'can-i', verb, name],
+            ...(subresource === undefined ? [] : ['--subresource', subresource]),
+            ...['-n', 'default', '--as', identity.user],
+            ...(identity.groups ?? []).flatMap((group) => ['--as-group', group]),
+          ],
+          {reject: false, stdin: 'ignore'},
+        )
+      ).stdout === 'yes',
+    `${identity.user} to be allowed to ${verb} ${resource}`,
+  )
 }
