@@ -12,6 +12,7 @@ import {
   issueCertificate,
   type CertificateAndKey,
 } from '../../src/pki/certificates.js'
+import {issueClientCertificate} from '../../src/tower/proxy/client-binding.js'
 import {freePort, runCommand, startProcess, waitUntil, type ManagedProcess} from '../processes.js'
 import type {Upstream} from '../upstream.js'
 import type {AgentFleet, BenchPath, Endpoint, PathName} from './path.js'
@@ -123,11 +124,8 @@ async function startProxy(
   const client = await writePem(
     directory,
     'front-end-client',
-    await issueCertificate(ca, {
-      commonName: 'bench-client',
-      organizations: ['system:masters'],
-      usage: 'client',
-    }),
+    // Bound to the bench's cluster, as the front ends require; the agent impersonates its user at the upstream.
+    await issueClientCertificate(ca, {cluster: clusterName, identity: {user: 'bench-client', groups: []}}),
   )
   const proxy = startProcess(`ksctl tower proxy (${variant.name})`, process.execPath, [
     ksctl,
@@ -185,7 +183,7 @@ function ksctlPath(variant: Variant): BenchPath {
           tokenFor(clusterName),
           '--proxy-server',
           setup.agentLinkUrl,
-          ...(variant.tls ? ['--proxy-ca', setup.caFile] : []),
+          ...(variant.tls ? ['--proxy-ca', setup.caFile] : ['--insecure-plain']),
           '--kubernetes-service',
           `127.0.0.1:${upstream.tlsPort}`,
           '--service-account-dir',
@@ -261,7 +259,7 @@ async function startAgentFleet(variant: Variant, upstream: Upstream, count: numb
         name,
         token: async () => tokenFor(name),
         proxyUrl: normalizeProxyUrl(setup.agentLinkUrl),
-        ...(proxyCa !== undefined && {proxyCa}),
+        ...(proxyCa === undefined ? {insecurePlain: true} : {proxyCa}),
         keepaliveMs: parseKeepalive(defaultKeepalive),
         maxRetry: 0,
         maxRetryIntervalMs: 5_000,

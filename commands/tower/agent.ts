@@ -7,7 +7,7 @@ import {parseDuration} from '../../src/cli/duration.js'
 import {invalidInput, usageError} from '../../src/errors.js'
 import {log} from '../../src/log.js'
 import {redactor} from '../../src/redact.js'
-import {normalizeProxyUrl, TowerAgent} from '../../src/tower/agent/agent.js'
+import {checkPlainLink, normalizeProxyUrl, TowerAgent} from '../../src/tower/agent/agent.js'
 import {egressProxyFor} from '../../src/tower/agent/egress-proxy.js'
 import {
   buildDestinations,
@@ -26,7 +26,8 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
   static override summary = 'Run the tunnel agent in a member cluster: dial the proxy, serve its streams.'
   static override description = [
     "Takes Tower's agent flags and defaults, so a rendered agent manifest can run it unchanged.",
-    "It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca or --proxy-pin; plain ws:// only for http:// addresses, with a warning), and dials only its own destinations: kubernetes (with the member's credentials, which never leave the member), kubesphere, and the --allow names.",
+    "It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca or --proxy-pin; plain ws:// for an http:// address only with --insecure-plain, which the proxy needs too), and dials only its own destinations: kubernetes (with the member's credentials, which never leave the member), kubesphere, and the --allow names.",
+    "Each request to kubernetes runs on the member as the client the proxy verified (the user and groups of its certificate, by Kubernetes impersonation), never as the agent's own account: the agent's service account needs only impersonate on users and groups.",
     'It honours HTTPS_PROXY (for wss://), HTTP_PROXY (for ws://), ALL_PROXY and NO_PROXY: through an http:// proxy it tunnels with CONNECT and still verifies the tower proxy itself before sending its token.',
     'It reconnects for ever with backoff (unless --max-retry); SIGHUP retries now; SIGTERM drains open streams, then exits. Long-running: there is no --json result.',
   ].join('\n\n')
@@ -52,6 +53,11 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
     }),
     'proxy-ca': Flags.string({description: 'PEM file of the CA that signed the proxy certificate'}),
     'proxy-pin': Flags.string({description: 'sha256:<hex> of the proxy certificate public key (SPKI)'}),
+    'insecure-plain': Flags.boolean({
+      description:
+        'take an http:// --proxy-server: plain ws://, token and requests unencrypted (the proxy needs --insecure-plain too)',
+      default: false,
+    }),
     keepalive: Flags.string({
       description: 'interval of tunnel pings; a link silent for three intervals is dead',
       default: defaultKeepalive,
@@ -101,6 +107,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
     redactor.register(flags.token)
     const token = tokenSource(flags.token, flags['token-file'])
     const proxyUrl = normalizeProxyUrl(flags['proxy-server'])
+    checkPlainLink(proxyUrl, flags['insecure-plain'])
     const egressProxy = egressProxyFor(proxyUrl)
     if (
       proxyUrl.protocol === 'ws:' &&
@@ -128,6 +135,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
       name: flags.name,
       token,
       proxyUrl,
+      insecurePlain: flags['insecure-plain'],
       ...(flags['proxy-ca'] !== undefined && {proxyCa: await readFile(flags['proxy-ca'], 'utf8')}),
       ...(pin !== undefined && {proxyPin: pin}),
       ...(egressProxy !== undefined && {egressProxy}),

@@ -28,6 +28,8 @@ export interface IssueCertificateOptions {
   organizations?: string[]
   dnsNames?: string[]
   ipAddresses?: string[]
+  /** URI subject alternative names (a client certificate's binding to what it may reach, for example). */
+  uris?: string[]
   usage: CertificateUsage
   validityDays?: number
   /** Overrides the computed start of validity (e.g. to create an already expired certificate). */
@@ -94,6 +96,7 @@ export async function issueCertificate(
   const subjectAlternativeNames = [
     ...(options.dnsNames ?? []).map((value) => ({type: 'dns' as const, value})),
     ...(options.ipAddresses ?? []).map((value) => ({type: 'ip' as const, value})),
+    ...(options.uris ?? []).map((value) => ({type: 'url' as const, value})),
   ]
   const certificate = await x509.X509CertificateGenerator.create(
     {

@@ -16,6 +16,7 @@ import {dump, load} from 'js-yaml'
 import {KsctlError} from '../errors.js'
 import {ClusterClients} from '../k8s/clients.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {ManifestObjects} from '../k8s/manifest-objects.js'
 import {ClusterResource} from '../k8s/resources.js'
 import {AGENT_DEPLOYMENT_NAME} from '../kubesphere/agent-manifest.js'
 import type {KubeSphereCluster} from '../kubesphere/cluster-object.js'
@@ -29,6 +30,7 @@ import {freeClusterPorts, freePort} from '../local-cluster/http.js'
 import {onExitOrSignal, startProcess, type ManagedProcess} from '../local-cluster/processes.js'
 import {packageRoot} from '../package-root.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
+import {kubesphereIdentityRbac} from '../tower/shared/identity.js'
 import {checkDirFree, LOG_FILE, writeState, type Edition, type PlaygroundState} from './state.js'
 
 export interface PlaygroundUpOptions {
@@ -206,7 +208,13 @@ export async function playgroundUp(options: PlaygroundUpOptions): Promise<Runnin
   await ksctl(['proxy', 'set-address', proxyAddress, '--context', 'host'])
   await waitUntilReady(proxy, `http://127.0.0.1:${String(proxyMetricsPort)}/readyz`, undefined)
 
-  step('join the member; once its agent Deployment is applied, run the agent as its pod would')
+  step('join the member; once its agent Deployment is applied, run the agent as its pod would', [
+    "KubeSphere's identity (the Cluster's kubeconfig, which the agent impersonates) is bound on the member to what it needs, as ksctl's agent manifest binds it",
+  ])
+  // The stand-in controller reaches the member as KubeSphere does, with the Cluster's kubeconfig: as user and group
+  // ksctl:kubesphere, which the agent impersonates. Tower's agent manifest, which join deploys here, grants it nothing.
+  const manifests = new ManifestObjects(member)
+  for (const object of kubesphereIdentityRbac()) await manifests.apply(object)
   const joinArgs = [
     ...['member', 'join', MEMBER_NAME, '--host-context', 'host', '--member-context', 'member'],
     ...['--apply', '--wait'],

@@ -285,7 +285,7 @@ for (const {edition, host, member, jwtSecret} of editions) {
               '--token',
               clusterToken,
               '--proxy-server',
-              'http://127.0.0.1:9',
+              'https://127.0.0.1:9',
               '--max-retry',
               '1',
               '--kubernetes-service',

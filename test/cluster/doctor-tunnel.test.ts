@@ -11,6 +11,7 @@ import {conditionOf, type KubeSphereCluster} from '../../src/kubesphere/cluster-
 import type {DoctorReport} from '../../src/kubesphere/doctor.js'
 import {ksctl} from '../helpers/ksctl-process.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
+import {leastPrivilegeAgent} from '../helpers/member-rbac.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
@@ -25,10 +26,12 @@ describe('doctor proves the tunnel through the real proxy and agent', function (
   this.timeout(180_000)
   const running: RunningKsctl[] = []
   let dir: string | undefined
+  let removeAgentAccount: (() => Promise<void>) | undefined
 
   after(async () => {
     for (const {process: child} of running) child.kill('SIGKILL')
     await Promise.allSettled(running.map(({process: child}) => child))
+    await removeAgentAccount?.()
     if (dir !== undefined) await rm(dir, {recursive: true, force: true})
   })
 
@@ -64,6 +67,12 @@ describe('doctor proves the tunnel through the real proxy and agent', function (
     const ca = await host.findSecret('kubesphere-system', 'ksctl-tower-ca')
     await writeFile(path.join(dir, 'ca.crt'), ca?.data['tls.crt'] ?? '')
     await writeFile(path.join(dir, 'token'), token, {mode: 0o600})
+    const leastPrivilege = await leastPrivilegeAgent(
+      kubeconfig,
+      testBed().clusters.member.url,
+      testBed().caCertPem,
+    )
+    removeAgentAccount = leastPrivilege.remove
     // The agent Deployment's pod, played by a process on this machine.
     const agent = start([
       ...['tower', 'agent', '--name', 'member1', '--token-file', path.join(dir, 'token')],
@@ -73,7 +82,8 @@ describe('doctor proves the tunnel through the real proxy and agent', function (
         '--proxy-ca',
         path.join(dir, 'ca.crt'),
       ],
-      ...['--kubeconfig', kubeconfig, '--context', 'member'],
+      // Its service account may only impersonate: doctor's GET /version runs as KubeSphere's identity.
+      ...leastPrivilege.flags,
     ])
     const agentAvailable = async () => conditionOf(await readCluster(), 'AgentAvailable')?.status
     await until(async () => (await agentAvailable()) === 'True', 'AgentAvailable True', {

@@ -11,7 +11,9 @@ import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
 import {conditionOf, type KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import {certificateFingerprint, createCertificateAuthority, issuedBy} from '../../src/pki/certificates.js'
+import {KUBESPHERE_IDENTITY} from '../../src/tower/shared/identity.js'
 import {ksctl} from '../helpers/ksctl-process.js'
+import {grantKubesphereIdentity, leastPrivilegeAgent, untilAllowed} from '../helpers/member-rbac.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {routeServicePort} from '../helpers/service-route.js'
 import {tempDir} from '../helpers/temp-dir.js'
@@ -26,11 +28,13 @@ describe('tower proxy, Kubernetes mode: certificates that last, against the real
   this.timeout(180_000)
   const running: RunningKsctl[] = []
   let undoRoute: (() => Promise<void>) | undefined
+  const undoMember: (() => Promise<void>)[] = []
 
   after(async () => {
     for (const started of running) started.process.kill('SIGKILL')
     await Promise.allSettled(running.map((started) => started.process))
     await undoRoute?.()
+    for (const undo of undoMember) await undo()
   })
 
   function start(args: string[]): RunningKsctl {
@@ -66,10 +70,18 @@ describe('tower proxy, Kubernetes mode: certificates that last, against the real
     const token = (await stored())?.spec?.connection?.token ?? ''
     const serving = await host.findSecret('kubesphere-system', 'ksctl-tower-serving')
     const pin = certificateFingerprint(serving?.data['tls.crt'] ?? '')
+    // The agent's service account may only impersonate; kubectl below runs as KubeSphere's identity.
+    const leastPrivilege = await leastPrivilegeAgent(
+      kubeconfig,
+      testBed().clusters.member.url,
+      testBed().caCertPem,
+    )
+    undoMember.push(leastPrivilege.remove, await grantKubesphereIdentity(kubeconfig))
+    await untilAllowed(kubeconfig, 'member', KUBESPHERE_IDENTITY, 'get', 'namespaces')
     const agent = start([
       ...['tower', 'agent', '--name', 'member1', '--token', token, '--keepalive', '1s'],
       ...['--proxy-server', `https://127.0.0.1:${String(listenPort)}`, '--proxy-pin', pin],
-      ...['--kubeconfig', kubeconfig, '--context', 'member', '--max-retry-interval', '1s'],
+      ...[...leastPrivilege.flags, '--max-retry-interval', '1s'],
     ])
     const issuedKubeconfig = async () => (await stored())?.spec?.connection?.kubeconfig ?? ''
     await until(

@@ -12,7 +12,9 @@ import {conditionOf, type KubeSphereCluster} from '../../src/kubesphere/cluster-
 import {Logger} from '../../src/log.js'
 import {certificateFingerprint, createCertificateAuthority} from '../../src/pki/certificates.js'
 import {KubernetesClusterRegistry} from '../../src/tower/proxy/kubernetes/kubernetes-registry.js'
+import {KUBESPHERE_IDENTITY} from '../../src/tower/shared/identity.js'
 import {ksctl} from '../helpers/ksctl-process.js'
+import {grantKubesphereIdentity, leastPrivilegeAgent, untilAllowed} from '../helpers/member-rbac.js'
 import {startKsctl, until as untilLogged, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {routeServicePort} from '../helpers/service-route.js'
 import {tempDir} from '../helpers/temp-dir.js'
@@ -85,11 +87,13 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
   const running: ResultPromise[] = []
 
   let undoRoute: (() => Promise<void>) | undefined
+  const undoMember: (() => Promise<void>)[] = []
 
   after(async () => {
     for (const child of running) child.kill('SIGKILL')
     await Promise.allSettled(running)
     await undoRoute?.()
+    for (const undo of undoMember) await undo()
   })
 
   function start(args: string[]): {child: ResultPromise; output: () => string} {
@@ -148,11 +152,20 @@ describe("member join with ksctl's own tower proxy (Kubernetes mode) and agent, 
     const serving = await host.findSecret('kubesphere-system', 'ksctl-tower-serving')
     assert.equal(serving?.type, 'kubernetes.io/tls')
     const pin = certificateFingerprint(serving?.data['tls.crt'] ?? '')
+    // The agent's service account may only impersonate; kubectl below runs as KubeSphere's identity (the issued
+    // kubeconfig's), which the member grants what KubeSphere needs, as ksctl's agent manifest does.
+    const leastPrivilege = await leastPrivilegeAgent(
+      kubeconfig,
+      testBed().clusters.member.url,
+      testBed().caCertPem,
+    )
+    undoMember.push(leastPrivilege.remove, await grantKubesphereIdentity(kubeconfig))
+    await untilAllowed(kubeconfig, 'member', KUBESPHERE_IDENTITY, 'get', 'namespaces')
     const startAgent = () =>
       start([
         ...['tower', 'agent', '--name', 'member1', '--token', token, '--keepalive', '1s'],
         ...['--proxy-server', `https://127.0.0.1:${String(listenPort)}`, '--proxy-pin', pin],
-        ...['--kubeconfig', kubeconfig, '--context', 'member', '--max-retry-interval', '2s'],
+        ...[...leastPrivilege.flags, '--max-retry-interval', '2s'],
       ])
     const agentAvailable = (status: 'True' | 'False', output: () => string) =>
       until(

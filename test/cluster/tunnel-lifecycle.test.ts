@@ -65,6 +65,8 @@ describe('tower agent and proxy processes: --max-retry, SIGHUP, SIGTERM', functi
     path.join(dir, 'token'),
     '--proxy-server',
     `http://127.0.0.1:${proxyPort}`,
+    // The proxy is plain too (--insecure-plain): both sides say so.
+    '--insecure-plain',
     '--kubesphere-service',
     `127.0.0.1:${upstream.port}`,
     ...extra,

@@ -9,6 +9,7 @@ import WebSocket, {WebSocketServer} from 'ws'
 
 import {loadProxyCa, issueKubeconfig} from '../../src/tower/proxy/issue-kubeconfig.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
+import {grantUser, leastPrivilegeAgent, untilAllowed} from '../helpers/member-rbac.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freePort} from '../testbed/http.js'
 import {testBed} from './hooks.js'
@@ -29,9 +30,27 @@ describe('tower tunnel against the real member kube-apiserver', function () {
   let clusterPort: number
   let kubespherePort: number
   let metricsPort: number
+  let leastPrivilege: Awaited<ReturnType<typeof leastPrivilegeAgent>>
+  let removeGrant: () => Promise<void>
 
   before(async () => {
     dir = tempDir('ksctl-tunnel-')
+    const kubeconfig = testBed().kubeconfigPath
+    leastPrivilege = await leastPrivilegeAgent(kubeconfig, testBed().clusters.member.url, testBed().caCertPem)
+    // What the kubeconfigs issued below (user ksctl-admin, the default of ksctl tower issue-kubeconfig) do on the member.
+    removeGrant = await grantUser(kubeconfig, 'member', {
+      name: 'ksctl-test-tunnel-client',
+      user: 'ksctl-admin',
+      rules: [
+        {apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list']},
+        {
+          apiGroups: [''],
+          resources: ['configmaps'],
+          verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+        },
+      ],
+    })
+    await untilAllowed(kubeconfig, 'member', {user: 'ksctl-admin'}, 'delete', 'configmaps')
     ;[clusterPort, kubespherePort, metricsPort] = [await freePort(), await freePort(), await freePort()]
     await writeFile(
       path.join(dir, 'clusters.yaml'),
@@ -76,10 +95,8 @@ describe('tower tunnel against the real member kube-apiserver', function () {
       `https://127.0.0.1:${agentPort}`,
       '--proxy-ca',
       path.join(dir, 'state', 'ca.crt'),
-      '--kubeconfig',
-      testBed().kubeconfigPath,
-      '--context',
-      'member',
+      // The agent's service account may only impersonate; requests run as the client (user ksctl-admin, below).
+      ...leastPrivilege.flags,
       '--kubesphere-service',
       `127.0.0.1:${echoPort}`,
       '--allow',
@@ -95,6 +112,8 @@ describe('tower tunnel against the real member kube-apiserver', function () {
     const exits = await Promise.all([agent, proxy].map((running) => running.process))
     echo.close()
     for (const exit of exits) assert.equal(exit.exitCode, 0)
+    await removeGrant()
+    await leastPrivilege.remove()
     const logs = [agent, proxy, ...others].map((running) => running.output()).join('\n')
     assert.ok(!logs.includes(token), 'a log line holds the tunnel token')
     assert.ok(!/BEGIN [A-Z ]*PRIVATE KEY-----\n/.test(logs), 'a log line holds a private key')

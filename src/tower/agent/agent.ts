@@ -20,6 +20,8 @@ export interface AgentOptions {
   token: () => Promise<string>
   /** `ws://` or `wss://` URL of the proxy's agent listener, as {@link normalizeProxyUrl} returns it. */
   proxyUrl: URL
+  /** `--insecure-plain`: the only way a `ws://` proxy URL is taken (see {@link checkPlainLink}). */
+  insecurePlain?: boolean
   /** PEM of the CA that signed the proxy's certificate; undefined: the system CAs (or the pin alone). */
   proxyCa?: string
   /** `sha256:<hex>` of the proxy certificate's public key (SPKI). */
@@ -74,6 +76,30 @@ export function normalizeProxyUrl(text: string): URL {
   return new URL(`${scheme}//${url.hostname}:${port}${connectPath}`)
 }
 
+/**
+ * Plain `ws://` carries the token and every request (the client identities with them) unencrypted, and no one can
+ * tell the proxy from an impostor: the agent takes it only when started with `--insecure-plain`, as the proxy serves
+ * it only with its own `--insecure-plain`, so that both sides say so. The flag with a `wss://` URL is refused too,
+ * rather than mean nothing.
+ */
+export function checkPlainLink(proxyUrl: URL, insecurePlain: boolean): void {
+  const plain = proxyUrl.protocol === 'ws:'
+  if (plain && !insecurePlain) {
+    throw invalidInput(
+      `--proxy-server http://${proxyUrl.host} is plain ws://: the tunnel token and every request would cross the network unencrypted, to a proxy no one verified`,
+      [
+        "give the proxy's https:// address with --proxy-ca or --proxy-pin",
+        'or, on a network you trust, start both ksctl tower proxy and ksctl tower agent with --insecure-plain',
+      ],
+    )
+  }
+  if (!plain && insecurePlain) {
+    throw invalidInput('--insecure-plain is for an http:// (ws://) --proxy-server; this one is https://', [
+      'drop --insecure-plain',
+    ])
+  }
+}
+
 /** `sha256:<hex>` of a certificate's SubjectPublicKeyInfo, the form `--proxy-pin` takes. */
 export function publicKeyPin(certificate: {
   publicKey: {export(options: {type: 'spki'; format: 'der'}): Buffer}
@@ -99,13 +125,16 @@ export class TowerAgent {
   private loop: Promise<void> | undefined
 
   constructor(private readonly options: AgentOptions) {
+    checkPlainLink(options.proxyUrl, options.insecurePlain === true)
     this.backoff = new Backoff({
       initialMs: options.initialRetryMs ?? 1000,
       maxMs: options.maxRetryIntervalMs,
       random: options.random,
     })
     if (options.proxyUrl.protocol === 'ws:') {
-      options.log.warn('connecting to the proxy over plain ws://: the tunnel and its token are not encrypted')
+      options.log.warn(
+        'connecting to the proxy over plain ws:// (--insecure-plain): the tunnel and its token are not encrypted',
+      )
     }
     if (options.egressProxy !== undefined) {
       options.log.info('connecting to the proxy through an HTTP proxy', {

@@ -1,7 +1,7 @@
 import type http from 'node:http'
 import http2 from 'node:http2'
 
-import {flushHeadUnlessBodyFollows, withoutHopByHop} from '../shared/reverse-proxy.js'
+import {flushHeadUnlessBodyFollows, noHeaders, withoutHopByHop} from '../shared/reverse-proxy.js'
 
 export interface Http2Relay {
   session: http2.ClientHttp2Session
@@ -10,7 +10,8 @@ export interface Http2Relay {
   /** `host:port` of the upstream, the request's :authority. */
   authority: string
   path: string
-  stripAuthorization: boolean
+  /** Request headers of the client not relayed (lower case). */
+  strippedHeaders: ReadonlySet<string>
   /** Added after the client's headers, e.g. the member's own Authorization. */
   extraHeaders: string[]
   /** The request has no body, so it can be sent again as it is. */
@@ -81,7 +82,7 @@ function http2RequestHeaders(request: http.IncomingMessage, relay: Http2Relay): 
     ':authority': relay.authority,
     ':scheme': 'https',
   }
-  const flat = [...withoutHopByHop(request.rawHeaders, relay.stripAuthorization), ...relay.extraHeaders]
+  const flat = [...withoutHopByHop(request.rawHeaders, relay.strippedHeaders), ...relay.extraHeaders]
   for (let index = 0; index + 1 < flat.length; index += 2) {
     const name = (flat[index] ?? '').toLowerCase()
     // Host becomes :authority.
@@ -101,5 +102,5 @@ function http1ResponseHeaders(headers: http2.IncomingHttpHeaders): string[] {
     if (name.startsWith(':') || value === undefined) continue
     for (const item of Array.isArray(value) ? value : [value]) flat.push(name, item)
   }
-  return withoutHopByHop(flat, false)
+  return withoutHopByHop(flat, noHeaders)
 }

@@ -17,6 +17,14 @@ import {
   type Relay,
 } from '../shared/reverse-proxy.js'
 import {withSocketMethods} from '../shared/stream-agent.js'
+import {
+  identityGroupHeader,
+  identityProblem,
+  identityUserHeader,
+  isImpersonationHeader,
+  readIdentityHeaders,
+  type ClientIdentity,
+} from '../shared/identity.js'
 
 /** How long fetched credentials are used before they are read again (a rotated token is seen within it). */
 export const credentialsTtlMs = 1000
@@ -27,7 +35,8 @@ const probeTimeoutMs = 10_000
  * The agent's kubernetes destination. Each tunnel stream is an HTTP/1.1 connection from the proxy, served by
  * Node's HTTP server (no listener: streams are handed to it), and every request on it, not only the first, is
  * relayed to the member's kube-apiserver with the member's own credential in place of any the request
- * carried; the member's credential never leaves the member. Requests ride HTTP/2 connections to
+ * carried, impersonating the client's identity the proxy states; the member's credential never leaves the member,
+ * and no request runs as the agent's own account. Requests ride HTTP/2 connections to
  * kube-apiserver, shared by all streams (many watches on one connection, no TLS handshake per request);
  * upgrades (exec, port-forward) and a server without HTTP/2 get kept-alive HTTP/1.1 connections.
  */
@@ -49,8 +58,14 @@ export class MemberApiRelay {
     // A watch or a large upload may take any time; the proxy decides when a request is abandoned.
     this.server = http.createServer({requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0})
     this.server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
+      const asked = this.identityOf(request)
+      if (typeof asked === 'string') {
+        failResponse(response, 403, asked)
+        return
+      }
       void this.relay(
         request.url ?? '/',
+        asked,
         async (relay, credentials) => {
           const send = async (mayRetry: boolean): Promise<void> => {
             const reserved = await this.http2.reserve(credentials)
@@ -63,7 +78,7 @@ export class MemberApiRelay {
                 ...reserved,
                 authority: hostPort(credentials.address),
                 path: request.url ?? '/',
-                stripAuthorization: relay.stripAuthorization,
+                strippedHeaders: relay.strippedHeaders,
                 extraHeaders: relay.extraHeaders ?? [],
                 bodiless: isBodiless(request),
                 fail: (error) => relay.fail(error),
@@ -84,8 +99,14 @@ export class MemberApiRelay {
       )
     })
     this.server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const asked = this.identityOf(request)
+      if (typeof asked === 'string') {
+        refuse(socket, 403, asked)
+        return
+      }
       void this.relay(
         request.url ?? '/',
+        asked,
         (relay) => relayUpgrade(request, socket, head, relay),
         (message) => {
           refuse(socket, 502, message)
@@ -117,8 +138,29 @@ export class MemberApiRelay {
     return this.upstreamReached
   }
 
+  /**
+   * Who the request asks as: the identity the proxy stated, or why it is refused. Never none: a request without an
+   * identity would reach kube-apiserver as the agent's own account. A client's own Impersonate-* header would have
+   * kube-apiserver impersonate twice (it takes one level); the proxy refuses it, and so does the agent, whatever
+   * sent it.
+   */
+  private identityOf(request: http.IncomingMessage): ClientIdentity | string {
+    const impersonation = headerNames(request).find((name) => isImpersonationHeader(name.toLowerCase()))
+    if (impersonation !== undefined) {
+      this.log.warn('refused a request that asks to impersonate', {header: impersonation.toLowerCase()})
+      return `Forbidden: the agent of cluster ${this.cluster} impersonates the identity the proxy verified and does not pass on ${impersonation}: issue a kubeconfig for the identity you need (ksctl tower issue-kubeconfig --user NAME --group GROUP)`
+    }
+    const identity = readIdentityHeaders(request.rawHeaders)
+    if (identity === undefined || identityProblem(identity) !== undefined) {
+      this.log.warn('refused a request that states no identity: the proxy must state one')
+      return `Forbidden: the agent of cluster ${this.cluster} relays a request only as the client's identity, which this request does not state: the proxy must be a ksctl tower proxy that forwards identities`
+    }
+    return identity
+  }
+
   private async relay(
     path: string,
+    identity: ClientIdentity,
     send: (relay: Relay, credentials: KubernetesCredentials) => void | Promise<void>,
     fail: (message: string) => void,
   ): Promise<void> {
@@ -141,9 +183,12 @@ export class MemberApiRelay {
         path,
         setHost: false,
       },
-      stripAuthorization: true,
-      extraHeaders:
-        credentials.authorization === undefined ? [] : ['Authorization', credentials.authorization],
+      strippedHeaders: replacedHeaders,
+      // The agent's credential authenticates it; kube-apiserver then runs the request as the client it impersonates.
+      extraHeaders: [
+        ...(credentials.authorization === undefined ? [] : ['Authorization', credentials.authorization]),
+        ...impersonationHeaders(identity),
+      ],
       fail: (error) => {
         if (cannotConnect(error)) this.upstreamReached = false
         const reason = describeError(error)
@@ -159,6 +204,26 @@ export class MemberApiRelay {
       relay.fail(asError(error))
     }
   }
+}
+
+/** The client's Authorization (the member's credential takes its place) and the proxy's word on who asks. */
+const replacedHeaders: ReadonlySet<string> = new Set([
+  'authorization',
+  identityUserHeader,
+  identityGroupHeader,
+])
+
+function headerNames(request: http.IncomingMessage): string[] {
+  return request.rawHeaders.filter((_, index) => index % 2 === 0)
+}
+
+/** Kubernetes impersonation of `identity`: Impersonate-User, and Impersonate-Group once per group. */
+function impersonationHeaders(identity: ClientIdentity): string[] {
+  return [
+    'Impersonate-User',
+    identity.user,
+    ...identity.groups.flatMap((group) => ['Impersonate-Group', group]),
+  ]
 }
 
 /** Failures to connect at all (not a stream the server reset): the next stream checks reachability first. */

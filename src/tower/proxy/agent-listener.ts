@@ -50,8 +50,9 @@ export interface AgentListenerRequests {
 /**
  * The agents' WebSocket listener. Authenticates each upgrade request before the upgrade: the cluster name in a
  * header, its token as a bearer credential, compared in constant time. A wrong token and an unknown cluster get
- * the same 401; sources with too many failures get 429 for a while. An agent that does not offer the tunnel's
- * sub-protocol gets 400 saying which one to speak, and never a session.
+ * the same 401; the failures of a source that failed too often get 429 for a while, but a correct token is always
+ * let in. An agent that does not offer the tunnel's sub-protocol gets 400 saying which one to speak, and never a
+ * session.
  */
 export class AgentListener {
   private readonly limiter: FailureLimiter
@@ -115,25 +116,24 @@ export class AgentListener {
       refuse(socket, 404)
       return
     }
-    const blockedMs = this.limiter.blockedFor(source)
-    if (blockedMs > 0) {
-      metrics.authFailure('agent', 'rate_limited')
-      refuse(socket, 429, undefined, {'Retry-After': String(Math.ceil(blockedMs / 1000))})
-      return
-    }
     const name = headerValue(request, clusterHeader)
     const presented = /^Bearer (.+)$/.exec(headerValue(request, 'authorization') ?? '')?.[1] ?? ''
-    const cluster = name === undefined ? undefined : registry.get(name)
-    const matches = tokensEqual(presented, cluster?.token ?? placeholderToken)
-    if (cluster === undefined || !matches || presented === '') {
-      this.limiter.recordFailure(source)
-      metrics.authFailure('agent', 'bad_credentials')
-      // The name is what the client claimed; it is logged (sanitised) to help find a misconfigured agent.
-      log.warn('rejected an agent: unknown cluster or wrong token', {source, cluster: sanitize(name)})
+    if (presented === '') {
+      // No credential is no guess at one: a probe or a misconfigured client, refused without counting against its
+      // address (which agents behind the same NAT share) and without a line per attempt.
+      metrics.authFailure('agent', 'no_token')
       refuse(socket, 401)
       return
     }
-    this.limiter.recordSuccess(source)
+    // The token is checked before the limiter is asked: a correct token is never refused for what other clients
+    // of its address did (agents behind one NAT, a flood of wrong guesses). Guessing a 256-bit token is hopeless
+    // anyway; what the limiter bounds is the work failures make, a warning line each, once a source failed often.
+    const cluster = name === undefined ? undefined : registry.get(name)
+    const matches = tokensEqual(presented, cluster?.token ?? placeholderToken)
+    if (cluster === undefined || !matches) {
+      this.refuseFailure(socket, source, name)
+      return
+    }
     const offered = offeredSubprotocols(request)
     if (selectSubprotocol(new Set(offered)) === false) {
       // ws would complete the upgrade without a sub-protocol; PROTOCOL.md §1.1 says the server refuses instead.
@@ -183,6 +183,33 @@ export class AgentListener {
         })
       })
     })
+  }
+
+  /**
+   * A wrong token or an unknown cluster: 401, counted against the source address; once the source failed too often,
+   * 429 with Retry-After and no warning per attempt, until the block ends.
+   */
+  private refuseFailure(socket: Duplex, source: string, name: string | undefined): void {
+    const {log, metrics} = this.options
+    const blockedMs = this.limiter.blockedFor(source)
+    if (blockedMs > 0) {
+      metrics.authFailure('agent', 'rate_limited')
+      refuse(socket, 429, undefined, {'Retry-After': String(Math.ceil(blockedMs / 1000))})
+      return
+    }
+    metrics.authFailure('agent', 'bad_credentials')
+    // The name is what the client claimed; it is logged (sanitised) to help find a misconfigured agent.
+    log.warn('rejected an agent: unknown cluster or wrong token', {source, cluster: sanitize(name)})
+    if (this.limiter.recordFailure(source)) {
+      log.warn(
+        'too many failed agent authentications from one address: answering its failures with 429 for a while',
+        {
+          source,
+          blockedSeconds: Math.ceil(this.limiter.blockedFor(source) / 1000),
+        },
+      )
+    }
+    refuse(socket, 401)
   }
 }
 

@@ -26,7 +26,10 @@ interface SourceRecord {
   blockedUntil: number
 }
 
-/** Counts failed authentications per source address and blocks a source that fails too often. */
+/**
+ * Counts failed authentications per source address and blocks a source that fails too often. Only failures are
+ * asked about (see AgentListener): a source's block never keeps out a client whose credential is right.
+ */
 export class FailureLimiter {
   private readonly maxFailures: number
   private readonly windowMs: number
@@ -50,13 +53,15 @@ export class FailureLimiter {
     return Math.max(0, record.blockedUntil - this.now())
   }
 
-  recordFailure(source: string): void {
+  /** Counts a failure; true when it started a block. */
+  recordFailure(source: string): boolean {
     const now = this.now()
     const record = this.sources.get(source) ?? {failures: [], blockedUntil: 0}
     this.sources.delete(source)
     record.failures = record.failures.filter((at) => now - at < this.windowMs)
     record.failures.push(now)
-    if (record.failures.length >= this.maxFailures) {
+    const blocks = record.failures.length >= this.maxFailures
+    if (blocks) {
       record.blockedUntil = now + this.blockMs
       record.failures = []
     }
@@ -65,11 +70,6 @@ export class FailureLimiter {
       const oldest = this.sources.keys().next().value
       if (oldest !== undefined) this.sources.delete(oldest)
     }
-  }
-
-  /** A successful authentication clears the source's failures. */
-  recordSuccess(source: string): void {
-    const record = this.sources.get(source)
-    if (record !== undefined && record.blockedUntil <= this.now()) this.sources.delete(source)
+    return blocks
   }
 }

@@ -10,8 +10,16 @@ import {kubernetesDestination, kubesphereDestination} from '../shared/agent-link
 import {PlainListener, SecureListener, type FrontEndListener} from './front-end-listener.js'
 import type {ForwardTarget, Forwarder} from './http-forward.js'
 import type {AuthFailureReason, TowerMetrics} from '../shared/metrics.js'
+import {forbiddenClientHeader, identityProblem} from '../shared/identity.js'
+import {certificateClaims} from './client-binding.js'
 import {listen, type ListenAddress} from '../shared/net.js'
-import {failResponse, refuse, type FrontEndRequest, type FrontEndResponse} from '../shared/reverse-proxy.js'
+import {
+  failResponse,
+  refuse,
+  refuseRequest,
+  type FrontEndRequest,
+  type FrontEndResponse,
+} from '../shared/reverse-proxy.js'
 import type {ClusterRegistry, RegisteredCluster} from './registry.js'
 
 export interface FrontEndOptions {
@@ -33,7 +41,15 @@ export interface FrontEndTls {
   readonly caPem: string
 }
 
-type Route = (request: FrontEndRequest) => ForwardTarget | undefined
+/** Where a request goes, before the proxy decides who it goes as. */
+type Route = (request: FrontEndRequest) => Omit<ForwardTarget, 'identity'> | undefined
+
+/** A request the front end answers itself: why, for the client and for the metrics. */
+interface Refusal {
+  status: 401 | 403 | 404
+  message: string
+  reason?: AuthFailureReason
+}
 
 /**
  * HTTP/2 settings of the HTTPS front ends. 1,000 streams on one connection is what Kubernetes' aggregated API
@@ -82,6 +98,15 @@ export function routeByPath(url: string): PathRoute | undefined {
   return {cluster, destination: other[1] ?? '', path: `${other[2] ?? '/'}${other[3] ?? ''}`}
 }
 
+/** `impersonate-user` (as HTTP/2 sends every name) as people write it: Impersonate-User. */
+function headerCase(name: string): string {
+  return name
+    .toLowerCase()
+    .split('-')
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .join('-')
+}
+
 /** Why a TLS client did not authenticate, or undefined when its certificate chains to the proxy CA. */
 export function clientCertificateFailure(socket: TLSSocket): AuthFailureReason | undefined {
   if (socket.authorized) return undefined
@@ -94,7 +119,8 @@ export function clientCertificateFailure(socket: TLSSocket): AuthFailureReason |
 /**
  * The host-side entry points to member clusters: one path-routed HTTPS port for all clusters, and Tower's
  * per-cluster ports (HTTPS to kubernetes, HTTP to kubesphere). Every HTTPS front end requires a client
- * certificate from the proxy CA (401 otherwise) and drops the client's Authorization before forwarding.
+ * certificate from the proxy CA bound to the cluster asked for (401, 403 otherwise); towards kube-apiserver it drops
+ * the client's Authorization and forwards the certificate's identity instead.
  */
 export class FrontEnds {
   private pathRouted: SecureListener | undefined
@@ -109,9 +135,7 @@ export class FrontEnds {
     const server = this.httpsServer((request) => {
       const route = routeByPath(request.url ?? '/')
       if (route === undefined || this.options.registry.get(route.cluster) === undefined) return undefined
-      // Only the kubernetes destination gets the member's credential from the agent; any other authenticates
-      // its own users (as ks-apiserver does with its JWT), so the client's Authorization is its credential.
-      return {...route, stripAuthorization: route.destination === kubernetesDestination}
+      return route
     })
     await listen(server, address)
     this.pathRouted = new SecureListener(server, http2SessionWindowBytes)
@@ -228,12 +252,7 @@ export class FrontEnds {
     const name = cluster.name
     if (cluster.kubernetesPort !== undefined && listeners.kubernetes === undefined) {
       const server = this.httpsServer(
-        (request) => ({
-          cluster: name,
-          destination: kubernetesDestination,
-          path: request.url ?? '/',
-          stripAuthorization: true,
-        }),
+        (request) => ({cluster: name, destination: kubernetesDestination, path: request.url ?? '/'}),
         name,
       )
       if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubernetesPort})))
@@ -245,18 +264,22 @@ export class FrontEnds {
     }
     if (cluster.kubespherePort !== undefined && listeners.kubesphere === undefined) {
       // ks-apiserver authenticates its own users (the KubeSphere JWT in Authorization), as with Tower: the
-      // agent adds nothing for this destination, so the client's header is the credential and is kept.
-      const route: Route = (request) => ({
+      // agent adds nothing for this destination, so the client's header is the credential and is kept. Plain HTTP
+      // without a client certificate, because KubeSphere's host ks-apiserver, the one caller of the Cluster's
+      // kubesphereAPIEndpoint, sends its requests with Go's http.DefaultTransport: no client certificate, the
+      // system's CAs only (kubesphere/kubesphere v3.4.1 and v4.1.3 pkg/apiserver/filters/multicluster.go). So this
+      // port must not be reachable beyond Service mc-NAME: see kubespherePortsPolicy.
+      const route = (request: http.IncomingMessage): ForwardTarget => ({
         cluster: name,
         destination: kubesphereDestination,
         path: request.url ?? '/',
-        stripAuthorization: false,
+        identity: undefined,
       })
       const server = http.createServer((request, response) =>
-        this.options.forwarder.forward(request, response, route(request) as ForwardTarget),
+        this.options.forwarder.forward(request, response, route(request)),
       )
       server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-        this.options.forwarder.forwardUpgrade(request, socket, head, route(request) as ForwardTarget)
+        this.options.forwarder.forwardUpgrade(request, socket, head, route(request))
       })
       if (!(await this.listenUnlessStopped(server, {host: this.options.host, port: cluster.kubespherePort})))
         return
@@ -280,7 +303,7 @@ export class FrontEnds {
   }
 
   private httpsServer(route: Route, cluster?: string): http2.Http2SecureServer {
-    const {forwarder, metrics, log} = this.options
+    const {forwarder} = this.options
     const server = http2.createSecureServer({
       ...this.secureContext(cluster),
       requestCert: true,
@@ -290,44 +313,83 @@ export class FrontEnds {
       allowHTTP1: true,
       settings: http2Settings,
     })
-    const authenticate = (request: FrontEndRequest): boolean => {
-      const failure = clientCertificateFailure(request.socket as TLSSocket)
-      if (failure === undefined) return true
-      metrics.authFailure('front_end', failure)
-      log.warn('rejected a client at a front end', {
-        reason: failure,
-        source: request.socket.remoteAddress ?? 'unknown',
-      })
-      return false
-    }
     server.on('request', (request: FrontEndRequest, response: FrontEndResponse) => {
-      if (!authenticate(request)) {
-        failResponse(
-          response,
-          401,
-          'Unauthorized: a client certificate issued by the ksctl proxy CA is required',
-        )
-        return
-      }
-      const target = route(request)
-      if (target === undefined) {
-        failResponse(response, 404, 'no such cluster: use /clusters/NAME/…')
-        return
-      }
-      forwarder.forward(request, response, target)
+      const decision = this.authorize(request, route)
+      if (!('status' in decision)) forwarder.forward(request, response, decision)
+      // kubectl shows the message of a 401 Status, and of a 403 only in plain text (see refuseRequest).
+      else if (decision.status === 403) refuseRequest(response, decision.status, decision.message)
+      else failResponse(response, decision.status, decision.message)
     })
     server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (!authenticate(request)) {
-        refuse(socket, 401)
-        return
-      }
-      const target = route(request)
-      if (target === undefined) {
-        refuse(socket, 404)
-        return
-      }
-      forwarder.forwardUpgrade(request, socket, head, target)
+      const decision = this.authorize(request, route)
+      if ('status' in decision) refuse(socket, decision.status, decision.message)
+      else forwarder.forwardUpgrade(request, socket, head, decision)
     })
     return server
+  }
+
+  /**
+   * Whether an HTTPS front end serves a request, and as whom: a certificate of the proxy CA (401), for a cluster
+   * the proxy serves (404), bound to that cluster (403: one leaked kubeconfig reaches one member). On the kubernetes
+   * destination the certificate's user and groups go with the request, for the agent to impersonate, and a client
+   * may not ask to impersonate anyone itself (403: one level of impersonation only).
+   */
+  private authorize(request: FrontEndRequest, route: Route): ForwardTarget | Refusal {
+    const {metrics, log} = this.options
+    const socket = request.socket as TLSSocket
+    const source = request.socket.remoteAddress ?? 'unknown'
+    const refused = (refusal: Refusal, details: Record<string, unknown> = {}): Refusal => {
+      if (refusal.reason !== undefined) {
+        metrics.authFailure('front_end', refusal.reason)
+        // Never the certificate, nor the request: what the operator needs to find the client.
+        log.warn('refused a client at a front end', {reason: refusal.reason, source, ...details})
+      }
+      return refusal
+    }
+    const failure = clientCertificateFailure(socket)
+    if (failure !== undefined) {
+      return refused({
+        status: 401,
+        message: 'Unauthorized: a client certificate issued by the ksctl proxy CA is required',
+        reason: failure,
+      })
+    }
+    const target = route(request)
+    if (target === undefined) return {status: 404, message: 'no such cluster: use /clusters/NAME/…'}
+    const claims = certificateClaims(socket.getPeerCertificate())
+    const {cluster, destination} = target
+    if (claims.boundCluster !== cluster) {
+      const message =
+        claims.boundCluster === undefined
+          ? `Forbidden: this client certificate is not bound to cluster ${cluster} (it was issued before ksctl bound credentials to one cluster): issue a kubeconfig for cluster ${cluster} again with ksctl tower issue-kubeconfig --cluster ${cluster}`
+          : `Forbidden: this client certificate is bound to cluster ${claims.boundCluster}, not ${cluster}: use a kubeconfig issued for cluster ${cluster} (ksctl tower issue-kubeconfig --cluster ${cluster})`
+      const reason = claims.boundCluster === undefined ? 'unbound_client_certificate' : 'wrong_cluster'
+      return refused(
+        {status: 403, message, reason},
+        {
+          cluster,
+          ...(claims.boundCluster !== undefined && {boundTo: claims.boundCluster}),
+        },
+      )
+    }
+    if (destination !== kubernetesDestination) return {...target, identity: undefined}
+    const impersonation = forbiddenClientHeader(request.rawHeaders)
+    if (impersonation !== undefined) {
+      const message = `Forbidden: the ksctl proxy forwards each request to cluster ${cluster} as the user and groups of its client certificate (${claims.identity.user}) and does not pass on ${headerCase(impersonation)} (kubectl --as, --as-group): issue a kubeconfig for the identity you need (ksctl tower issue-kubeconfig --cluster ${cluster} --user NAME --group GROUP)`
+      return refused(
+        {status: 403, message, reason: 'impersonation_header'},
+        {
+          cluster,
+          header: impersonation.toLowerCase(),
+          user: claims.identity.user,
+        },
+      )
+    }
+    const problem = identityProblem(claims.identity)
+    if (problem !== undefined) {
+      const message = `Forbidden: the identity of this client certificate cannot be forwarded to cluster ${cluster}: ${problem}; issue a kubeconfig for another (ksctl tower issue-kubeconfig --cluster ${cluster} --user NAME --group GROUP)`
+      return refused({status: 403, message, reason: 'unforwardable_identity'}, {cluster})
+    }
+    return {...target, identity: claims.identity}
   }
 }

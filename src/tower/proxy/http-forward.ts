@@ -12,6 +12,7 @@ import {
 import type {TowerMetrics} from '../shared/metrics.js'
 import {
   failResponse,
+  noHeaders,
   refuse,
   relayRequest,
   relayUpgrade,
@@ -21,15 +22,32 @@ import {
 } from '../shared/reverse-proxy.js'
 import {NoSessionError, type SessionPool} from './session-pool.js'
 import {StreamAgent} from '../shared/stream-agent.js'
+import {
+  identityGroupHeader,
+  identityHeaders,
+  identityUserHeader,
+  type ClientIdentity,
+} from '../shared/identity.js'
 
 /** Where a front-end request goes: a cluster, one of its agent's destinations, and the upstream request path. */
 export interface ForwardTarget {
   cluster: string
   destination: string
   path: string
-  /** The client's own credential must not reach the member (its agent adds the member's own). */
-  stripAuthorization: boolean
+  /**
+   * Who asks, from the client's certificate, on the kubernetes destination: stated to the agent, which impersonates
+   * it, while the client's own Authorization is dropped (the agent adds the member's credential). Undefined on the
+   * other destinations, which authenticate their own users by the client's Authorization, kept.
+   */
+  identity: ClientIdentity | undefined
 }
+
+/** On the kubernetes destination the member's credential replaces the client's, and only the proxy says who asks. */
+const replacedOnKubernetes: ReadonlySet<string> = new Set([
+  'authorization',
+  identityUserHeader,
+  identityGroupHeader,
+])
 
 /**
  * Forwards front-end HTTP requests through the tunnel as raw HTTP/1.1 on tunnel streams, written by Node's
@@ -53,8 +71,8 @@ export class Forwarder {
       protocol: request.httpVersionMajor === 2 ? 'h2' : 'http/1.1',
     })
     relayRequest(request, response, {
+      ...relayedHeaders(target),
       options: {agent: this.agentFor(target), path: target.path, setHost: false},
-      stripAuthorization: target.stripAuthorization,
       fail: (error) => {
         const failure = forwardFailure(target, error)
         this.log.debug('forwarded request failed', {cluster: target.cluster, reason: error.message})
@@ -66,8 +84,8 @@ export class Forwarder {
   forwardUpgrade(request: http.IncomingMessage, socket: Duplex, head: Buffer, target: ForwardTarget): void {
     this.metrics.frontEndRequests.inc({cluster: target.cluster, protocol: 'http/1.1'})
     relayUpgrade(request, socket, head, {
+      ...relayedHeaders(target),
       options: {agent: this.agentFor(target), path: target.path, setHost: false},
-      stripAuthorization: target.stripAuthorization,
       fail: (error) => {
         const failure = forwardFailure(target, error)
         refuse(socket, failure.status, failure.message)
@@ -117,6 +135,15 @@ export class Forwarder {
       throw error
     }
   }
+}
+
+function relayedHeaders(target: ForwardTarget): {
+  strippedHeaders: ReadonlySet<string>
+  extraHeaders: string[]
+} {
+  return target.identity === undefined
+    ? {strippedHeaders: noHeaders, extraHeaders: []}
+    : {strippedHeaders: replacedOnKubernetes, extraHeaders: identityHeaders(target.identity)}
 }
 
 /** 403 when the agent does not serve the destination (a setting to change), 502 when it cannot now. */

@@ -5,8 +5,10 @@ import {join} from 'node:path'
 import {dump} from 'js-yaml'
 
 import {invalidInput} from '../../errors.js'
-import {createCertificateAuthority, issueCertificate, type CertificateAndKey} from '../../pki/certificates.js'
+import {createCertificateAuthority, type CertificateAndKey} from '../../pki/certificates.js'
 import {writePrivateFile} from '../../private-file.js'
+import type {ClientIdentity} from '../shared/identity.js'
+import {issueClientCertificate} from './client-binding.js'
 
 export const caCertFile = 'ca.crt'
 export const caKeyFile = 'ca.key'
@@ -59,31 +61,37 @@ async function readText(path: string, flag: string): Promise<string> {
 
 export interface IssueKubeconfigOptions {
   ca: CertificateAndKey
-  /** The cluster, as named in the kubeconfig and in the path-routed URL. */
+  /** The cluster, as named in the kubeconfig and in the path-routed URL; the certificate is bound to it. */
   cluster: string
   /** Front-end URL: https://HOST:PORT/clusters/NAME (path-routed) or https://HOST:PORT (per-cluster port). */
   server: string
-  commonName?: string
+  /** Who the member sees (CN and O of the certificate); {@link defaultIdentity} when not given. */
+  identity?: ClientIdentity
   validityDays?: number
   /** Test hook: issue a certificate valid only in the past. */
   notAfter?: Date
   notBefore?: Date
 }
 
+/** The identity `ksctl tower issue-kubeconfig` puts in a certificate unless told otherwise. */
+export const defaultIdentity: ClientIdentity = {user: 'ksctl-admin', groups: []}
+
 /**
  * A kubeconfig for a host client of the proxy: a client certificate signed by the proxy CA (which the front ends
- * verify) and the proxy CA as the server's CA. It holds no member credential: the agent adds that in the member.
+ * verify), bound to the cluster and naming the identity the member authorizes, and the proxy CA as the server's
+ * CA. It holds no member credential: the agent adds its own in the member, and impersonates the identity.
  */
 export async function issueKubeconfig(options: IssueKubeconfigOptions): Promise<string> {
-  const client = await issueCertificate(options.ca, {
-    commonName: options.commonName ?? 'ksctl-admin',
-    usage: 'client',
-    validityDays: options.validityDays ?? 365,
+  const identity = options.identity ?? defaultIdentity
+  const client = await issueClientCertificate(options.ca, {
+    cluster: options.cluster,
+    identity,
+    ...(options.validityDays !== undefined && {validityDays: options.validityDays}),
     ...(options.notBefore !== undefined && {notBefore: options.notBefore}),
     ...(options.notAfter !== undefined && {notAfter: options.notAfter}),
   })
   const base64 = (text: string): string => Buffer.from(text).toString('base64')
-  const user = `${options.cluster}-${options.commonName ?? 'ksctl-admin'}`
+  const user = `${options.cluster}-${identity.user}`
   return dump({
     apiVersion: 'v1',
     kind: 'Config',

@@ -2,13 +2,18 @@ import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 
 import type {TunnelStream} from '../../tunnel/index.js'
 
-/** Why an authentication failed; a fixed set, so labels never carry what a client sent. */
+/** Why an authentication (or, at the front ends, an authorization) failed; a fixed set, so labels never carry what a client sent. */
 export type AuthFailureReason =
   | 'bad_credentials'
   | 'rate_limited'
+  | 'no_token'
   | 'no_client_certificate'
   | 'untrusted_client_certificate'
   | 'expired_client_certificate'
+  | 'unbound_client_certificate'
+  | 'wrong_cluster'
+  | 'impersonation_header'
+  | 'unforwardable_identity'
 
 export type AuthEndpoint = 'agent' | 'front_end'
 
@@ -60,7 +65,7 @@ export class TowerMetrics {
     })
     this.authFailures = new Counter({
       name: 'ksctl_tower_auth_failures_total',
-      help: 'Rejected authentications: agents at the tunnel listener, clients at the front ends',
+      help: 'Rejected authentications: agents at the tunnel listener; clients at the front ends, and their certificates refused for the cluster or the request',
       labelNames: ['endpoint', 'reason'],
       registers,
     })

@@ -19,17 +19,20 @@ const hopByHop = new Set([
 export type FrontEndRequest = http.IncomingMessage | Http2ServerRequest
 export type FrontEndResponse = http.ServerResponse | Http2ServerResponse
 
+/** No header dropped besides the hop-by-hop ones. */
+export const noHeaders: ReadonlySet<string> = new Set()
+
 /**
- * Flat [name, value, …] headers without the hop-by-hop ones (and without Authorization when asked). HTTP/2
- * pseudo-headers go too: the HTTP/1.1 request line and Host carry what they say.
+ * Flat [name, value, …] headers without the hop-by-hop ones and without those named in `stripped` (lower case:
+ * the client's Authorization, for instance, where the member's own takes its place). HTTP/2 pseudo-headers go too:
+ * the HTTP/1.1 request line and Host carry what they say.
  */
-export function withoutHopByHop(rawHeaders: string[], stripAuthorization: boolean): string[] {
+export function withoutHopByHop(rawHeaders: string[], stripped: ReadonlySet<string>): string[] {
   const kept: string[] = []
   for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
     const name = rawHeaders[index] ?? ''
     const lower = name.toLowerCase()
-    if (hopByHop.has(lower) || lower.startsWith(':')) continue
-    if (stripAuthorization && lower === 'authorization') continue
+    if (hopByHop.has(lower) || lower.startsWith(':') || stripped.has(lower)) continue
     kept.push(name, rawHeaders[index + 1] ?? '')
   }
   return kept
@@ -81,7 +84,7 @@ export function flushHeadUnlessBodyFollows(response: http.ServerResponse, upstre
 
 function writeResponseHead(response: FrontEndResponse, upstreamResponse: http.IncomingMessage): void {
   const status = upstreamResponse.statusCode ?? 502
-  const headers = withoutHopByHop(upstreamResponse.rawHeaders, false)
+  const headers = withoutHopByHop(upstreamResponse.rawHeaders, noHeaders)
   // HTTP/2 has no reason phrase.
   if (response instanceof http.ServerResponse)
     response.writeHead(status, upstreamResponse.statusMessage, headers)
@@ -100,7 +103,8 @@ class AbandonedReadError extends Error {}
  */
 export interface Relay {
   options: http.RequestOptions
-  stripAuthorization: boolean
+  /** Request headers of the client not relayed (lower case), e.g. its Authorization. */
+  strippedHeaders: ReadonlySet<string>
   /** Added after the client's headers, e.g. the member's own Authorization. */
   extraHeaders?: string[]
   fail(error: Error): void
@@ -218,7 +222,7 @@ export function relayUpgrade(
   upstream.on('response', (upstreamResponse) => {
     socket.write(
       statusLine(upstreamResponse) +
-        headerLines(withoutHopByHop(upstreamResponse.rawHeaders, false)) +
+        headerLines(withoutHopByHop(upstreamResponse.rawHeaders, noHeaders)) +
         'Connection: close\r\n\r\n',
     )
     upstreamResponse.pipe(socket)
@@ -251,7 +255,7 @@ export function refuse(
 }
 
 function requestHeaders(request: FrontEndRequest, relay: Relay): string[] {
-  const kept = withoutHopByHop(request.rawHeaders, relay.stripAuthorization)
+  const kept = withoutHopByHop(request.rawHeaders, relay.strippedHeaders)
   const headers = isHttp2(request) ? asHttp1Headers(request, kept) : kept
   if (relay.extraHeaders !== undefined) headers.push(...relay.extraHeaders)
   return headers
@@ -266,6 +270,20 @@ function headerLines(rawHeaders: string[]): string {
   for (let index = 0; index + 1 < rawHeaders.length; index += 2)
     text += `${rawHeaders[index]}: ${rawHeaders[index + 1]}\r\n`
   return text
+}
+
+/**
+ * The proxy's own 403 to a client, in plain text: kubectl (1.32) shows a 403's text body as it is wherever it meets
+ * one, while a Kubernetes Status in answer to its first requests (discovery) comes out as "Error from server
+ * (Forbidden): unknown", and the reason and the next step would be lost. (For a 401 it is the other way round: it
+ * shows a Status's message, and never a text body.)
+ */
+export function refuseRequest(response: FrontEndResponse, status: 403, message: string): void {
+  const body = `${message}\n`
+  const headers = {'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body)}
+  if (response instanceof http.ServerResponse) response.writeHead(status, headers)
+  else response.writeHead(status, headers)
+  response.end(body)
 }
 
 /**

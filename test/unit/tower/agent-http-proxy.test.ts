@@ -199,6 +199,7 @@ describe('tower agent through an HTTP proxy (CONNECT)', function () {
       name: 'member',
       token: () => Promise.resolve(clusterToken),
       proxyUrl: normalizeProxyUrl(options.proxyServer),
+      insecurePlain: options.proxyServer.startsWith('http:'),
       ...(options.egressProxy !== undefined && {egressProxy: options.egressProxy}),
       ...(options.proxyCa !== undefined && {proxyCa: options.proxyCa}),
       ...(options.proxyPin !== undefined && {proxyPin: options.proxyPin}),

@@ -20,9 +20,9 @@ describe('tower auth', () => {
   it('blocks a source after 5 failures within a minute, for a while, and only that source', () => {
     let now = 0
     const limiter = new FailureLimiter({now: () => now})
-    for (let i = 0; i < 4; i++) limiter.recordFailure('10.0.0.1')
+    for (let i = 0; i < 4; i++) assert.equal(limiter.recordFailure('10.0.0.1'), false)
     assert.equal(limiter.blockedFor('10.0.0.1'), 0)
-    limiter.recordFailure('10.0.0.1')
+    assert.equal(limiter.recordFailure('10.0.0.1'), true, 'the failure that starts the block says so')
     assert.equal(limiter.blockedFor('10.0.0.1'), 60_000)
     assert.equal(limiter.blockedFor('10.0.0.2'), 0)
     now = 60_001

@@ -17,7 +17,9 @@ import {
   serviceAccountCredentials,
   type CredentialSource,
 } from '../../../src/tower/agent/agent-dial.js'
+import {issueClientCertificate} from '../../../src/tower/proxy/client-binding.js'
 import {FileClusterRegistry} from '../../../src/tower/proxy/file-registry.js'
+import type {ClientIdentity} from '../../../src/tower/shared/identity.js'
 import {TowerMetrics} from '../../../src/tower/shared/metrics.js'
 import {TowerProxy} from '../../../src/tower/proxy/proxy.js'
 import * as temp from '../../helpers/temp-dir.js'
@@ -42,18 +44,26 @@ export function testProxyCa(): Promise<CertificateAndKey> {
   return proxyCa
 }
 
+/** A client certificate of the proxy CA, bound to cluster `member` (or `options.cluster`) unless `unbound`. */
 export async function clientCredentials(
   ca: CertificateAndKey,
-  options: {notAfter?: Date; notBefore?: Date} = {},
+  options: {
+    notAfter?: Date
+    notBefore?: Date
+    cluster?: string
+    identity?: ClientIdentity
+    unbound?: boolean
+  } = {},
 ) {
-  const client = await issueCertificate(ca, {
-    commonName: 'ksctl-admin',
-    usage: 'client',
-    validityDays: 1,
-    ...options,
-  })
+  const {cluster = 'member', identity = testIdentity, unbound = false, ...validity} = options
+  const client = unbound
+    ? await issueCertificate(ca, {commonName: identity.user, usage: 'client', validityDays: 1, ...validity})
+    : await issueClientCertificate(ca, {cluster, identity, validityDays: 1, ...validity})
   return {ca: ca.certPem, cert: client.certPem, key: client.keyPem}
 }
+
+/** Who the test clients are, as the agent impersonates them. */
+export const testIdentity: ClientIdentity = {user: 'ksctl-admin', groups: ['tester']}
 
 export async function tempDir(): Promise<string> {
   return temp.tempDir('ksctl-tower-test-')
@@ -247,6 +257,7 @@ export function startAgent(
     name: options.name ?? 'member',
     token: () => Promise.resolve(options.token ?? clusterToken),
     proxyUrl: normalizeProxyUrl(`http://127.0.0.1:${proxyPort}`),
+    insecurePlain: true,
     keepaliveMs: options.keepaliveMs ?? 1000,
     maxRetry: 0,
     maxRetryIntervalMs: options.maxRetryIntervalMs ?? 300,

@@ -115,6 +115,7 @@ describe('tower agent and proxy lifecycle, in process', function () {
       name: 'member',
       token: () => Promise.resolve(clusterToken),
       proxyUrl: normalizeProxyUrl(`http://127.0.0.1:${port}`),
+      insecurePlain: true,
       keepaliveMs: 1000,
       maxRetry: 0,
       maxRetryIntervalMs: 300,

@@ -136,7 +136,7 @@ describe('tower proxy and agent, in process', function () {
     }
   })
 
-  it('refuses a wrong token and an unknown cluster alike with 401, then rate-limits the source with 429', async () => {
+  it('refuses a wrong token and an unknown cluster alike with 401, then answers the source’s failures with 429, never its correct token', async () => {
     const limited = new CapturedLog()
     const metrics = new TowerMetrics()
     const listener = await AgentListener.start({
@@ -173,7 +173,10 @@ describe('tower proxy and agent, in process', function () {
     assert.deepEqual(wrongToken, {status: 401, body: 'unauthorized\n'})
     assert.deepEqual(unknownCluster, wrongToken)
     await attempt('member', 'x')
-    assert.equal((await attempt('member', clusterToken)).status, 429)
+    const blocked = await attempt('member', 'y')
+    assert.equal(blocked.status, 429)
+    // Authenticated, then refused for offering no sub-protocol: the block is not for an agent with the token.
+    assert.equal((await attempt('member', clusterToken)).status, 400)
     assert.match(
       await metrics.render(),
       /ksctl_tower_auth_failures_total\{endpoint="agent",reason="bad_credentials"\} 3/,

@@ -9,6 +9,7 @@ import {KUBESPHERE_NAMESPACE} from '../../../kubesphere/constants.js'
 import type {Logger} from '../../../log.js'
 import type {CertificateAndKey} from '../../../pki/certificates.js'
 import {redactor} from '../../../redact.js'
+import {KUBESPHERE_IDENTITY} from '../../shared/identity.js'
 import {currentCa, type CurrentCa} from '../current-ca.js'
 import {retryTransient} from './api-retry.js'
 import {ClusterEvents} from './cluster-events.js'
@@ -50,7 +51,6 @@ const MANAGED_BY = 'ksctl-tower'
 const CLUSTER_LABEL = 'ksctl.io/cluster'
 /** The tower proxy's pods, which Service mc-NAME forwards to (kubesphere.md §6). */
 const PROXY_SELECTOR = {app: 'tower', 'app.kubernetes.io/name': 'tower'}
-const ISSUED_USER = 'ksctl-tower-client'
 
 /**
  * Kubernetes mode: the clusters are KubeSphere `Cluster` objects, reconciled the way Tower does. Each
@@ -360,13 +360,17 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     })
   }
 
-  /** The kubeconfig KubeSphere reaches the member with (base64, as Cluster.spec.connection.kubeconfig holds it). */
+  /**
+   * The kubeconfig KubeSphere reaches the member with (base64, as Cluster.spec.connection.kubeconfig holds it): bound
+   * to the cluster, as KubeSphere's identity, which the member must grant what KubeSphere needs
+   * (kubesphereIdentityRbac in shared/identity.ts).
+   */
   private async issueClusterKubeconfig(name: string, server: string): Promise<string> {
     const kubeconfig = await issueKubeconfig({
       ca: this.ca.current,
       cluster: name,
       server,
-      commonName: ISSUED_USER,
+      identity: KUBESPHERE_IDENTITY,
       validityDays: this.options.kubeconfigValidityDays,
     })
     return Buffer.from(kubeconfig).toString('base64')
@@ -389,7 +393,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     }
     const reason = kubeconfigRenewalReason(
       known.kubeconfig,
-      {server, caPem: this.ca.current.certPem},
+      {server, caPem: this.ca.current.certPem, cluster: name, identity: KUBESPHERE_IDENTITY},
       this.now(),
     )
     return reason === undefined

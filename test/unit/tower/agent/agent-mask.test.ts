@@ -51,7 +51,7 @@ async function firstFrameMask(secure: boolean): Promise<Buffer> {
     name: 'member',
     token: () => Promise.resolve(clusterToken),
     proxyUrl: normalizeProxyUrl(`${secure ? 'https' : 'http'}://127.0.0.1:${port}`),
-    ...(secure && {proxyCa: pki.ca.certPem}),
+    ...(secure ? {proxyCa: pki.ca.certPem} : {insecurePlain: true}),
     keepaliveMs: 100,
     maxRetry: 0,
     maxRetryIntervalMs: 1000,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {once} from 'node:events'
+import type http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
 import net from 'node:net'
@@ -59,9 +60,9 @@ describe('tower agent: the member kube-apiserver relay', () => {
     try {
       const body = 'Authorization: Bearer in-a-body-is-data'
       const answer = await relay.exchange(
-        'GET /api HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer client-token\r\n\r\n' +
-          `POST /api/v1/namespaces HTTP/1.1\r\nHost: proxy\r\nauthorization: Bearer client-token\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
-          'GET /version HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n',
+        'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nAuthorization: Bearer client-token\r\n\r\n' +
+          `POST /api/v1/namespaces HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nauthorization: Bearer client-token\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+          'GET /version HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
       )
       const seen = echoes(answer)
       assert.deepEqual(
@@ -74,7 +75,9 @@ describe('tower agent: the member kube-apiserver relay', () => {
       )
       token = 'member-token-2'
       const rotated = echoes(
-        await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+        await relay.exchange(
+          'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+        ),
       )
       assert.equal(rotated[0]?.headers.authorization, 'Bearer member-token-2')
     } finally {
@@ -83,13 +86,15 @@ describe('tower agent: the member kube-apiserver relay', () => {
     }
   })
 
-  it('relays an upgrade (as kubectl exec makes) with the member credential, then raw bytes both ways', async () => {
+  it('relays an upgrade (as kubectl exec makes) with the member credential and the identity, then raw bytes both ways; one without an identity never leaves', async () => {
     const pki = await loopbackPki('member-relay')
     const upstream = https.createServer({cert: pki.server.certPem, key: pki.server.keyPem})
     const sockets = new WebSocketServer({server: upstream})
     const seen: (string | undefined)[] = []
+    const impersonated: (string | string[] | undefined)[] = []
     sockets.on('connection', (socket, request) => {
       seen.push(request.headers.authorization)
+      impersonated.push(request.headers['impersonate-user'], request.headers['impersonate-group'])
       socket.on('message', (data: Buffer) => socket.send(`member: ${data.toString()}`))
     })
     upstream.listen(0, '127.0.0.1')
@@ -104,7 +109,11 @@ describe('tower agent: the member kube-apiserver relay', () => {
     const relay = await relayOnLoopback(new MemberApiRelay(credentials, 'member', log.logger(), 0))
     try {
       const client = new WebSocket(`ws://127.0.0.1:${relay.port}/api/v1/namespaces/default/pods/p/exec`, {
-        headers: {authorization: 'Bearer client-token'},
+        headers: {
+          authorization: 'Bearer client-token',
+          'x-ksctl-identity-user': 'alice',
+          'x-ksctl-identity-group': 'dev',
+        },
       })
       await once(client, 'open')
       const answer = once(client, 'message')
@@ -113,11 +122,78 @@ describe('tower agent: the member kube-apiserver relay', () => {
       client.close()
       await once(client, 'close')
       assert.deepEqual(seen, ['Bearer member-token-1'])
+      assert.deepEqual(impersonated, ['alice', 'dev'], 'the upgrade carries the identity')
+      const withoutIdentity = new WebSocket(
+        `ws://127.0.0.1:${relay.port}/api/v1/namespaces/default/pods/p/exec`,
+      )
+      const [, refused] = (await once(withoutIdentity, 'unexpected-response')) as [
+        unknown,
+        http.IncomingMessage,
+      ]
+      assert.equal(refused.statusCode, 403)
+      // Aborting a handshake is reported as an error, which here is the point.
+      withoutIdentity.on('error', () => undefined)
+      withoutIdentity.terminate()
+      assert.equal(seen.length, 1, 'an upgrade without an identity never reaches kube-apiserver')
     } finally {
       relay.close()
       sockets.close()
       upstream.closeAllConnections()
       upstream.close()
+    }
+  })
+
+  it('relays each request as the identity the proxy states (Impersonate-User, one Impersonate-Group per group), never its own', async () => {
+    const pki = await loopbackPki('member-relay')
+    const upstream = await startUpstream(pki.server)
+    const credentials = (): Promise<KubernetesCredentials> =>
+      Promise.resolve({
+        address: {host: '127.0.0.1', port: upstream.port},
+        tls: {ca: pki.ca.certPem},
+        authorization: 'Bearer member-token',
+      })
+    const log = new CapturedLog()
+    const relay = await relayOnLoopback(new MemberApiRelay(credentials, 'member', log.logger(), 0))
+    try {
+      const [seen] = echoes(
+        await relay.exchange(
+          'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\n' +
+            'X-Ksctl-Identity-Group: dev\r\nX-Ksctl-Identity-Group: ops, night shift\r\nConnection: close\r\n\r\n',
+        ),
+      )
+      assert.equal(seen?.headers.authorization, 'Bearer member-token')
+      assert.equal(seen.headers['impersonate-user'], 'alice')
+      // Node joins repeated headers with ", " when it parses them: two groups, the second holding a comma itself.
+      assert.equal(seen.headers['impersonate-group'], 'dev, ops, night shift')
+      assert.equal(seen.headers['x-ksctl-identity-user'], undefined)
+      assert.equal(seen.headers['x-ksctl-identity-group'], undefined)
+
+      // Refused before kube-apiserver, on the same kept stream, which then serves the next request.
+      const answer = await relay.exchange(
+        'GET /api HTTP/1.1\r\nHost: proxy\r\n\r\n' +
+          'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nImpersonate-User: admin\r\n\r\n' +
+          'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nimpersonate-extra-scopes: all\r\n\r\n' +
+          'GET /version HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: bob\r\nConnection: close\r\n\r\n',
+      )
+      const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d+) /g)].map((match) => match[1])
+      assert.deepEqual(statuses, ['403', '403', '403', '200'])
+      assert.match(
+        answer,
+        /"message":"Forbidden: the agent of cluster member relays a request only as the client's identity, which this request does not state/,
+      )
+      assert.match(
+        answer,
+        /"message":"Forbidden: the agent of cluster member impersonates the identity the proxy verified and does not pass on Impersonate-User/,
+      )
+      assert.match(answer, /does not pass on impersonate-extra-scopes/)
+      assert.deepEqual(
+        echoes(answer).map((echo) => [echo.path, echo.headers['impersonate-user']]),
+        [['/version', 'bob']],
+      )
+      assert.ok(!log.text.includes('member-token'))
+    } finally {
+      relay.close()
+      await upstream.close()
     }
   })
 
@@ -132,7 +208,9 @@ describe('tower agent: the member kube-apiserver relay', () => {
       Promise.resolve({address: {host: '127.0.0.1', port}, tls: {}, authorization: 'Bearer member-secret'})
     const relay = await relayOnLoopback(new MemberApiRelay(credentials, 'member', log.logger(), 0))
     try {
-      const answer = await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+      const answer = await relay.exchange(
+        'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+      )
       assert.match(answer, /^HTTP\/1\.1 502 /)
       const status = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as {
         kind: string
@@ -208,18 +286,22 @@ describe('tower agent: the member kube-apiserver relay', () => {
       }
     }
 
-    it('relays over HTTP/2: the member credential, the body whole, no Host or hop-by-hop header', async () => {
+    it('relays over HTTP/2: the member credential and the identity impersonated, the body whole, no Host or hop-by-hop header', async () => {
       await withHttp2Member(250, async (upstream, relay) => {
         const body = 'x'.repeat(200_000)
         const [seen] = echoes(
           await relay.exchange(
-            `POST /api/v1/namespaces?dryRun=All HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer client-token\r\n` +
+            `POST /api/v1/namespaces?dryRun=All HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nAuthorization: Bearer client-token\r\n` +
+              'X-Ksctl-Identity-Group: dev\r\nX-Ksctl-Identity-Group: ops\r\n' +
               `Keep-Alive: timeout=5\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
           ),
         )
         assert.equal(seen?.httpVersion, '2.0')
         assert.equal(seen.path, '/api/v1/namespaces?dryRun=All')
         assert.equal(seen.headers.authorization, 'Bearer member-token')
+        assert.equal(seen.headers['impersonate-user'], 'alice')
+        assert.equal(seen.headers['impersonate-group'], 'dev, ops')
+        assert.equal(seen.headers['x-ksctl-identity-user'], undefined)
         assert.equal(seen.headers[':authority'], `127.0.0.1:${upstream.port}`)
         assert.equal(seen.headers.host, undefined)
         assert.equal(seen.headers['keep-alive'], undefined)
@@ -232,7 +314,9 @@ describe('tower agent: the member kube-apiserver relay', () => {
         250,
         async (upstream, relay) => {
           const [seen] = echoes(
-            await relay.exchange('GET /version HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+            await relay.exchange(
+              'GET /version HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+            ),
           )
           assert.equal(seen?.httpVersion, '2.0')
           assert.equal(seen.headers[':authority'], `[::1]:${upstream.port}`)
@@ -245,7 +329,9 @@ describe('tower agent: the member kube-apiserver relay', () => {
       await withHttp2Member(50, async (upstream, relay) => {
         const answers = await Promise.all(
           Array.from({length: 120}, () =>
-            relay.exchange('GET /slow/300 HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+            relay.exchange(
+              'GET /slow/300 HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+            ),
           ),
         )
         assert.ok(answers.every((answer) => answer.endsWith('last after 300 ms\n')))
@@ -255,7 +341,9 @@ describe('tower agent: the member kube-apiserver relay', () => {
 
     it('opens a stream window of the tunnel stream’s size (what a stalled stream holds here), and a connection window no stream uses up', async () => {
       await withHttp2Member(250, async (upstream, relay) => {
-        await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+        await relay.exchange(
+          'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+        )
         const session = upstream.sessions()[0]
         assert.equal(session?.remoteSettings.initialWindowSize, INITIAL_WINDOW_BYTES)
         // With HTTP/2's default of 64 KiB shared by all streams, one download slows every request beside it.
@@ -291,12 +379,14 @@ describe('tower agent: the member kube-apiserver relay', () => {
       )
       try {
         refuseNext = true
-        const read = await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+        const read = await relay.exchange(
+          'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+        )
         assert.match(read, /^HTTP\/1\.1 200 /)
         assert.match(read, /\r\nserved\n\r\n/)
         refuseNext = true
         const write = await relay.exchange(
-          'POST /api/v1/namespaces HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+          'POST /api/v1/namespaces HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
         )
         assert.match(write, /^HTTP\/1\.1 502 /)
         assert.deepEqual(streams, ['GET', 'GET', 'POST'])
@@ -311,13 +401,15 @@ describe('tower agent: the member kube-apiserver relay', () => {
     it('cancels the kube-apiserver stream when the client goes away, and keeps the connection', async () => {
       await withHttp2Member(250, async (upstream, relay) => {
         const client = net.connect(relay.port, '127.0.0.1')
-        client.write('GET /slow/60000 HTTP/1.1\r\nHost: proxy\r\n\r\n')
+        client.write('GET /slow/60000 HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\n\r\n')
         await once(client, 'data')
         assert.equal(upstream.streamsOpen(), 1)
         client.destroy()
         await until(() => upstream.streamsOpen() === 0)
         const [after] = echoes(
-          await relay.exchange('GET /api HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'),
+          await relay.exchange(
+            'GET /api HTTP/1.1\r\nHost: proxy\r\nX-Ksctl-Identity-User: alice\r\nConnection: close\r\n\r\n',
+          ),
         )
         assert.equal(after?.httpVersion, '2.0')
         assert.equal(upstream.sessionsSeen(), 1)

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import {X509Certificate} from 'node:crypto'
 
-import {load} from 'js-yaml'
+import {dump, load} from 'js-yaml'
 
 import {ClusterClients} from '../../../../../src/k8s/clients.js'
 import {Logger} from '../../../../../src/log.js'
 import {
   createCertificateAuthority,
+  issueCertificate,
   issuedBy,
   type CertificateAndKey,
 } from '../../../../../src/pki/certificates.js'
@@ -15,6 +16,8 @@ import {KubernetesClusterRegistry} from '../../../../../src/tower/proxy/kubernet
 import {loadOrCreateProxyCa} from '../../../../../src/tower/proxy/kubernetes/proxy-ca.js'
 import {SecretServingKeyStore} from '../../../../../src/tower/proxy/kubernetes/serving-secret.js'
 import {CurrentCa} from '../../../../../src/tower/proxy/current-ca.js'
+import {certificateClaims} from '../../../../../src/tower/proxy/client-binding.js'
+import {KUBESPHERE_IDENTITY} from '../../../../../src/tower/shared/identity.js'
 import type {KubeSphereCluster} from '../../../../../src/kubesphere/cluster-object.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../../../helpers/fake-clusters.js'
 
@@ -284,6 +287,10 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
       Buffer.from(kubeconfig.users[0]?.user['client-certificate-data'] ?? '', 'base64'),
     )
     assert.ok(certificate.checkIssued(new X509Certificate(ca.certPem)))
+    assert.deepEqual(certificateClaims(certificate.toLegacyObject()), {
+      identity: KUBESPHERE_IDENTITY,
+      boundCluster: 'member1',
+    })
     const days = (Date.parse(certificate.validTo) - Date.parse(certificate.validFrom)) / 86_400_000
     assert.ok(days > 364 && days < 366, `valid for ${String(days)} days, not ten years`)
 
@@ -291,6 +298,46 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
     await registry.close()
     const gone = stored('member1').status?.conditions?.find((c) => c.type === 'AgentAvailable')
     assert.deepEqual([gone?.status, gone?.message], ['False', 'Agent has not connected to proxy.'])
+  })
+
+  it("issues again a Cluster's kubeconfig that is not bound to its cluster (one issued before the binding)", async () => {
+    clusters.host.put(clusterPath('member1'), cluster('member1'))
+    await registry.reconcile()
+    const server = stored('member1').spec?.connection?.kubernetesAPIEndpoint ?? ''
+    const unbound = await issueCertificate(ca, {commonName: 'ksctl-tower-client', usage: 'client'})
+    const before = dump({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'member1',
+          cluster: {server, 'certificate-authority-data': Buffer.from(ca.certPem).toString('base64')},
+        },
+      ],
+      users: [
+        {name: 'u', user: {'client-certificate-data': Buffer.from(unbound.certPem).toString('base64')}},
+      ],
+      contexts: [{name: 'member1', context: {cluster: 'member1', user: 'u'}}],
+      'current-context': 'member1',
+    })
+    const raw = clusters.host.get(clusterPath('member1'))
+    assert.ok(raw !== undefined)
+    const spec = raw.spec as {connection: Record<string, unknown>}
+    clusters.host.put(clusterPath('member1'), {
+      ...raw,
+      spec: {...spec, connection: {...spec.connection, kubeconfig: Buffer.from(before).toString('base64')}},
+    })
+    registry.agentConnected('member1', {sessions: 1})
+    await registry.close()
+    await registry.reconcile()
+    const document = load(
+      Buffer.from(stored('member1').spec?.connection?.kubeconfig ?? '', 'base64').toString(),
+    ) as {users: {user: {'client-certificate-data': string}}[]}
+    const renewed = new X509Certificate(
+      Buffer.from(document.users[0]?.user['client-certificate-data'] ?? '', 'base64'),
+    )
+    assert.equal(certificateClaims(renewed.toLegacyObject()).boundCluster, 'member1')
+    assert.match(logged.join(''), /issued the kubeconfig of a cluster again.*not bound to its cluster/)
   })
 
   it('stores a generated CA in a Secret on first start and reads the same one after', async () => {
