@@ -14,8 +14,8 @@ import {
   type JoinRequest,
   type StatusResponse,
 } from '../../join-token/exchange-protocol.js'
-import type {JoinTokenRecord, Refusal} from '../../join-token/records.js'
-import {verifyJoinToken} from '../../join-token/store.js'
+import {verifyPresented, type JoinTokenRecord, type Refusal} from '../../join-token/records.js'
+import {readJoinTokens, verifyJoinToken, type StoredJoinTokens} from '../../join-token/store.js'
 import type {ClusterClient} from '../../k8s/cluster-client.js'
 import {ClusterResource} from '../../k8s/resources.js'
 import {memberUidOf, type KubeSphereCluster} from '../../kubesphere/cluster-object.js'
@@ -46,6 +46,8 @@ export interface JoinExchangeOptions {
 export class JoinExchange implements AgentListenerRequests {
   private readonly limiter: FailureLimiter
   private readonly now: () => Date
+  /** The join tokens as last read for a blocked source, and when (ms): see knownToBlockedSource. */
+  private recordsForBlocked: {readAtMs: number; stored: StoredJoinTokens} | undefined
 
   constructor(private readonly options: JoinExchangeOptions) {
     this.limiter = options.limiter ?? new FailureLimiter()
@@ -97,16 +99,20 @@ export class JoinExchange implements AgentListenerRequests {
   ): Promise<void> {
     const {log} = this.options
     const source = request.socket.remoteAddress ?? 'unknown'
-    const blockedMs = this.limiter.blockedFor(source)
-    if (blockedMs > 0) {
-      fail(response, 'rate_limited', 'too many failed join attempts from this address', {
-        'Retry-After': String(Math.ceil(blockedMs / 1000)),
-      })
-      return
-    }
     const body = await readJoinRequest(request)
     if (typeof body === 'string') {
       fail(response, 'bad_request', body)
+      return
+    }
+    // A correct token is never refused for what others at the same address did (issue 12's rule for agent
+    // tokens holds for join tokens too: behind one NAT, five bad attempts would keep every member out). What a
+    // blocked source is denied is the work a failure makes: its tokens are matched against records read at most
+    // once a second, and only a token that matches one goes on to the API server.
+    const blockedMs = this.limiter.blockedFor(source)
+    if (blockedMs > 0 && !(await this.knownToBlockedSource(body))) {
+      fail(response, 'rate_limited', 'too many failed join attempts from this address', {
+        'Retry-After': String(Math.ceil(blockedMs / 1000)),
+      })
       return
     }
     // Not registered with the redactor: nothing here logs it, and a long-running process would keep every string
@@ -139,7 +145,6 @@ export class JoinExchange implements AgentListenerRequests {
       fail(response, code, message)
       return
     }
-    this.limiter.recordSuccess(source)
     const {record} = verified
     if (!use) {
       sendJson(response, 200, {
@@ -200,6 +205,29 @@ export class JoinExchange implements AgentListenerRequests {
       }
     }
     return undefined
+  }
+
+  /**
+   * Whether a blocked source's token is one the host issued (in any state: the normal path then says which). The
+   * records are read again only when the last read is a second old, so a blocked source's guesses cost the API
+   * server one read a second at most; a token issued within that second is answered `rate_limited` with a
+   * Retry-After, which the member side waits out, and then found.
+   */
+  private async knownToBlockedSource(body: JoinRequest): Promise<boolean> {
+    const nowMs = this.now().getTime()
+    if (this.recordsForBlocked === undefined || nowMs - this.recordsForBlocked.readAtMs >= 1000) {
+      this.recordsForBlocked = {
+        readAtMs: nowMs,
+        stored: await readJoinTokens(this.options.client, this.options.namespace),
+      }
+    }
+    const verified = verifyPresented(
+      this.recordsForBlocked.stored.records,
+      body.token,
+      body.cluster,
+      this.now(),
+    )
+    return !('refusal' in verified && ['token_malformed', 'token_invalid'].includes(verified.refusal.code))
   }
 
   /** The Cluster's conditions, for the holder of its agent token: how a member follows its join to Ready. */

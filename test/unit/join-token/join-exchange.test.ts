@@ -282,15 +282,18 @@ for (const edition of ['3.x', '4.x'] as const) {
       assert.equal(await refusal(status('not-the-agent-token')), 'unauthorized')
     })
 
-    it('after five failed attempts from an address, asks it to wait', async () => {
+    it('after five failed attempts from an address, asks it to wait, yet still takes a correct token from it', async () => {
       const token = await invite()
       for (let attempt = 0; attempt < 5; attempt++) {
         assert.equal(await refusal(ask(EXCHANGE_PATH, generateJoinToken())), 'token_invalid')
       }
-      const blocked = await ask(EXCHANGE_PATH, token).catch((error: unknown) => error)
+      const blocked = await ask(EXCHANGE_PATH, generateJoinToken()).catch((error: unknown) => error)
       assert.ok(blocked instanceof JoinExchangeRefusal && blocked.code === 'rate_limited')
       assert.ok((blocked.retryAfterMs ?? 0) > 0)
-      assert.equal(stored(token.id)?.usedAt, undefined)
+      // Another member behind the same address, with the token the host gave it.
+      const answer = (await ask(EXCHANGE_PATH, token)) as ExchangeResponse
+      assert.equal(answer.agentToken, AGENT_TOKEN)
+      assert.equal(stored(token.id)?.usedAt, now.toISOString())
     })
   })
 }
