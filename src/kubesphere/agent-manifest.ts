@@ -7,6 +7,7 @@ import {invalidInput, KsctlError} from '../errors.js'
 import {packageRoot, templatePath} from '../package-root.js'
 import {quantityValue} from '../quantity.js'
 import {fingerprint} from '../redact.js'
+import {agentImpersonationRbac, kubesphereIdentityRbac} from '../tower/shared/identity.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import type {Edition} from './detect.js'
 
@@ -119,10 +120,13 @@ export interface KsctlAgentManifestOptions {
 export const KSCTL_AGENT_NAME = 'ksctl-tower-agent'
 /** Holds the agent's tunnel token (key `token`), mounted as a file and passed with `--token-file`. */
 export const KSCTL_AGENT_TOKEN_SECRET = 'ksctl-tower-agent-token'
+/** The labels every object of ksctl's agent carries, as in its template. */
+const KSCTL_AGENT_LABELS = {
+  'app.kubernetes.io/name': KSCTL_AGENT_NAME,
+  'app.kubernetes.io/managed-by': 'ksctl',
+}
 /** Holds the proxy CA's certificate (key `ca.crt`) when the agent trusts the proxy by its CA. */
 export const KSCTL_AGENT_PROXY_CA_CONFIGMAP = 'ksctl-tower-agent-proxy-ca'
-/** Binds KubeSphere's identity through the tunnel to cluster-admin on the member. */
-export const KSCTL_KUBESPHERE_BINDING = 'ksctl-tower-kubesphere'
 /** On the pod template: the fingerprint of the proxy CA (or pin) the pods trust. */
 export const PROXY_TRUST_ANNOTATION = 'ksctl.io/proxy-trust'
 /** Where the Deployment mounts the token and the CA. */
@@ -179,7 +183,27 @@ export function renderKsctlAgentManifest(options: KsctlAgentManifestOptions): Ma
     },
   }
   customize(objects, deployment, options)
-  return objects
+  return withMemberRbac(objects)
+}
+
+/**
+ * The member's RBAC for ksctl's agent, from the one definition the runtime's own tests use (shared/identity.ts):
+ * the agent's ServiceAccount may impersonate and nothing else, KubeSphere's identity gets cluster-admin. Placed
+ * after the ServiceAccount, labelled as the agent's other objects are.
+ */
+function withMemberRbac(objects: ManifestObject[]): ManifestObject[] {
+  const rbac = [
+    ...agentImpersonationRbac({name: KSCTL_AGENT_NAME, namespace: KUBESPHERE_NAMESPACE}),
+    ...kubesphereIdentityRbac(),
+  ].map((object) => ({
+    ...object,
+    metadata: {
+      ...object.metadata,
+      labels: {...KSCTL_AGENT_LABELS, ...(object.metadata.labels as Record<string, string> | undefined)},
+    },
+  }))
+  const at = objects.findIndex((object) => object.kind === 'ServiceAccount') + 1
+  return [...objects.slice(0, at), ...rbac, ...objects.slice(at)]
 }
 
 /** What both runtimes' manifests take alike: resources, an egress proxy, replicas. */

@@ -12,13 +12,13 @@ import {ClusterResource} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {redactor} from '../redact.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
+import {AGENT_IMPERSONATOR_ROLE, KUBESPHERE_IDENTITY_BINDING} from '../tower/shared/identity.js'
 import {
   AGENT_DEPLOYMENT_NAME,
   defaultKsctlAgentImage,
   KSCTL_AGENT_NAME,
   KSCTL_AGENT_PROXY_CA_CONFIGMAP,
   KSCTL_AGENT_TOKEN_SECRET,
-  KSCTL_KUBESPHERE_BINDING,
   renderAgentManifest,
   renderKsctlAgentManifest,
   type ProxyTrust,
@@ -494,9 +494,9 @@ function oldAgentObjects(runtime: TunnelRuntime, facts: HostFacts): ManifestObje
     namespaced('v1', 'Secret', KSCTL_AGENT_TOKEN_SECRET),
     namespaced('v1', 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP),
     namespaced('v1', 'ServiceAccount', KSCTL_AGENT_NAME),
-    clusterScoped('ClusterRoleBinding', KSCTL_AGENT_NAME),
-    clusterScoped('ClusterRole', KSCTL_AGENT_NAME),
-    clusterScoped('ClusterRoleBinding', KSCTL_KUBESPHERE_BINDING),
+    clusterScoped('ClusterRoleBinding', AGENT_IMPERSONATOR_ROLE),
+    clusterScoped('ClusterRole', AGENT_IMPERSONATOR_ROLE),
+    clusterScoped('ClusterRoleBinding', KUBESPHERE_IDENTITY_BINDING),
   ]
 }
 

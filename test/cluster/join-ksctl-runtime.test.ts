@@ -22,7 +22,6 @@ import {adminApis, resetCluster} from '../testbed/seed.js'
 import {bothClusters, run} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {
-  grantAgentAccountUntilImpersonation,
   pointTowerServiceAt,
   removeKsctlAgentClusterObjects,
   routeClusterService,
@@ -106,7 +105,6 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
         await resetCluster(kubeconfig, 'host', host, {proxyPublishAddress: published})
         await resetCluster(kubeconfig, 'member', member)
         await pointTowerServiceAt('ksctl')
-        cleanups.push(await grantAgentAccountUntilImpersonation())
 
         // ksctl's proxy in Kubernetes mode against the host, listening where the published address leads.
         proxy = startKsctl([

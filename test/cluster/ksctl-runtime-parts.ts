@@ -15,6 +15,7 @@ import {StandInLoop} from '../../src/kubesphere-standin/loop.js'
 import {runPod, type RunningPod} from '../helpers/pod-runner.js'
 import {routeServicePort} from '../helpers/service-route.js'
 import {adminApis} from '../testbed/seed.js'
+import {AGENT_IMPERSONATOR_ROLE, KUBESPHERE_IDENTITY_BINDING} from '../../src/tower/shared/identity.js'
 import {testBed} from './hooks.js'
 
 const NAMESPACE = 'kubesphere-system'
@@ -135,33 +136,11 @@ export async function routeClusterService(
   }
 }
 
-/**
- * Until the agent forwards requests with the client's identity (impersonation: helper A's branch, issue 12 part 4),
- * it relays them as its own ServiceAccount, which ksctl's manifest lets impersonate and nothing else. The test gives
- * that account cluster-admin meanwhile, as a binding of its own that says so; remove it once the agent impersonates,
- * and the tests then prove that the manifest's RBAC is enough. Returns the undo.
- */
-export async function grantAgentAccountUntilImpersonation(): Promise<() => Promise<void>> {
-  const member = adminApis(testBed().kubeconfigPath, 'member')
-  const name = 'ksctl-test-agent-until-impersonation'
-  await member.rbac.deleteClusterRoleBinding({name}).catch(() => undefined)
-  await member.rbac.createClusterRoleBinding({
-    body: {
-      metadata: {name},
-      roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin'},
-      subjects: [{kind: 'ServiceAccount', name: KSCTL_AGENT_NAME, namespace: NAMESPACE}],
-    },
-  })
-  return async () => {
-    await member.rbac.deleteClusterRoleBinding({name}).catch(() => undefined)
-  }
-}
-
 /** ksctl's cluster-scoped agent objects on the member, which resetting the cluster leaves. */
 export async function removeKsctlAgentClusterObjects(): Promise<void> {
   const member = adminApis(testBed().kubeconfigPath, 'member')
-  await member.rbac.deleteClusterRole({name: KSCTL_AGENT_NAME}).catch(() => undefined)
-  for (const name of [KSCTL_AGENT_NAME, 'ksctl-tower-kubesphere'])
+  await member.rbac.deleteClusterRole({name: AGENT_IMPERSONATOR_ROLE}).catch(() => undefined)
+  for (const name of [AGENT_IMPERSONATOR_ROLE, KUBESPHERE_IDENTITY_BINDING])
     await member.rbac.deleteClusterRoleBinding({name}).catch(() => undefined)
 }
 

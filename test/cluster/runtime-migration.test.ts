@@ -25,7 +25,6 @@ import {adminApis, resetCluster} from '../testbed/seed.js'
 import {snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {
-  grantAgentAccountUntilImpersonation,
   pointTowerServiceAt,
   removeKsctlAgentClusterObjects,
   routeClusterService,
@@ -124,7 +123,6 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
       })
       await resetCluster(kubeconfig, 'member', member)
       await joinWithTowersAgent()
-      cleanups.push(await grantAgentAccountUntilImpersonation())
 
       // ksctl's proxy runs before the switch, as an install starts it, but the published address does not lead to
       // it yet: ksctl's agent, once applied, is refused until the switch, as Tower's proxy would refuse it.
@@ -233,7 +231,7 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
       for (const gone of [
         memberApis.core.readNamespacedSecret({name: 'ksctl-tower-agent-token', namespace: NAMESPACE}),
         memberApis.rbac.readClusterRole({name: 'ksctl-tower-agent'}),
-        memberApis.rbac.readClusterRoleBinding({name: 'ksctl-tower-kubesphere'}),
+        memberApis.rbac.readClusterRoleBinding({name: 'ksctl-kubesphere-identity'}),
       ])
         await assert.rejects(gone)
       const command =

@@ -25,11 +25,7 @@ import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
-import {
-  grantAgentAccountUntilImpersonation,
-  removeKsctlAgentClusterObjects,
-  runAppliedAgent,
-} from './ksctl-runtime-parts.js'
+import {removeKsctlAgentClusterObjects, runAppliedAgent} from './ksctl-runtime-parts.js'
 
 const NAMESPACE = 'kubesphere-system'
 
@@ -71,7 +67,6 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
     let proxy: RunningKsctl
     let agent: RunningPod | undefined
     let image: UnpackedImage
-    let ungrant: (() => Promise<void>) | undefined
     let standIn: StandInLoop | undefined
     let proxyAddress: string
     let dir: string
@@ -138,8 +133,6 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
       agent = undefined
       proxy.process.kill('SIGKILL')
       await Promise.allSettled([proxy.process])
-      await ungrant?.()
-      ungrant = undefined
       await removeKsctlAgentClusterObjects()
     })
 
@@ -168,7 +161,6 @@ for (const {edition, host: hostFixture, member: memberFixture, jwtSecret} of edi
      * Deployment says (the token from Secret ksctl-tower-agent-token, the proxy pinned by an argument).
      */
     const runAgentOnceApplied = async (registered: Promise<unknown>) => {
-      ungrant ??= await grantAgentAccountUntilImpersonation()
       agent = await runAppliedAgent({image, metricsPort: await freePort(), abandon: registered})
     }
 

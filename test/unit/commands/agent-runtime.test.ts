@@ -305,9 +305,9 @@ describe("--runtime: ksctl's agent or Tower's", () => {
       assert.ok(!JSON.stringify(deployment).includes(token))
       for (const path of [
         '/api/v1/namespaces/kubesphere-system/serviceaccounts/ksctl-tower-agent',
-        '/apis/rbac.authorization.k8s.io/v1/clusterroles/ksctl-tower-agent',
-        '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ksctl-tower-agent',
-        '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ksctl-tower-kubesphere',
+        '/apis/rbac.authorization.k8s.io/v1/clusterroles/ksctl-tower-agent-impersonator',
+        '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ksctl-tower-agent-impersonator',
+        '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/ksctl-kubesphere-identity',
         '/api/v1/namespaces/kubesphere-system/configmaps/ksctl-tower-agent-proxy-ca',
       ])
         assert.ok(memberObject(path) !== undefined, path)

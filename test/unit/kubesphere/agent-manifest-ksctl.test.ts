@@ -49,26 +49,26 @@ describe("ksctl's agent manifest", () => {
       [
         'Namespace -/kubesphere-system',
         'ServiceAccount kubesphere-system/ksctl-tower-agent',
-        'ClusterRole -/ksctl-tower-agent',
-        'ClusterRoleBinding -/ksctl-tower-agent',
-        'ClusterRoleBinding -/ksctl-tower-kubesphere',
+        'ClusterRole -/ksctl-tower-agent-impersonator',
+        'ClusterRoleBinding -/ksctl-tower-agent-impersonator',
+        'ClusterRoleBinding -/ksctl-kubesphere-identity',
         'Secret kubesphere-system/ksctl-tower-agent-token',
         'ConfigMap kubesphere-system/ksctl-tower-agent-proxy-ca',
         'Deployment kubesphere-system/ksctl-tower-agent',
       ],
     )
     // The agent's own account may only impersonate users and groups: nothing else, and no other kind of identity.
-    const role = find(objects, 'ClusterRole', 'ksctl-tower-agent') as unknown as V1ClusterRole
+    const role = find(objects, 'ClusterRole', 'ksctl-tower-agent-impersonator') as unknown as V1ClusterRole
     assert.deepEqual(role.rules, [{apiGroups: [''], resources: ['users', 'groups'], verbs: ['impersonate']}])
     const binding = find(
       objects,
       'ClusterRoleBinding',
-      'ksctl-tower-agent',
+      'ksctl-tower-agent-impersonator',
     ) as unknown as V1ClusterRoleBinding
     assert.deepEqual(binding.roleRef, {
       apiGroup: 'rbac.authorization.k8s.io',
       kind: 'ClusterRole',
-      name: 'ksctl-tower-agent',
+      name: 'ksctl-tower-agent-impersonator',
     })
     assert.deepEqual(binding.subjects, [
       {kind: 'ServiceAccount', name: 'ksctl-tower-agent', namespace: 'kubesphere-system'},
@@ -76,11 +76,10 @@ describe("ksctl's agent manifest", () => {
     const kubesphere = find(
       objects,
       'ClusterRoleBinding',
-      'ksctl-tower-kubesphere',
+      'ksctl-kubesphere-identity',
     ) as unknown as V1ClusterRoleBinding
     assert.equal(kubesphere.roleRef.name, 'cluster-admin')
     assert.deepEqual(kubesphere.subjects, [
-      {apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'ksctl:kubesphere'},
       {apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'ksctl:kubesphere'},
     ])
     const bound = objects.filter((object) => object.kind === 'ClusterRoleBinding')
