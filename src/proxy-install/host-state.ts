@@ -10,7 +10,7 @@ import {privateKeyFingerprint} from '../pki/certificates.js'
 import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
 import {SERVING_SECRET} from '../tower/proxy/kubernetes/serving-secret.js'
-import {HostObjects, type HostObject} from './host-objects.js'
+import {HostObjects, plain, type HostObject} from './host-objects.js'
 import {readRecord, type InstallRecord} from './install-record.js'
 import {INSTALL_RECORD_NAME, NAMESPACE, TOWER_NAME} from './names.js'
 
@@ -105,7 +105,7 @@ export async function readHostState(client: ClusterClient): Promise<HostState> {
       .filter((service) => proxyNames.has(service.metadata?.name ?? ''))
       .map((service) => [
         (service.metadata?.name ?? '').slice('mc-'.length),
-        {...service, apiVersion: 'v1', kind: 'Service'} as HostObject & V1Service,
+        {...plain<HostObject & V1Service>(service), apiVersion: 'v1', kind: 'Service'},
       ]),
   )
   return {

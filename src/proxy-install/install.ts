@@ -107,6 +107,11 @@ export async function installProxy(
     notes,
   }
 
+  // Phase "migrate members": who runs Tower's agent, checked before any write (and before printing what to apply).
+  const agents = proxyClusterAgents(host.clusters, host.caPem)
+  const onTowerAgent = agents.filter((agent) => agent.agent === 'tower')
+  await migration.check(client, onTowerAgent)
+
   if (options.renderOnly) {
     return {
       ...base,
@@ -127,10 +132,6 @@ export async function installProxy(
   }
 
   if (host.record === undefined) refuseStrayObjects(client, existing)
-  // Phase "migrate members": who runs Tower's agent, checked before any write.
-  const agents = proxyClusterAgents(host.clusters, host.caPem)
-  const onTowerAgent = agents.filter((agent) => agent.agent === 'tower')
-  await migration.check(client, onTowerAgent)
 
   const secrets =
     host.caPem === undefined || host.servingPin === undefined ? await newProxySecrets(serverNames) : undefined

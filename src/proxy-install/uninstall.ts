@@ -8,7 +8,7 @@ import type {EditOutcome} from '../k8s/object-edit.js'
 import type {Edition} from '../kubesphere/detect.js'
 import {log} from '../log.js'
 import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
-import type {HostObject, ObjectHeader} from './host-objects.js'
+import {plain, type HostObject, type ObjectHeader} from './host-objects.js'
 import {readHostState, recordHeader, type HostState} from './host-state.js'
 import {restoredObject, sameRecordedParts, recordObject, type RecordedObject} from './install-record.js'
 import {proxyClusterAgents} from './member-agents.js'
@@ -212,7 +212,7 @@ async function towerFormSteps(host: HostState, recorded: Set<string>): Promise<S
   for (const service of services) {
     const name = service.metadata?.name ?? ''
     if (recorded.has(name)) continue
-    const current = {...service, apiVersion: 'v1', kind: 'Service'} as HostObject & V1Service
+    const current = {...plain<HostObject & V1Service>(service), apiVersion: 'v1', kind: 'Service'}
     const cluster = service.metadata?.labels?.[SERVICE_CLUSTER_LABEL] ?? name.replace(/^mc-/, '')
     steps.push(
       proxyClusters.has(cluster)
