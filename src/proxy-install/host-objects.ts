@@ -72,7 +72,7 @@ export class HostObjects {
 
   find<T extends KubernetesObject = HostObject>(object: ObjectHeader): Promise<T | undefined> {
     return this.client.find({verb: 'get', object: HostObjects.ref(object)}, () =>
-      this.api.read<KubernetesObject>(header(object)).then((read) => plain<T>(read)),
+      this.api.read<KubernetesObject>(header(object)).then((read) => plain(read) as T),
     )
   }
 
@@ -80,7 +80,7 @@ export class HostObjects {
     return this.client.call({verb: 'create', object: HostObjects.ref(object)}, () =>
       this.api
         .create<KubernetesObject>(object, undefined, dryRunValue(dryRun), FIELD_MANAGER)
-        .then((created) => plain<T>(created)),
+        .then((created) => plain(created) as T),
     )
   }
 
@@ -96,7 +96,7 @@ export class HostObjects {
           true,
           PatchStrategy.ServerSideApply,
         )
-        .then((stored) => plain<T>(stored)),
+        .then((stored) => plain(stored) as T),
     )
   }
 
@@ -113,7 +113,7 @@ export class HostObjects {
     return this.client.call({verb: 'update', object: HostObjects.ref(object)}, () =>
       this.api
         .replace<KubernetesObject>(object, undefined, dryRunValue(dryRun), FIELD_MANAGER)
-        .then((stored) => plain<T>(stored)),
+        .then((stored) => plain(stored) as T),
     )
   }
 
@@ -132,7 +132,7 @@ export class HostObjects {
  * An object as the API server sent it, as plain data: the client library hands out instances of its model classes
  * (and Dates), which a YAML dump refuses and a deep comparison tells apart from the same data read as JSON.
  */
-export function plain<T>(object: unknown): T {
+export function plain<T extends object>(object: T): T {
   return JSON.parse(JSON.stringify(object)) as T
 }
 

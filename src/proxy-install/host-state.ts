@@ -105,7 +105,7 @@ export async function readHostState(client: ClusterClient): Promise<HostState> {
       .filter((service) => proxyNames.has(service.metadata?.name ?? ''))
       .map((service) => [
         (service.metadata?.name ?? '').slice('mc-'.length),
-        {...plain<HostObject & V1Service>(service), apiVersion: 'v1', kind: 'Service'},
+        {...(plain(service) as HostObject & V1Service), apiVersion: 'v1', kind: 'Service'},
       ]),
   )
   return {

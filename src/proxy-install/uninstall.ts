@@ -212,7 +212,7 @@ async function towerFormSteps(host: HostState, recorded: Set<string>): Promise<S
   for (const service of services) {
     const name = service.metadata?.name ?? ''
     if (recorded.has(name)) continue
-    const current = {...plain<HostObject & V1Service>(service), apiVersion: 'v1', kind: 'Service'}
+    const current = {...(plain(service) as HostObject & V1Service), apiVersion: 'v1', kind: 'Service'}
     const cluster = service.metadata?.labels?.[SERVICE_CLUSTER_LABEL] ?? name.replace(/^mc-/, '')
     steps.push(
       proxyClusters.has(cluster)

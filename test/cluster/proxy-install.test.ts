@@ -533,6 +533,19 @@ describe('ksctl proxy install and uninstall', function () {
             output: () => proxy.output(),
           },
         )
+        // A Cluster it cannot serve (Service mc-NAME would be 65 characters, over a Service name's 63) gets a
+        // Warning Event, which the proxy writes in namespace default.
+        const tooLong = `long-${'x'.repeat(57)}`
+        await proxyCluster(apis, tooLong)
+        await until(
+          async () =>
+            (await apis.core.listNamespacedEvent({namespace: 'default'})).items.some(
+              (event) => event.involvedObject.name === tooLong && event.reason === 'ReconcileFailed',
+            ),
+          'a Warning Event on the Cluster the proxy cannot serve',
+          {timeoutMs: 30_000, output: () => proxy.output()},
+        )
+        await apis.custom.deleteClusterCustomObject({...clusterApi, name: tooLong})
         assert.doesNotMatch(proxy.output(), /forbidden/i, 'its RBAC is all the proxy needed')
         // ...and no more than that.
         const canI = async (verb: string, what: string, namespace = NAMESPACE) =>
