@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import {readFile} from 'node:fs/promises'
+import path from 'node:path'
 
 import {CoordinationV1Api, type KubernetesObject, type V1Deployment} from '@kubernetes/client-node'
 import {execa} from 'execa'
@@ -7,12 +9,17 @@ import {dump, loadAll} from 'js-yaml'
 import {buildImage} from '../../image/build.js'
 import {unpackCached, type UnpackedImage} from '../../image/unpack.js'
 import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
-import {createCertificateAuthority, issueCertificate} from '../../src/pki/certificates.js'
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  privateKeyFingerprint,
+} from '../../src/pki/certificates.js'
 import type {ProxyInstallResult} from '../../src/proxy-install/install.js'
 import type {ProxyUninstallResult} from '../../src/proxy-install/uninstall.js'
 import type {ProcessOutcome} from '../helpers/ksctl-process.js'
 import {until} from '../helpers/ksctl-running.js'
 import {runPod, type RunningPod} from '../helpers/pod-runner.js'
+import {tempDir} from '../helpers/temp-dir.js'
 import {denyWrites} from '../testbed/admission.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
@@ -229,6 +236,26 @@ async function towerIssuedKubeconfig(server: string): Promise<string> {
   )
 }
 
+/** A serving key made as docs/deployment.md says, for an install that must not print keys (-o yaml); its key. */
+async function handMadeServingSecret(): Promise<string> {
+  const keyFile = path.join(tempDir('ksctl-serving-key-'), 'serving.key')
+  await execa('openssl', [
+    'genpkey',
+    '-algorithm',
+    'EC',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-out',
+    keyFile,
+  ])
+  await execa('/usr/bin/kubectl', [
+    ...['--kubeconfig', testBed().kubeconfigPath, '--context', 'host', '-n', NAMESPACE],
+    ...['create', 'secret', 'generic', 'ksctl-tower-serving', '--type', 'kubernetes.io/tls'],
+    ...['--from-file', `tls.key=${keyFile}`, '--from-literal', 'tls.crt='],
+  ])
+  return readFile(keyFile, 'utf8')
+}
+
 // The type parameter only names what the caller expects the command's --json document to be.
 // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
 function succeeded<T>(outcome: ProcessOutcome): T {
@@ -418,10 +445,14 @@ describe('ksctl proxy install and uninstall', function () {
         const apis = hostApis()
         const tower = await towerObjects()
         const towerPorts = (tower.service as {spec: {ports: unknown}}).spec.ports
+        // On 4.1 the serving key is made by hand first, as docs/deployment.md tells a GitOps user to (openssl, and a
+        // Secret with an empty certificate): the install keeps it, the proxy certifies it, uninstall leaves it.
+        const handMadeKey = edition === '4.1' ? await handMadeServingSecret() : undefined
 
         const installed = succeeded<ProxyInstallResult>(await run([...install, '--yes', '--json']))
         assert.equal(installed.reinstall, false)
         assert.match(installed.servingPin ?? '', /^sha256:[0-9a-f]{64}$/)
+        if (handMadeKey !== undefined) assert.equal(installed.servingPin, privateKeyFingerprint(handMadeKey))
         assert.deepEqual((await ksctlObjects()).sort(), [...allKsctlObjects].sort())
         const service = await apis.core.readNamespacedService({name: 'tower', namespace: NAMESPACE})
         assert.deepEqual(service.spec?.selector, KSCTL_PODS)
@@ -591,7 +622,7 @@ describe('ksctl proxy install and uninstall', function () {
           tower,
           'Tower, its Service and mc-member1 exactly as they were',
         )
-        assert.deepEqual(await ksctlObjects(), [])
+        assert.deepEqual(await ksctlObjects(), handMadeKey === undefined ? [] : ['serving secret'])
         // The Service ksctl's proxy made for a later Cluster, in Tower's form: Tower never looks at it again.
         const member2 = await clusterService('member2')
         assert.deepEqual(member2?.spec?.selector, TOWER_PODS)
