@@ -2,7 +2,6 @@ import type {V1Deployment, V1Service} from '@kubernetes/client-node'
 
 import {KsctlError} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
-import {kubectl} from '../k8s/kubectl.js'
 import {ClusterResource} from '../k8s/resources.js'
 import type {KubeSphereCluster} from '../kubesphere/cluster-object.js'
 import {detectKubeSphere, requireComplete, type Edition, type KubeSphereInfo} from '../kubesphere/detect.js'
@@ -159,9 +158,4 @@ function requireHost(client: ClusterClient, info: KubeSphereInfo): Edition {
     )
   }
   return info.edition
-}
-
-/** How to look at Tower's objects, for messages. */
-export function towerLogsCommand(context: string): string {
-  return kubectl(context, `-n ${NAMESPACE} get deployment,service ${TOWER_NAME} -o yaml`)
 }

@@ -141,32 +141,6 @@ async function putBack(objects: HostObjects, previous: HostObject): Promise<void
   await objects.replace(body, false)
 }
 
-/**
- * Runs the steps in order, each for real or as a server dry run, collecting their outcomes. When one fails, the
- * undo of every step before it runs, last first, and the error says that nothing was changed, or, if an undo failed
- * too, what is left and how to remove it.
- */
-export async function runSteps(
-  steps: Step[],
-  dryRun: boolean,
-  report: (outcome: EditOutcome) => void,
-  undoHint: string,
-): Promise<EditOutcome[]> {
-  const outcomes: EditOutcome[] = []
-  const undos: {summary: string; undo: Undo}[] = []
-  for (const step of steps) {
-    try {
-      const {outcome, undo} = await step.run(dryRun)
-      outcomes.push(outcome)
-      report(outcome)
-      if (undo !== undefined) undos.push({summary: step.summary, undo})
-    } catch (error) {
-      throw await rolledBack(error, step.summary, undos, undoHint)
-    }
-  }
-  return outcomes
-}
-
 /** Runs an undo stack after `error` at `failedStep`; returns the error to throw. */
 export async function rolledBack(
   error: unknown,
