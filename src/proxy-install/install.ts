@@ -169,10 +169,10 @@ export async function installProxy(
         ),
       ),
     ...(host.caPem === undefined && secrets !== undefined
-      ? [createStep(objects, secrets.ca, 'make the proxy CA (its key stays in the Secret)')]
+      ? [createStep(objects, secrets.ca, 'make the proxy CA, whose key stays in its Secret')]
       : []),
     ...(host.servingPin === undefined && secrets !== undefined
-      ? [createStep(objects, secrets.serving, 'make the serving key (its pin survives restarts)')]
+      ? [createStep(objects, secrets.serving, 'make the serving key, which agents may pin')]
       : []),
   ]
   const stopTower = replaceStep(
@@ -188,7 +188,7 @@ export async function installProxy(
     objects,
     host.towerService,
     switchedTowerService(host.towerService),
-    "point the tower Service at ksctl's proxy (name, ports and address kept)",
+    "point the tower Service at ksctl's proxy, keeping its name, ports and address",
   )
   const steps = [...proxySteps, stopTower, startProxy, switchService]
 
@@ -225,13 +225,13 @@ export async function installProxy(
   const serverDryRun = options.dryRun === 'server'
   const changes: EditOutcome[] = []
   const undos: {summary: string; undo: Undo}[] = []
-  const run = async (step: Step) => {
+  const run = async (step: Step): Promise<EditOutcome> => {
     try {
       const {outcome, undo} = await step.run(serverDryRun)
       changes.push(outcome)
-      if (outcome.changed && !serverDryRun)
-        log.info(`${step.summary}: ${outcome.summary === step.summary ? 'done' : outcome.summary}`)
+      if (outcome.changed && !serverDryRun) log.info(step.summary)
       if (undo !== undefined) undos.push({summary: step.summary, undo})
+      return outcome
     } catch (error) {
       throw await rolledBack(error, step.summary, undos, uninstallHint(client))
     }
@@ -241,13 +241,14 @@ export async function installProxy(
   try {
     const migrated = await migration.migrate(client, onTowerAgent, options.dryRun)
     changes.push(...migrated.changes)
-    undos.push({summary: "move members to ksctl's agent", undo: migrated.undo})
+    if (onTowerAgent.length > 0) undos.push({summary: "move members to ksctl's agent", undo: migrated.undo})
     base.migrated.push(...onTowerAgent.map((agent) => agent.name))
   } catch (error) {
-    throw await rolledBack(error, "moving members to ksctl's agent", undos, uninstallHint(client))
+    throw await rolledBack(error, "move members to ksctl's agent", undos, uninstallHint(client))
   }
-  await run(stopTower)
-  if (!serverDryRun) {
+  const stopped = await run(stopTower)
+  // Only when this run scaled Tower down: an earlier run's Tower pods are long gone.
+  if (!serverDryRun && stopped.changed) {
     try {
       await waitForPodsGone(
         client,
@@ -256,7 +257,7 @@ export async function installProxy(
         options.waitTimeoutMs,
       )
     } catch (error) {
-      throw await rolledBack(error, "waiting for Tower's proxy to stop", undos, uninstallHint(client))
+      throw await rolledBack(error, "wait for Tower's proxy to stop", undos, uninstallHint(client))
     }
   }
   await run(startProxy)

@@ -141,7 +141,7 @@ async function putBack(objects: HostObjects, previous: HostObject): Promise<void
   await objects.replace(body, false)
 }
 
-/** Runs an undo stack after `error` at `failedStep`; returns the error to throw. */
+/** Runs an undo stack after `error` at `failedStep` (what it did, as a verb: "scale Tower's proxy…"); returns the error to throw. */
 export async function rolledBack(
   error: unknown,
   failedStep: string,
@@ -161,8 +161,8 @@ export async function rolledBack(
   }
   const message =
     left.length === 0
-      ? `${failedStep} failed, and every change before it was undone, so nothing was changed: ${reason}`
-      : `${failedStep} failed (${reason}), and ${String(left.length)} change(s) could not be undone: ${left.join('; ')}`
+      ? `could not ${failedStep}: ${reason}; every change before it was undone, so nothing was changed`
+      : `could not ${failedStep}: ${reason}; and ${String(left.length)} change(s) before it could not be undone: ${left.join('; ')}`
   return new KsctlError(message, {
     code: failure?.code ?? 'API_ERROR',
     ...(failure?.exitCode === undefined ? {} : {exitCode: failure.exitCode}),

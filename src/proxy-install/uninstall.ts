@@ -116,7 +116,7 @@ export async function uninstallProxy(
     } catch (error) {
       const failure = error instanceof KsctlError ? error : undefined
       throw new KsctlError(
-        `${step.summary} failed: ${error instanceof Error ? error.message : String(error)}; the steps before it are done, and running the same command again continues from here (the record stays until the end)`,
+        `could not ${step.summary}: ${error instanceof Error ? error.message : String(error)}; the steps before it are done, and running the same command again continues from here (the record stays until the end)`,
         {
           code: failure?.code ?? 'API_ERROR',
           ...(failure?.context === undefined ? {} : {context: failure.context}),

@@ -381,7 +381,7 @@ describe('ksctl proxy install and uninstall', function () {
         assert.equal(failed.exitCode, 1, failed.stderr)
         assert.match(
           failed.stderr,
-          /point the tower Service at ksctl's proxy .* failed, and every change before it was undone, so nothing was changed: .*refused by the test/,
+          /could not point the tower Service at ksctl's proxy, keeping its name, ports and address: .*refused by the test; every change before it was undone, so nothing was changed/,
         )
         assert.deepEqual(await towerObjects(), tower, 'Tower, its Service and mc-member1 as they were')
         assert.deepEqual(await ksctlObjects(), [])
