@@ -449,8 +449,23 @@ describe('ksctl proxy install and uninstall', function () {
         // Secret with an empty certificate): the install keeps it, the proxy certifies it, uninstall leaves it.
         const handMadeKey = edition === '4.1' ? await handMadeServingSecret() : undefined
 
-        const installed = succeeded<ProxyInstallResult>(await run([...install, '--yes', '--json']))
+        const installOutcome = await run([...install, '--yes', '--json'])
+        const installed = succeeded<ProxyInstallResult>(installOutcome)
         assert.equal(installed.reinstall, false)
+        // The keys the install made are in their Secrets, and in no output.
+        for (const name of ['ksctl-tower-ca', 'ksctl-tower-serving']) {
+          const key = Buffer.from(
+            (await apis.core.readNamespacedSecret({name, namespace: NAMESPACE})).data?.['tls.key'] ?? '',
+            'base64',
+          ).toString()
+          assert.match(key, /PRIVATE KEY/)
+          const body = key.split('\n').slice(1, 2).join('')
+          assert.ok(
+            !(installOutcome.stdout + installOutcome.stderr).includes(body),
+            `${name}'s key in the output`,
+          )
+        }
+        assert.doesNotMatch(installOutcome.stdout + installOutcome.stderr, /PRIVATE KEY/)
         assert.match(installed.servingPin ?? '', /^sha256:[0-9a-f]{64}$/)
         if (handMadeKey !== undefined) assert.equal(installed.servingPin, privateKeyFingerprint(handMadeKey))
         assert.deepEqual((await ksctlObjects()).sort(), [...allKsctlObjects].sort())
