@@ -2,7 +2,13 @@ import assert from 'node:assert/strict'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {CoordinationV1Api, type KubernetesObject, type V1Deployment} from '@kubernetes/client-node'
+import {
+  CoordinationV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubernetesObject,
+  type V1Deployment,
+} from '@kubernetes/client-node'
 import {execa} from 'execa'
 import {dump, loadAll} from 'js-yaml'
 
@@ -490,6 +496,51 @@ describe('ksctl proxy install and uninstall', function () {
           [],
         )
         assert.deepEqual(await hostVersions(), versions)
+
+        // What a re-run of ks-installer's multicluster role (`kubectl apply -f tower.yaml`) or a Helm upgrade of the
+        // tower extension sends (docs/deployment.md): the manifest's replicas and selector, as a strategic merge patch.
+        const record = await apis.core.readNamespacedConfigMap({
+          name: 'ksctl-tower-install',
+          namespace: NAMESPACE,
+        })
+        const strategic = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch)
+        await apis.apps.patchNamespacedDeployment(
+          {name: 'tower', namespace: NAMESPACE, body: {spec: {replicas: 1}}},
+          strategic,
+        )
+        await apis.core.patchNamespacedService(
+          {name: 'tower', namespace: NAMESPACE, body: {spec: {selector: {app: 'tower'}}}},
+          strategic,
+        )
+        assert.deepEqual(
+          (await apis.core.readNamespacedService({name: 'tower', namespace: NAMESPACE})).spec?.selector,
+          {app: 'tower', ...KSCTL_PODS},
+          'the selector is merged key by key: it matches neither proxy',
+        )
+        const drift = await run([...install, '--dry-run'])
+        assert.match(
+          drift.stdout,
+          /would change host: deployments kubesphere-system\/tower \(scale Tower's proxy to 0/,
+        )
+        assert.match(
+          drift.stdout,
+          /would change host: services kubesphere-system\/tower \(point the tower Service/,
+        )
+        const repaired = succeeded<ProxyInstallResult>(await run([...install, '--yes', '--json']))
+        assert.deepEqual(
+          repaired.changes.filter((change) => change.changed).map((change) => change.object.resource),
+          ['deployments', 'services'],
+        )
+        assert.deepEqual(
+          (await apis.core.readNamespacedService({name: 'tower', namespace: NAMESPACE})).spec?.selector,
+          KSCTL_PODS,
+        )
+        assert.equal(
+          (await apis.core.readNamespacedConfigMap({name: 'ksctl-tower-install', namespace: NAMESPACE}))
+            .metadata?.resourceVersion,
+          record.metadata?.resourceVersion,
+          'the record still says what was there before the first install',
+        )
 
         // The proxy as its Deployment says, with its ServiceAccount's token: only the RBAC the install rendered.
         const deployment = await apis.apps.readNamespacedDeployment({name: PROXY, namespace: NAMESPACE})
