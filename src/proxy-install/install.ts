@@ -97,6 +97,12 @@ export async function installProxy(
     placement: towerPlacement(host.towerDeployment),
   })
   const notes: string[] = []
+  if (options.image === undefined && existing.deployment === undefined) {
+    notes.push(
+      `no --image: the proxy's Deployment names ${image}, which nodes look for on Docker Hub; load the image into ` +
+        'your registry (skopeo copy oci-archive:out/ksctl-<version>.oci.tar docker://REGISTRY/ksctl:<version>) and pass --image',
+    )
+  }
   const base = {
     context: client.context,
     edition: host.edition,
