@@ -130,7 +130,7 @@ export async function installProxy(
       ],
       omitted: [
         `secrets ${NAMESPACE}/ksctl-tower-ca and ${NAMESPACE}/ksctl-tower-serving: they hold private keys; ` +
-          `make them once with ksctl proxy install --context ${client.context}, or by hand (docs/deployment.md, "Replacing Tower's proxy")`,
+          `make them by hand once (docs/deployment.md, "Replacing Tower's proxy"); ksctl proxy install --context ${client.context} run for real makes them itself`,
         `configmap ${NAMESPACE}/${INSTALL_RECORD_NAME}: ksctl proxy install's record for the undo`,
       ],
       ...(host.servingPin === undefined ? {} : {servingPin: host.servingPin}),
