@@ -255,6 +255,9 @@ for (const {edition, host, member, jwtSecret} of editions) {
         'proxy:set-address': [
           {args: ['proxy', 'set-address', 'http://127.0.0.1:3@RUN@', '--context', 'host']},
         ],
+        // The host has a member on Tower's agent (its planted kubeconfig): install refuses it in every form.
+        'proxy:install': [{args: ['proxy', 'install', '--context', 'host', '--yes'], exitCode: 1}],
+        'proxy:uninstall': [{args: ['proxy', 'uninstall', '--context', 'host', '--yes']}],
         status: [{args: ['status', '--context', 'host']}],
         // The playground's own run is test/cluster/playground.test.ts; here its refusal (binaries that do not
         // exist: DIR, made in this command's cwd, must be gone again) and its answers when none runs.

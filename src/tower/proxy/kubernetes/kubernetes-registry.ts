@@ -1,3 +1,5 @@
+import {isDeepStrictEqual} from 'node:util'
+
 import type {V1Service} from '@kubernetes/client-node'
 
 import type {ClusterClient} from '../../../k8s/cluster-client.js'
@@ -49,8 +51,14 @@ export interface KubernetesRegistryOptions {
 const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 const MANAGED_BY = 'ksctl-tower'
 const CLUSTER_LABEL = 'ksctl.io/cluster'
-/** The tower proxy's pods, which Service mc-NAME forwards to (kubesphere.md §6). */
-const PROXY_SELECTOR = {app: 'tower', 'app.kubernetes.io/name': 'tower'}
+/**
+ * ksctl's proxy pods (Deployment ksctl-tower-proxy, as `ksctl proxy install` makes it), which Service mc-NAME
+ * forwards to. Tower's own Services select Tower's pods (`app: tower`, kubesphere.md §6); applying this selector takes
+ * them over (a Service's selector is replaced whole by a server-side apply: it is an atomic map).
+ */
+export const PROXY_POD_SELECTOR: Readonly<Record<string, string>> = {
+  'app.kubernetes.io/name': 'ksctl-tower-proxy',
+}
 
 /**
  * Kubernetes mode: the clusters are KubeSphere `Cluster` objects, reconciled the way Tower does. Each
@@ -226,7 +234,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   ): Promise<ClusterAssignment> {
     const wanted = serviceFor(assignment, this.namespace)
     const service =
-      existing !== undefined && samePorts(existing, wanted)
+      existing !== undefined && sameRouting(existing, wanted)
         ? existing
         : await this.manifests.apply<V1Service>(wanted)
     const clusterIp = service.spec?.clusterIP
@@ -456,12 +464,18 @@ function toRegistered(assignment: ClusterAssignment): RegisteredCluster {
   }
 }
 
-function samePorts(service: V1Service, wanted: ManifestObject): boolean {
+/** Whether the Service already leads where `wanted` does: the same ports, to the same pods. */
+function sameRouting(service: V1Service, wanted: ManifestObject): boolean {
+  const wantedSpec = wanted.spec as {
+    selector: Record<string, string>
+    ports: {name: string; port: number; targetPort: number}[]
+  }
   const ports = (service.spec?.ports ?? []).map((port) => [port.name, port.port, port.targetPort])
-  const wantedPorts = (wanted.spec as {ports: {name: string; port: number; targetPort: number}[]}).ports.map(
-    (port) => [port.name, port.port, port.targetPort],
+  const wantedPorts = wantedSpec.ports.map((port) => [port.name, port.port, port.targetPort])
+  return (
+    JSON.stringify(ports) === JSON.stringify(wantedPorts) &&
+    isDeepStrictEqual(service.spec?.selector ?? {}, wantedSpec.selector)
   )
-  return JSON.stringify(ports) === JSON.stringify(wantedPorts)
 }
 
 /** Service mc-NAME, as Tower creates it: kubernetes 6443 and kubesphere 80 to the cluster's proxy ports. */
@@ -476,7 +490,7 @@ function serviceFor(assignment: ClusterAssignment, namespace: string): ManifestO
     },
     spec: {
       type: 'ClusterIP',
-      selector: PROXY_SELECTOR,
+      selector: {...PROXY_POD_SELECTOR},
       ports: [
         {name: 'kubernetes', protocol: 'TCP', port: 6443, targetPort: assignment.kubernetesPort},
         {name: 'kubesphere', protocol: 'TCP', port: 80, targetPort: assignment.kubespherePort},

@@ -257,6 +257,44 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
     await assert.rejects(registry.start(), /forbidden/)
   })
 
+  it("points Service mc-NAME at ksctl's proxy pods: Tower's Service is taken over, and one of ksctl's that selects other pods is applied again", async () => {
+    const towerSelector = {app: 'tower', 'app.kubernetes.io/name': 'tower'}
+    const ports = (port: number) => [
+      {name: 'kubernetes', protocol: 'TCP', port: 6443, targetPort: port},
+      {name: 'kubesphere', protocol: 'TCP', port: 80, targetPort: port + 10000},
+    ]
+    const proxyCluster = (name: string) =>
+      cluster(name, {
+        joinFederation: true,
+        connection: {type: 'proxy', kubernetesAPIServerPort: 6000 + name.length},
+      })
+    // As Tower leaves it: its labels, its pods.
+    clusters.host.put(clusterPath('tower1'), proxyCluster('tower1'))
+    clusters.host.put(servicePath('tower1'), {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {name: 'mc-tower1', namespace: 'kubesphere-system', labels: {app: 'mc-tower1'}},
+      spec: {selector: towerSelector, ports: ports(6006), clusterIP: '10.96.0.11'},
+    })
+    // As an older ksctl left it: ksctl's labels and the right ports, but Tower's pods.
+    clusters.host.put(clusterPath('ksctl01'), proxyCluster('ksctl01'))
+    clusters.host.put(servicePath('ksctl01'), {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {
+        name: 'mc-ksctl01',
+        namespace: 'kubesphere-system',
+        labels: {'app.kubernetes.io/managed-by': 'ksctl-tower', 'ksctl.io/cluster': 'ksctl01'},
+      },
+      spec: {selector: towerSelector, ports: ports(6007), clusterIP: '10.96.0.12'},
+    })
+    await registry.reconcile()
+    for (const name of ['tower1', 'ksctl01']) {
+      const spec = clusters.host.get(servicePath(name))?.spec as {selector: Record<string, string>}
+      assert.equal(spec.selector['app.kubernetes.io/name'], 'ksctl-tower-proxy', name)
+    }
+  })
+
   it('removes the Service of a deleted Cluster and tells the proxy', async () => {
     clusters.host.put(clusterPath('member1'), cluster('member1'))
     await registry.reconcile()
