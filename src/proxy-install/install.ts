@@ -13,7 +13,12 @@ import {certificateFingerprint} from '../pki/certificates.js'
 import {HostObjects, type HostObject} from './host-objects.js'
 import {readHostState, type HostState} from './host-state.js'
 import {headerOf, recordConfigMap, recordObject, type InstallRecord} from './install-record.js'
-import {proxyClusterAgents, refuseMigration, type MemberMigration} from './member-agents.js'
+import {
+  proxyClusterAgents,
+  moveMembersToKsctlAgent,
+  refuseMigration,
+  type MemberMigration,
+} from './member-agents.js'
 import {INSTALL_RECORD_NAME, NAMESPACE, PROXY_NAME, TOWER_NAME} from './names.js'
 import {waitForPodsGone} from './pods-gone.js'
 import {newProxySecrets} from './proxy-secrets.js'
@@ -42,7 +47,7 @@ export interface ProxyInstallOptions {
   confirm: (question: string) => Promise<boolean>
   /** The user's `--timeout`, when given: the limit of the wait for Tower's pods to stop. */
   waitTimeoutMs?: number | undefined
-  /** Phase "migrate members" (see MemberMigration); default: refuse members on Tower's agent. */
+  /** Phase "migrate members" (see MemberMigration); default: moveMembersToKsctlAgent (-o yaml: refuse). */
   migration?: MemberMigration
 }
 
@@ -82,7 +87,7 @@ export async function installProxy(
   options: ProxyInstallOptions,
 ): Promise<ProxyInstallResult> {
   const host = await readHostState(client)
-  const migration = options.migration ?? refuseMigration
+  const migration = options.migration ?? (options.renderOnly ? refuseMigration : moveMembersToKsctlAgent)
   const existing = await existingProxyObjects(host)
   const image = options.image ?? existingImage(existing.deployment) ?? defaultImage()
   const serverNames = proxyServerNames(
@@ -231,6 +236,13 @@ export async function installProxy(
   const serverDryRun = options.dryRun === 'server'
   const changes: EditOutcome[] = []
   const undos: {summary: string; undo: Undo}[] = []
+  // Set once the undos ran: a failure inside the switch is rolled back there and passes through the migration.
+  let undone = false
+  const undoAll = (error: unknown, failedStep: string): Promise<KsctlError> => {
+    if (undone) return Promise.resolve(error as KsctlError)
+    undone = true
+    return rolledBack(error, failedStep, undos, uninstallHint(client))
+  }
   const run = async (step: Step): Promise<EditOutcome> => {
     try {
       const {outcome, undo} = await step.run(serverDryRun)
@@ -239,35 +251,42 @@ export async function installProxy(
       if (undo !== undefined) undos.push({summary: step.summary, undo})
       return outcome
     } catch (error) {
-      throw await rolledBack(error, step.summary, undos, uninstallHint(client))
+      throw await undoAll(error, step.summary)
     }
   }
   for (const step of proxySteps) await run(step)
-  // Phase "migrate members": ksctl's agent onto each member through Tower's tunnel, while Tower still runs.
-  try {
-    const migrated = await migration.migrate(client, onTowerAgent, options.dryRun)
-    changes.push(...migrated.changes)
-    if (onTowerAgent.length > 0) undos.push({summary: "move members to ksctl's agent", undo: migrated.undo})
-    base.migrated.push(...onTowerAgent.map((agent) => agent.name))
-  } catch (error) {
-    throw await rolledBack(error, "move members to ksctl's agent", undos, uninstallHint(client))
+  const switchProxy = async (): Promise<void> => {
+    const stopped = await run(stopTower)
+    // Only when this run scaled Tower down: an earlier run's Tower pods are long gone.
+    if (!serverDryRun && stopped.changed) {
+      try {
+        await waitForPodsGone(
+          client,
+          host.towerDeployment.spec?.selector.matchLabels ?? {},
+          "Tower's proxy",
+          options.waitTimeoutMs,
+        )
+      } catch (error) {
+        throw await undoAll(error, "wait for Tower's proxy to stop")
+      }
+    }
+    await run(startProxy)
+    await run(switchService)
   }
-  const stopped = await run(stopTower)
-  // Only when this run scaled Tower down: an earlier run's Tower pods are long gone.
-  if (!serverDryRun && stopped.changed) {
+  if (serverDryRun) await switchProxy()
+  else {
+    // Phase "migrate members": ksctl's agent onto each member through Tower's tunnel, then the switch, then
+    // Tower's agents removed through ksctl's tunnel.
     try {
-      await waitForPodsGone(
-        client,
-        host.towerDeployment.spec?.selector.matchLabels ?? {},
-        "Tower's proxy",
-        options.waitTimeoutMs,
-      )
+      const migrated = await migration.migrate(client, onTowerAgent, switchProxy)
+      changes.push(...migrated.changes)
+      base.migrated.push(...onTowerAgent.map((agent) => agent.name))
+      for (const unfinished of migrated.unfinished)
+        notes.push(`member not finished after the switch: ${unfinished}`)
     } catch (error) {
-      throw await rolledBack(error, "wait for Tower's proxy to stop", undos, uninstallHint(client))
+      throw await undoAll(error, "move members to ksctl's agent")
     }
   }
-  await run(startProxy)
-  await run(switchService)
 
   if (!selectsKsctlProxy(host.towerService) && !serverDryRun) {
     notes.push(

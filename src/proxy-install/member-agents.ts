@@ -1,8 +1,9 @@
 import {load} from 'js-yaml'
 
 import {KsctlError} from '../errors.js'
+import {log} from '../log.js'
+import {migrateMembersToKsctlAgent} from '../kubesphere/runtime-migration.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
-import type {DryRun} from '../k8s/dry-run.js'
 import type {EditOutcome} from '../k8s/object-edit.js'
 import type {KubeSphereCluster} from '../kubesphere/cluster-object.js'
 import {issuedBy} from '../pki/certificates.js'
@@ -68,23 +69,60 @@ function issuedByOrFalse(certificatePem: string, caPem: string): boolean {
 
 /**
  * Phase "migrate members" of `ksctl proxy install`: the members whose agent is Tower's get ksctl's agent, applied
- * through the tunnel that still works (Tower's, with the Cluster's kubeconfig), before Tower's proxy stops. `check`
- * runs before any write and throws (nothing changed) for a member that cannot be migrated; `migrate` runs after
- * ksctl's proxy objects exist and before Tower's Deployment is scaled down, and returns its changes and its undo
- * (called, in reverse order with the install's other steps, when a later step fails).
+ * through the tunnel that still works (Tower's, with the Cluster's kubeconfig), beside Tower's; then `switchProxy`
+ * (the install's last steps: Tower's proxy stopped, ksctl's started, the tower Service pointed at it); then Tower's
+ * agents are removed through ksctl's tunnel. `check` runs before any write and throws (nothing changed) for members
+ * that cannot be migrated. `migrate` throws, having called no `switchProxy` and put every member back, when a
+ * member could not be given ksctl's agent; members that fail after the switch are returned by name.
  */
 export interface MemberMigration {
   check(host: ClusterClient, members: ProxyClusterAgent[]): Promise<void>
   migrate(
     host: ClusterClient,
     members: ProxyClusterAgent[],
-    dryRun: DryRun,
-  ): Promise<{changes: EditOutcome[]; undo: () => Promise<void>}>
+    switchProxy: () => Promise<void>,
+  ): Promise<{changes: EditOutcome[]; unfinished: string[]}>
 }
 
 /**
- * Until the migration lands (src/kubesphere/runtime-migration.ts): members on Tower's agent stop the install, which
- * changes nothing and names them with what to do.
+ * The migration `ksctl proxy install` runs: src/kubesphere/runtime-migration.ts, with the install's switch. A dry
+ * run never gets here (the install previews its own steps; the members' changes are known only through their
+ * tunnels, and `--dry-run` says which members would move).
+ */
+export const moveMembersToKsctlAgent: MemberMigration = {
+  check: () => Promise.resolve(),
+  async migrate(host, members, switchProxy) {
+    if (members.length === 0) {
+      await switchProxy()
+      return {changes: [], unfinished: []}
+    }
+    const report = await migrateMembersToKsctlAgent(host, {switchProxy, say: (line) => log.info(line)})
+    const changes = report.members.flatMap((member) => member.changes)
+    const failed = report.members.filter(
+      (member) => member.outcome === 'failed' || member.outcome === 'put-back',
+    )
+    if (!report.switched) {
+      throw new KsctlError(
+        `could not give ksctl's agent to ${failed.map((member) => `${member.name} (${member.error ?? 'failed'})`).join('; ')}; ` +
+          "every member was put back on Tower's agent and Tower's proxy was not stopped",
+        {
+          code: 'PRECONDITION_FAILED',
+          context: host.context,
+          object: {resource: 'clusters.cluster.kubesphere.io', name: failed[0]?.name ?? ''},
+          suggestions: [
+            ...new Set(failed.flatMap((member) => member.suggestions ?? [])),
+            "the migration reaches each member through its Cluster's kubeconfig (Service mc-NAME's ClusterIP): run the install where the host's Service network routes, e.g. on a node of the host",
+          ],
+        },
+      )
+    }
+    return {changes, unfinished: failed.map((member) => `${member.name}: ${member.error ?? 'failed'}`)}
+  },
+}
+
+/**
+ * For `-o yaml` (GitOps): moving members happens through their tunnels while the install runs, which applied
+ * manifests cannot do, so members on Tower's agent stop the rendering, which names them with what to do.
  */
 export const refuseMigration: MemberMigration = {
   check(host, members) {
@@ -99,7 +137,8 @@ export const refuseMigration: MemberMigration = {
           context: host.context,
           object: {resource: 'clusters.cluster.kubesphere.io', name: names[0] ?? ''},
           suggestions: [
-            "this ksctl cannot move members to ksctl's agent yet; for each of them, either take it off the host first: " +
+            `-o yaml cannot move members to ksctl's agent (that happens through their tunnels during the install): run ksctl proxy install --context ${host.context} without -o, which does`,
+            'or take them off the host first: ' +
               `ksctl member leave ${names[0] ?? 'NAME'} --host-context ${host.context} --member-context MEMBER`,
             "or leave Tower in place; members joined after the install run ksctl's agent: ksctl member join NAME --runtime ksctl",
           ],
@@ -107,7 +146,5 @@ export const refuseMigration: MemberMigration = {
       ),
     )
   },
-  migrate() {
-    return Promise.resolve({changes: [], undo: () => Promise.resolve()})
-  },
+  migrate: () => Promise.reject(new Error('internal error: -o yaml applies nothing')),
 }

@@ -228,10 +228,11 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
           .every((change) => change.context === "cluster member1 (Tower's tunnel)"),
       )
       const memberApis = adminApis(kubeconfig, 'member')
+      // Read one at a time: promises made together reject before they are awaited (an unhandled rejection).
       for (const gone of [
-        memberApis.core.readNamespacedSecret({name: 'ksctl-tower-agent-token', namespace: NAMESPACE}),
-        memberApis.rbac.readClusterRole({name: 'ksctl-tower-agent'}),
-        memberApis.rbac.readClusterRoleBinding({name: 'ksctl-kubesphere-identity'}),
+        () => memberApis.core.readNamespacedSecret({name: 'ksctl-tower-agent-token', namespace: NAMESPACE}),
+        () => memberApis.rbac.readClusterRole({name: 'ksctl-tower-agent-impersonator'}),
+        () => memberApis.rbac.readClusterRoleBinding({name: 'ksctl-kubesphere-identity'}),
       ])
         await assert.rejects(gone)
       const command =

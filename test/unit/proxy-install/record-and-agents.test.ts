@@ -122,7 +122,7 @@ describe('ksctl proxy install: the record, and whose agent a member runs', () =>
       await clusters.stop()
     })
 
-    it("refuses members on Tower's agent, naming each and the next step; lets a host without them through", async () => {
+    it("-o yaml refuses members on Tower's agent, naming each and the next step; lets a host without them through", async () => {
       const host = ClusterClients.load({kubeconfig: clusters.kubeconfigPath}).forContext('host')
       await refuseMigration.check(host, [])
       await assert.rejects(
@@ -140,7 +140,8 @@ describe('ksctl proxy install: the record, and whose agent a member runs', () =>
             /1 proxy cluster\(s\) on context "host" run Tower's agent, which cannot reach ksctl's proxy: member1 \(its kubeconfig/,
           )
           assert.match(error.message, /nothing was changed$/)
-          assert.match(error.suggestions?.[0] ?? '', /ksctl member leave member1 --host-context host/)
+          assert.match(error.suggestions?.[0] ?? '', /without -o, which does/)
+          assert.match(error.suggestions?.[1] ?? '', /ksctl member leave member1 --host-context host/)
           return true
         },
       )
