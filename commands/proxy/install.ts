@@ -11,7 +11,7 @@ export default class ProxyInstall extends ClusterCommand<typeof ProxyInstall> {
   static override summary = "Run ksctl's tunnel proxy on a KubeSphere host in the place of Tower's."
   static override description = [
     "Makes ServiceAccount, RBAC (only what the proxy's Kubernetes mode calls), the proxy CA and serving key (Secrets ksctl-tower-ca and ksctl-tower-serving) and Deployment ksctl-tower-proxy in kubesphere-system, scales Tower's Deployment tower to 0, and points Service tower at ksctl's proxy, keeping its name, type, ports and address: proxyPublishAddress and `proxy set-address` still hold. What was there is recorded in ConfigMap ksctl-tower-install for `ksctl proxy uninstall`.",
-    "Refuses, changing nothing, while proxy Clusters run Tower's agent (it cannot reach ksctl's proxy). A step that fails undoes the ones before it. Run it again to repair what a ks-installer run or a Helm upgrade of the tower extension changed back; --dry-run shows that drift.",
+    "Members on Tower's agent (which cannot reach ksctl's proxy) first get ksctl's agent, through Tower's tunnel, beside Tower's; then the proxy is switched, and Tower's agent is removed through ksctl's tunnel. If a member cannot be given ksctl's agent, nothing is switched and the install is undone. -o yaml refuses such members: it cannot move them. A step that fails undoes the ones before it. Run it again to repair what a ks-installer run or a Helm upgrade of the tower extension changed back; --dry-run shows that drift.",
     '-o yaml (or json) prints the objects for GitOps and applies nothing; the Secrets are left out (they hold keys). The design: docs/deployment.md, "Replacing Tower\'s proxy".',
   ].join('\n\n')
 

@@ -6,6 +6,7 @@ import type {ClusterClient} from '../k8s/cluster-client.js'
 import type {DryRun} from '../k8s/dry-run.js'
 import type {EditOutcome} from '../k8s/object-edit.js'
 import type {Edition} from '../kubesphere/detect.js'
+import {migrateMembersToTowerAgent} from '../kubesphere/runtime-migration.js'
 import {log} from '../log.js'
 import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
 import {plain, type HostObject, type ObjectHeader} from './host-objects.js'
@@ -18,7 +19,10 @@ import {named, removeStep, replaceStep, type Step} from './steps.js'
 
 export interface ProxyUninstallOptions {
   dryRun: DryRun
-  /** Go back even though members run ksctl's agent (they lose their connection until joined again). */
+  /**
+   * Go back without moving the members on ksctl's agent to Tower's first (they lose their connection until joined
+   * again): for members whose tunnel does not work.
+   */
   force: boolean
   confirm: (question: string) => Promise<boolean>
   /** The user's `--timeout`, when given: the limit of the wait for ksctl's proxy pods to stop. */
@@ -68,30 +72,20 @@ export async function uninstallProxy(
   const ksctlAgents = proxyClusterAgents(host.clusters, host.caPem)
     .filter((agent) => agent.agent === 'ksctl')
     .map((agent) => agent.name)
-  if (ksctlAgents.length > 0 && !options.force) {
-    throw new KsctlError(
-      `${String(ksctlAgents.length)} proxy cluster(s) on context "${client.context}" run ksctl's agent, which cannot ` +
-        `reach Tower's proxy: ${ksctlAgents.join(', ')}; nothing was changed`,
-      {
-        code: 'PRECONDITION_FAILED',
-        context: client.context,
-        object: {resource: 'clusters.cluster.kubesphere.io', name: ksctlAgents[0] ?? ''},
-        suggestions: [
-          `go back anyway with --force; then join each of them again with Tower's agent: ksctl member join ${ksctlAgents[0] ?? 'NAME'} --runtime tower --host-context ${client.context} --member-context MEMBER --apply`,
-        ],
-      },
-    )
-  }
-
   const {steps, proxyRemoved} = await uninstallSteps(host, record.replaced, record.created)
   await requireAccess(
     steps.flatMap((step) => step.writes),
     options.dryRun,
   )
   const notes: string[] = []
+  // Members on ksctl's agent are moved back to Tower's through ksctl's tunnel, unless --force: then they lose
+  // their connection until joined again.
+  const moveMembers = ksctlAgents.length > 0 && !options.force
   if (ksctlAgents.length > 0)
     notes.push(
-      `members on ksctl's agent lose their connection until joined again with Tower's agent: ${ksctlAgents.join(', ')}`,
+      moveMembers
+        ? `members on ksctl's agent get Tower's agent again, through ksctl's tunnel before the switch: ${ksctlAgents.join(', ')}`
+        : `members on ksctl's agent lose their connection until joined again with Tower's agent: ${ksctlAgents.join(', ')}`,
     )
   if (options.dryRun === 'client') {
     const changes = []
@@ -109,27 +103,57 @@ export async function uninstallProxy(
 
   const serverDryRun = options.dryRun === 'server'
   const changes: EditOutcome[] = []
-  for (const step of steps) {
-    let outcome: EditOutcome
-    try {
-      outcome = (await step.run(serverDryRun)).outcome
-    } catch (error) {
-      const failure = error instanceof KsctlError ? error : undefined
+  const switchProxy = async (): Promise<void> => {
+    for (const step of steps) {
+      let outcome: EditOutcome
+      try {
+        outcome = (await step.run(serverDryRun)).outcome
+      } catch (error) {
+        const failure = error instanceof KsctlError ? error : undefined
+        throw new KsctlError(
+          `could not ${step.summary}: ${error instanceof Error ? error.message : String(error)}; the steps before it are done, and running the same command again continues from here (the record stays until the end)`,
+          {
+            code: failure?.code ?? 'API_ERROR',
+            ...(failure?.context === undefined ? {} : {context: failure.context}),
+            ...(failure?.object === undefined ? {} : {object: failure.object}),
+            suggestions: [
+              ...(failure?.suggestions ?? []),
+              `ksctl proxy uninstall --context ${client.context}`,
+            ],
+            cause: error,
+          },
+        )
+      }
+      changes.push(outcome)
+      if (outcome.changed && !serverDryRun) log.info(step.summary)
+      if (step === proxyRemoved && !serverDryRun)
+        await waitForPodsGone(client, PROXY_POD_LABELS, "ksctl's proxy", options.waitTimeoutMs)
+    }
+  }
+  if (!moveMembers || serverDryRun) await switchProxy()
+  else {
+    const report = await migrateMembersToTowerAgent(client, {switchProxy, say: (line) => log.info(line)})
+    changes.push(...report.members.flatMap((member) => member.changes))
+    const failed = report.members.filter(
+      (member) => member.outcome === 'failed' || member.outcome === 'put-back',
+    )
+    if (!report.switched) {
       throw new KsctlError(
-        `could not ${step.summary}: ${error instanceof Error ? error.message : String(error)}; the steps before it are done, and running the same command again continues from here (the record stays until the end)`,
+        `could not give Tower's agent back to ${failed.map((member) => `${member.name} (${member.error ?? 'failed'})`).join('; ')}; ` +
+          "every member was left on ksctl's agent and ksctl's proxy still runs: nothing was changed on the host",
         {
-          code: failure?.code ?? 'API_ERROR',
-          ...(failure?.context === undefined ? {} : {context: failure.context}),
-          ...(failure?.object === undefined ? {} : {object: failure.object}),
-          suggestions: [...(failure?.suggestions ?? []), `ksctl proxy uninstall --context ${client.context}`],
-          cause: error,
+          code: 'PRECONDITION_FAILED',
+          context: client.context,
+          object: {resource: 'clusters.cluster.kubesphere.io', name: failed[0]?.name ?? ''},
+          suggestions: [
+            ...new Set(failed.flatMap((member) => member.suggestions ?? [])),
+            `or go back anyway with --force, then join them again with Tower's agent: ksctl member join NAME --runtime tower --host-context ${client.context} --member-context MEMBER --apply`,
+          ],
         },
       )
     }
-    changes.push(outcome)
-    if (outcome.changed && !serverDryRun) log.info(step.summary)
-    if (step === proxyRemoved && !serverDryRun)
-      await waitForPodsGone(client, PROXY_POD_LABELS, "ksctl's proxy", options.waitTimeoutMs)
+    for (const member of failed)
+      notes.push(`member not finished after the switch: ${member.name}: ${member.error ?? 'failed'}`)
   }
   return {...base, installed: true, changes, ksctlAgentClusters: ksctlAgents, notes}
 }
