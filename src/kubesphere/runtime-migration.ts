@@ -83,9 +83,11 @@ export interface RuntimeMigrationOptions {
  * - `planned`: a dry run; nothing changed.
  * - `put-back`: it was given the new agent, then put back as it was, because other members failed and nothing was
  *   switched.
+ * - `skipped`: no agent of it ever connected (no kubeconfig in the Cluster): there is no tunnel to move it
+ *   through, and nothing of it to cut off; it needs the new runtime's agent joined (see `suggestions`).
  * - `failed`: see `error`.
  */
-export type MemberMigrationOutcome = 'moved' | 'already' | 'planned' | 'put-back' | 'failed'
+export type MemberMigrationOutcome = 'moved' | 'already' | 'planned' | 'put-back' | 'skipped' | 'failed'
 
 export interface MemberMigration {
   /** The Cluster's name on the host. */
@@ -160,8 +162,28 @@ async function migrateMembers(
   options: RuntimeMigrationOptions,
 ): Promise<RuntimeMigrationReport> {
   const say = options.say ?? ((line: string) => log.info(line))
-  const clusters = (await host.listCustomObjects<KubeSphereCluster>(ClusterResource)).filter(isProxyMember)
-  const report: RuntimeMigrationReport = {...direction, switched: false, members: []}
+  const proxyMembers = (await host.listCustomObjects<KubeSphereCluster>(ClusterResource)).filter(
+    isProxyMember,
+  )
+  const clusters = proxyMembers.filter(hasConnected)
+  const report: RuntimeMigrationReport = {
+    ...direction,
+    switched: false,
+    members: proxyMembers
+      .filter((cluster) => !hasConnected(cluster))
+      .map((cluster): MemberMigration => {
+        const name = cluster.metadata?.name ?? ''
+        return {
+          name,
+          outcome: 'skipped',
+          error: `no agent of cluster ${name} ever connected (no kubeconfig in spec.connection): there is no tunnel to move it through`,
+          suggestions: [
+            `join it with the new agent: ksctl member join ${name} --runtime ${direction.to} --host-context <host> --member-context <member>`,
+          ],
+          changes: [],
+        }
+      }),
+  }
   if (clusters.length === 0) {
     say(`no proxy member to move to ${RUNTIME_NAMES[direction.to]} agent`)
   }
@@ -210,6 +232,11 @@ async function migrateMembers(
     )
   }
   return sortedReport(report)
+}
+
+/** Whether an agent of the Cluster ever connected: its proxy wrote a kubeconfig into it. */
+function hasConnected(cluster: KubeSphereCluster): boolean {
+  return (cluster.spec?.connection?.kubeconfig ?? '') !== ''
 }
 
 /** Proxy members KubeSphere serves through a proxy: not the host itself, not being deleted, with their token. */
@@ -272,11 +299,8 @@ async function prepareMember(
   const name = cluster.metadata?.name ?? ''
   const via = `through ${RUNTIME_NAMES[direction.from]} tunnel`
   const tunnel = tunnelClient(cluster, `${RUNTIME_NAMES[direction.from]} tunnel`, options)
-  if (tunnel === undefined) {
-    return failed(name, `cluster ${name} has no kubeconfig in spec.connection: its agent never connected`, [
-      `join it again with the new agent: ksctl member join ${name} --runtime ${direction.to} --host-context <host> --member-context <member>`,
-    ])
-  }
+  // Members without a kubeconfig were skipped (hasConnected) before any was prepared.
+  if (tunnel === undefined) throw new Error(`internal error: cluster ${name} has no kubeconfig`)
   const manifest = new ManifestObjects(tunnel)
   const created: ManifestObject[] = []
   const changes: EditOutcome[] = []
