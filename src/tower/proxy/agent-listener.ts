@@ -127,7 +127,8 @@ export class AgentListener {
     }
     // The token is checked before the limiter is asked: a correct token is never refused for what other clients
     // of its address did (agents behind one NAT, a flood of wrong guesses). Guessing a 256-bit token is hopeless
-    // anyway; what the limiter bounds is the work failures make, a warning line each, once a source failed often.
+    // anyway; what the limiter bounds is the work of failures: once a source failed often, its failures get a 429
+    // without a warning line each.
     const cluster = name === undefined ? undefined : registry.get(name)
     const matches = tokensEqual(presented, cluster?.token ?? placeholderToken)
     if (cluster === undefined || !matches) {

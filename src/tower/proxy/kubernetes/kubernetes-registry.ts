@@ -256,6 +256,7 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
         kubesphereAPIServerPort: assignment.kubespherePort,
         ...(hasClusterIp && {
           kubernetesAPIEndpoint: `https://${clusterIp}:6443`,
+          // Plain HTTP, as Tower writes it: ks-apiserver calls it with no client certificate (kubesphere-ports-policy.ts).
           kubesphereAPIEndpoint: `http://${clusterIp}:80`,
         }),
       }
