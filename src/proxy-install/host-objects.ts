@@ -13,6 +13,7 @@ const KINDS: Record<string, {resource: string; group?: string; namespaced: boole
   Deployment: {resource: 'deployments', group: 'apps', namespaced: true},
   Role: {resource: 'roles', group: 'rbac.authorization.k8s.io', namespaced: true},
   RoleBinding: {resource: 'rolebindings', group: 'rbac.authorization.k8s.io', namespaced: true},
+  NetworkPolicy: {resource: 'networkpolicies', group: 'networking.k8s.io', namespaced: true},
   ClusterRole: {resource: 'clusterroles', group: 'rbac.authorization.k8s.io', namespaced: false},
   ClusterRoleBinding: {
     resource: 'clusterrolebindings',

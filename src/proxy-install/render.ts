@@ -4,9 +4,12 @@ import {join} from 'node:path'
 import type {V1Affinity, V1Deployment, V1Service, V1Toleration} from '@kubernetes/client-node'
 
 import type {ManifestObject} from '../k8s/manifest-objects.js'
+import {JOIN_TOKENS_SECRET} from '../join-token/store.js'
+import {KUBESPHERE_CONFIG_NAME} from '../kubesphere/constants.js'
 import {packageRoot} from '../package-root.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
 import {SERVING_SECRET} from '../tower/proxy/kubernetes/serving-secret.js'
+import {kubespherePortsPolicy} from '../tower/proxy/kubesphere-ports-policy.js'
 import {
   EVENTS_NAMESPACE,
   EVENTS_ROLE_NAME,
@@ -97,6 +100,16 @@ export function renderProxyObjects(input: ProxyRenderInput): ManifestObject[] {
           verbs: ['get'],
         },
         {apiGroups: [''], resources: ['secrets'], resourceNames: [SERVING_SECRET], verbs: ['update']},
+        // join-exchange.ts: the join tokens' records are read, and updated (resourceVersion-guarded) when one is
+        // used; `ksctl host invite` creates the Secret, so the proxy needs no create. On 3.x the exchange gives the
+        // member the host's jwtSecret, read from kubesphere-config.
+        {
+          apiGroups: [''],
+          resources: ['secrets'],
+          resourceNames: [JOIN_TOKENS_SECRET],
+          verbs: ['get', 'update'],
+        },
+        {apiGroups: [''], resources: ['configmaps'], resourceNames: [KUBESPHERE_CONFIG_NAME], verbs: ['get']},
       ],
     },
     {
@@ -120,8 +133,19 @@ export function renderProxyObjects(input: ProxyRenderInput): ManifestObject[] {
       roleRef: {apiGroup: rbac, kind: 'Role', name: EVENTS_ROLE_NAME},
       subjects: [subject],
     },
+    portsPolicy(input, labels),
     proxyDeployment(input),
   ]
+}
+
+/**
+ * The per-cluster kubesphere ports are plain HTTP (their one caller, ks-apiserver, can do no better): only
+ * ks-apiserver's pods may reach them, every other port of the proxy stays open (docs/deployment.md, "Authorization
+ * and identity").
+ */
+function portsPolicy(input: ProxyRenderInput, labels: Record<string, string>): ManifestObject {
+  const policy = kubespherePortsPolicy({otherPorts: [input.agentPort.number, FRONT_END_PORT, METRICS_PORT]})
+  return {...policy, metadata: {...policy.metadata, labels}}
 }
 
 function proxyDeployment(input: ProxyRenderInput): ManifestObject {

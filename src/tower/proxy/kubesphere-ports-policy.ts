@@ -6,11 +6,10 @@ import {
   KUBESPHERE_PORT_OFFSET,
   type PortRange,
 } from './kubernetes/cluster-reconcile.js'
+import {PROXY_POD_SELECTOR} from './kubernetes/kubernetes-registry.js'
 
 /** The pods of ks-apiserver, in KubeSphere 3.4 and 4.1 alike (config/ks-core/templates/ks-apiserver.yml, .yaml). */
 export const KS_APISERVER_POD_LABELS = {app: 'ks-apiserver'}
-/** ksctl's proxy pods (the agreed label of Deployment ksctl-tower-proxy). */
-export const PROXY_POD_LABELS = {'app.kubernetes.io/name': 'ksctl-tower-proxy'}
 
 export interface KubespherePortsPolicyOptions {
   /** Where the proxy runs, with KubeSphere's ks-apiserver (kubesphere-system). */
@@ -61,7 +60,7 @@ export function kubespherePortsPolicy(options: KubespherePortsPolicyOptions): Ma
       namespace: options.namespace ?? KUBESPHERE_NAMESPACE,
     },
     spec: {
-      podSelector: {matchLabels: options.proxyPodLabels ?? PROXY_POD_LABELS},
+      podSelector: {matchLabels: options.proxyPodLabels ?? PROXY_POD_SELECTOR},
       policyTypes: ['Ingress'],
       ingress: [
         {

@@ -26,7 +26,7 @@ function render() {
 type Rule = {apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[]}
 
 describe('ksctl proxy install: rendering', () => {
-  it('renders the ServiceAccount, the RBAC and the Deployment, in the order they are applied', () => {
+  it('renders the ServiceAccount, the RBAC, the kubesphere ports policy and the Deployment, in the order they are applied', () => {
     assert.deepEqual(
       render().map((object) => `${object.kind} ${object.metadata.namespace ?? ''}/${object.metadata.name}`),
       [
@@ -37,12 +37,13 @@ describe('ksctl proxy install: rendering', () => {
         'RoleBinding kubesphere-system/ksctl-tower-proxy',
         'Role default/ksctl-tower-proxy-events',
         'RoleBinding default/ksctl-tower-proxy-events',
+        'NetworkPolicy kubesphere-system/ksctl-tower-proxy-kubesphere-ports',
         'Deployment kubesphere-system/ksctl-tower-proxy',
       ],
     )
   })
 
-  it('grants exactly what Kubernetes mode calls: Clusters cluster-wide, its Services and two Secrets by name in kubesphere-system, Events in default; never create on Secrets', () => {
+  it('grants exactly what Kubernetes mode calls: Clusters cluster-wide, its Services, three Secrets and kubesphere-config by name in kubesphere-system, Events in default; never create on Secrets', () => {
     const rules = (kind: string, namespace?: string) =>
       (
         render().find(
@@ -63,6 +64,13 @@ describe('ksctl proxy install: rendering', () => {
         verbs: ['get'],
       },
       {apiGroups: [''], resources: ['secrets'], resourceNames: ['ksctl-tower-serving'], verbs: ['update']},
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        resourceNames: ['ksctl-join-tokens'],
+        verbs: ['get', 'update'],
+      },
+      {apiGroups: [''], resources: ['configmaps'], resourceNames: ['kubesphere-config'], verbs: ['get']},
     ])
     assert.deepEqual(rules('Role', 'default'), [
       {apiGroups: [''], resources: ['events'], verbs: ['create', 'patch']},
