@@ -11,6 +11,7 @@ import {compareObjects, type EditOutcome} from '../k8s/object-edit.js'
 import {ClusterResource} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {redactor} from '../redact.js'
+import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
 import {AGENT_IMPERSONATOR_ROLE, KUBESPHERE_IDENTITY_BINDING} from '../tower/shared/identity.js'
 import {
@@ -239,17 +240,12 @@ function hasConnected(cluster: KubeSphereCluster): boolean {
   return (cluster.spec?.connection?.kubeconfig ?? '') !== ''
 }
 
-/** Proxy members KubeSphere serves through a proxy: not the host itself, not being deleted, with their token. */
+/**
+ * Proxy members: the Clusters ksctl's proxy serves (isProxyCluster, the one definition the proxy and the install use
+ * too), but not the host itself. One without a token is not skipped: it cannot be given an agent, so it fails.
+ */
 function isProxyMember(cluster: KubeSphereCluster): boolean {
-  const deleting =
-    (cluster.metadata as {deletionTimestamp?: unknown} | undefined)?.deletionTimestamp !== undefined
-  return (
-    !deleting &&
-    cluster.metadata?.labels?.[HOST_CLUSTER_LABEL] === undefined &&
-    cluster.spec?.joinFederation === true &&
-    cluster.spec.connection?.type === 'proxy' &&
-    (cluster.spec.connection.token ?? '') !== ''
-  )
+  return isProxyCluster(cluster) && cluster.metadata?.labels?.[HOST_CLUSTER_LABEL] === undefined
 }
 
 async function readHostFacts(
@@ -299,6 +295,11 @@ async function prepareMember(
   const name = cluster.metadata?.name ?? ''
   const via = `through ${RUNTIME_NAMES[direction.from]} tunnel`
   const tunnel = tunnelClient(cluster, `${RUNTIME_NAMES[direction.from]} tunnel`, options)
+  if ((cluster.spec?.connection?.token ?? '') === '') {
+    return failed(name, `cluster ${name} has no token in spec.connection: no agent can be rendered for it`, [
+      `check the Cluster on the host: kubectl get cluster ${name} -o yaml`,
+    ])
+  }
   // Members without a kubeconfig were skipped (hasConnected) before any was prepared.
   if (tunnel === undefined) throw new Error(`internal error: cluster ${name} has no kubeconfig`)
   const manifest = new ManifestObjects(tunnel)
