@@ -2,20 +2,13 @@ import type {V1Service} from '@kubernetes/client-node'
 
 import {invalidInput, KsctlError, type ObjectRef} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
+import {PROXY_POD_SELECTOR} from '../tower/proxy/kubernetes/kubernetes-registry.js'
 import {KUBESPHERE_NAMESPACE, TOWER_SERVICE_NAME} from './constants.js'
 import {parseProxyAddress} from './proxy-address.js'
 
 /** Whose tunnel a member's agent belongs to: ksctl's (`ksctl tower agent`) or KubeSphere's Tower. */
 export const TUNNEL_RUNTIMES = ['ksctl', 'tower'] as const
 export type TunnelRuntime = (typeof TUNNEL_RUNTIMES)[number]
-
-/**
- * The pod label of ksctl's proxy. `ksctl proxy install` points the host's `tower` Service at it by setting the
- * Service's selector to exactly this, and that is how a host is known to run ksctl's proxy (OWNERS.md).
- */
-export const KSCTL_PROXY_SELECTOR: Readonly<Record<string, string>> = {
-  'app.kubernetes.io/name': 'ksctl-tower-proxy',
-}
 
 /** What the host runs, and the evidence in words for the user. */
 export interface HostRuntime {
@@ -36,10 +29,10 @@ const towerService: ObjectRef = {
   namespace: KUBESPHERE_NAMESPACE,
 }
 
-/** Whether a `tower` Service selects ksctl's proxy: its selector is exactly {@link KSCTL_PROXY_SELECTOR}. */
+/** Whether a `tower` Service selects ksctl's proxy: its selector is exactly {@link PROXY_POD_SELECTOR} (what `ksctl proxy install` sets). */
 export function selectsKsctlProxy(service: V1Service | undefined): boolean {
   const selector = service?.spec?.selector ?? {}
-  const wanted = Object.entries(KSCTL_PROXY_SELECTOR)
+  const wanted = Object.entries(PROXY_POD_SELECTOR)
   return (
     Object.keys(selector).length === wanted.length && wanted.every(([key, value]) => selector[key] === value)
   )

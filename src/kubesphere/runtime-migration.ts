@@ -126,6 +126,33 @@ export function migrateMembersToTowerAgent(
   return migrateMembers(host, {from: 'ksctl', to: 'tower'}, options)
 }
 
+/** The members a migration did not move: failed, or put back because others failed. */
+export function unmovedMembers(report: RuntimeMigrationReport): MemberMigration[] {
+  return report.members.filter((member) => member.outcome === 'failed' || member.outcome === 'put-back')
+}
+
+/**
+ * A migration that switched nothing, as the error a command reports: each member that could not be given the new
+ * agent and why, what was left as it was (`leftAsItWas`), and the suggestions, `nextStep` last.
+ */
+export function notSwitchedError(
+  host: ClusterClient,
+  report: RuntimeMigrationReport,
+  leftAsItWas: string,
+  nextStep: string,
+): KsctlError {
+  const unmoved = unmovedMembers(report)
+  return new KsctlError(
+    `could not give ${RUNTIME_NAMES[report.to]} agent to ${unmoved.map((member) => `${member.name} (${member.error ?? 'failed'})`).join('; ')}; ${leftAsItWas}`,
+    {
+      code: 'PRECONDITION_FAILED',
+      context: host.context,
+      object: {resource: 'clusters.cluster.kubesphere.io', name: unmoved[0]?.name ?? ''},
+      suggestions: [...new Set(unmoved.flatMap((member) => member.suggestions ?? [])), nextStep],
+    },
+  )
+}
+
 interface Direction {
   from: TunnelRuntime
   to: TunnelRuntime

@@ -28,11 +28,11 @@ import {
   ksctlVersion,
   proxyServerNames,
   renderProxyObjects,
-  selectsKsctlProxy,
   stoppedTowerDeployment,
   switchedTowerService,
   towerPlacement,
 } from './render.js'
+import {selectsKsctlProxy} from '../kubesphere/agent-runtime.js'
 import {applyStep, createStep, named, replaceStep, rolledBack, type Step, type Undo} from './steps.js'
 
 export interface ProxyInstallOptions {

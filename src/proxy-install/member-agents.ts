@@ -2,7 +2,11 @@ import {load} from 'js-yaml'
 
 import {KsctlError} from '../errors.js'
 import {log} from '../log.js'
-import {migrateMembersToKsctlAgent} from '../kubesphere/runtime-migration.js'
+import {
+  migrateMembersToKsctlAgent,
+  notSwitchedError,
+  unmovedMembers,
+} from '../kubesphere/runtime-migration.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import type {EditOutcome} from '../k8s/object-edit.js'
 import type {KubeSphereCluster} from '../kubesphere/cluster-object.js'
@@ -98,24 +102,15 @@ export const moveMembersToKsctlAgent: MemberMigration = {
     }
     const report = await migrateMembersToKsctlAgent(host, {switchProxy, say: (line) => log.info(line)})
     const changes = report.members.flatMap((member) => member.changes)
-    const failed = report.members.filter(
-      (member) => member.outcome === 'failed' || member.outcome === 'put-back',
-    )
     if (!report.switched) {
-      throw new KsctlError(
-        `could not give ksctl's agent to ${failed.map((member) => `${member.name} (${member.error ?? 'failed'})`).join('; ')}; ` +
-          "every member was put back on Tower's agent and Tower's proxy was not stopped",
-        {
-          code: 'PRECONDITION_FAILED',
-          context: host.context,
-          object: {resource: 'clusters.cluster.kubesphere.io', name: failed[0]?.name ?? ''},
-          suggestions: [
-            ...new Set(failed.flatMap((member) => member.suggestions ?? [])),
-            "the migration reaches each member through its Cluster's kubeconfig (Service mc-NAME's ClusterIP): run the install where the host's Service network routes, e.g. on a node of the host",
-          ],
-        },
+      throw notSwitchedError(
+        host,
+        report,
+        "every member was put back on Tower's agent and Tower's proxy was not stopped",
+        "the migration reaches each member through its Cluster's kubeconfig (Service mc-NAME's ClusterIP): run the install where the host's Service network routes, e.g. on a node of the host",
       )
     }
+    const failed = unmovedMembers(report)
     return {changes, unfinished: failed.map((member) => `${member.name}: ${member.error ?? 'failed'}`)}
   },
 }

@@ -286,12 +286,3 @@ export function stoppedTowerDeployment<T extends V1Deployment>(deployment: T): T
   stopped.spec = {...stopped.spec, replicas: 0} as T['spec']
   return stopped
 }
-
-/** Whether the tower Service selects exactly ksctl's proxy pods: the host then runs ksctl's runtime. */
-export function selectsKsctlProxy(service: V1Service | undefined): boolean {
-  const selector = service?.spec?.selector ?? {}
-  const wanted = Object.entries(PROXY_POD_LABELS)
-  return (
-    Object.keys(selector).length === wanted.length && wanted.every(([key, value]) => selector[key] === value)
-  )
-}

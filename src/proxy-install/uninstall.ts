@@ -6,7 +6,11 @@ import type {ClusterClient} from '../k8s/cluster-client.js'
 import type {DryRun} from '../k8s/dry-run.js'
 import type {EditOutcome} from '../k8s/object-edit.js'
 import type {Edition} from '../kubesphere/detect.js'
-import {migrateMembersToTowerAgent} from '../kubesphere/runtime-migration.js'
+import {
+  migrateMembersToTowerAgent,
+  notSwitchedError,
+  unmovedMembers,
+} from '../kubesphere/runtime-migration.js'
 import {log} from '../log.js'
 import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
 import {plain, type HostObject, type ObjectHeader} from './host-objects.js'
@@ -134,24 +138,15 @@ export async function uninstallProxy(
   else {
     const report = await migrateMembersToTowerAgent(client, {switchProxy, say: (line) => log.info(line)})
     changes.push(...report.members.flatMap((member) => member.changes))
-    const failed = report.members.filter(
-      (member) => member.outcome === 'failed' || member.outcome === 'put-back',
-    )
     if (!report.switched) {
-      throw new KsctlError(
-        `could not give Tower's agent back to ${failed.map((member) => `${member.name} (${member.error ?? 'failed'})`).join('; ')}; ` +
-          "every member was left on ksctl's agent and ksctl's proxy still runs: nothing was changed on the host",
-        {
-          code: 'PRECONDITION_FAILED',
-          context: client.context,
-          object: {resource: 'clusters.cluster.kubesphere.io', name: failed[0]?.name ?? ''},
-          suggestions: [
-            ...new Set(failed.flatMap((member) => member.suggestions ?? [])),
-            `or go back anyway with --force, then join them again with Tower's agent: ksctl member join NAME --runtime tower --host-context ${client.context} --member-context MEMBER --apply`,
-          ],
-        },
+      throw notSwitchedError(
+        client,
+        report,
+        "every member was left on ksctl's agent and ksctl's proxy still runs: nothing was changed on the host",
+        `or go back anyway with --force, then join them again with Tower's agent: ksctl member join NAME --runtime tower --host-context ${client.context} --member-context MEMBER --apply`,
       )
     }
+    const failed = unmovedMembers(report)
     for (const member of failed)
       notes.push(`member not finished after the switch: ${member.name}: ${member.error ?? 'failed'}`)
   }

@@ -6,11 +6,11 @@ import {
   agentPortOf,
   proxyServerNames,
   renderProxyObjects,
-  selectsKsctlProxy,
   stoppedTowerDeployment,
   switchedTowerService,
   towerPlacement,
 } from '../../../src/proxy-install/render.js'
+import {selectsKsctlProxy} from '../../../src/kubesphere/agent-runtime.js'
 
 const tolerations = [{key: 'CriticalAddonsOnly', operator: 'Exists'}]
 
