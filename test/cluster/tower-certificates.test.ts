@@ -26,9 +26,9 @@ const VALIDITY = '24s'
 
 // ksctl's runtime is the same on either edition; the host fixture differs (ks-installer's ClusterConfiguration on
 // 3.4, the ks-core release's objects on 4.1), and the issue asks for both.
-for (const {edition, hostFixture} of [
-  {edition: '3.4', hostFixture: 'ks34-host'},
-  {edition: '4.1', hostFixture: 'ks41-host'},
+for (const {edition, hostFixture, memberFixture} of [
+  {edition: '3.4', hostFixture: 'ks34-host', memberFixture: 'ks34-none'},
+  {edition: '4.1', hostFixture: 'ks41-host', memberFixture: 'plain'},
 ] as const) {
   describe(`tower proxy, Kubernetes mode: certificates that last, against the real host and member apiservers (KubeSphere ${edition} host)`, function () {
     this.timeout(180_000)
@@ -55,7 +55,7 @@ for (const {edition, hostFixture} of [
       await resetCluster(kubeconfig, 'host', hostFixture, {
         proxyPublishAddress: `https://127.0.0.1:${String(listenPort)}`,
       })
-      await resetCluster(kubeconfig, 'member', 'plain')
+      await resetCluster(kubeconfig, 'member', memberFixture)
       const proxy = start([
         ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', 'host', '--resync', '300ms'],
         ...[
