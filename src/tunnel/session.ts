@@ -71,6 +71,8 @@ interface SessionEvents {
   unresponsive: []
   /** The peer was heard from again after 'unresponsive'. */
   responsive: []
+  /** The peer sent GO_AWAY: it takes no new streams, and its open ones finish (PROTOCOL.md §8.1). */
+  goingAway: []
   /** The session held more unread data than its budget: `stream`, which held the most, was reset. */
   bufferLimit: [stream: TunnelStream, heldBytes: number]
   /** Emitted before `close` when the session failed, and only if someone listens. */
@@ -167,6 +169,11 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
 
   get closed(): boolean {
     return this.ended
+  }
+
+  /** The peer sent GO_AWAY: no new stream may be opened on the session, while its open ones finish. */
+  get peerGoingAway(): boolean {
+    return this.receivedGoAway
   }
 
   /** False while a PING of ours has gone unanswered past its deadline with nothing else from the peer. */
@@ -408,6 +415,7 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     const code = frame.errorCode
     this.peerWentAwayGracefully = isKnownErrorCode(code) && code === WireErrorCode.NoError
     this.tellStreamsDraining()
+    this.emit('goingAway')
   }
 
   /** Streams kept for reuse (an idle keep-alive connection) should close now rather than at the grace limit. */

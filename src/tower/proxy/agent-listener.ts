@@ -18,11 +18,12 @@ import {FailureLimiter, tokensEqual} from './auth.js'
 import type {TowerMetrics} from '../shared/metrics.js'
 import {listen, type ListenAddress} from '../shared/net.js'
 import {refuse} from '../shared/reverse-proxy.js'
-import type {ClusterRegistry} from './registry.js'
-import type {SessionPool} from './session-pool.js'
+import type {ClusterRegistry, RegisteredCluster} from './registry.js'
+import {credentialOf, type SessionPool} from './session-pool.js'
 
 /** Compared against when the cluster is unknown, so both failures take the same time and give the same answer. */
 const placeholderToken = 'ksctl-no-such-cluster-placeholder-token'
+const unknownCluster: RegisteredCluster = {name: '', token: placeholderToken}
 
 export interface AgentListenerOptions {
   address: ListenAddress
@@ -39,6 +40,8 @@ export interface AgentListenerOptions {
   bufferBudgetBytes?: number
   /** Plain HTTP requests served beside the agents' upgrades (the join exchange, JOIN-EXCHANGE.md). */
   requests?: AgentListenerRequests
+  /** The clock a token's lifetime is measured on (ms since the epoch). */
+  now?: () => number
 }
 
 /** Plain HTTP requests of the agent listener that are not an agent's, such as the join exchange. */
@@ -102,6 +105,10 @@ export class AgentListener {
       this.server.setSecureContext({cert: tls.certPem, key: tls.keyPem})
   }
 
+  private now(): number {
+    return this.options.now?.() ?? Date.now()
+  }
+
   /** Stops accepting agents; sessions already up are shut down by the pool. */
   async close(): Promise<void> {
     this.server.closeAllConnections()
@@ -130,8 +137,8 @@ export class AgentListener {
     // anyway; what the limiter bounds is the work of failures: once a source failed often, its failures get a 429
     // without a warning line each.
     const cluster = name === undefined ? undefined : registry.get(name)
-    const matches = tokensEqual(presented, cluster?.token ?? placeholderToken)
-    if (cluster === undefined || !matches) {
+    const token = acceptedToken(presented, cluster ?? unknownCluster, this.now())
+    if (cluster === undefined || token === undefined) {
       this.refuseFailure(socket, source, name)
       return
     }
@@ -169,7 +176,7 @@ export class AgentListener {
           heldBytes,
         }),
       )
-      this.options.pool.add(cluster.name, session)
+      this.options.pool.add(cluster.name, session, credentialOf(token))
       log.info('agent connected', {
         cluster: cluster.name,
         source,
@@ -212,6 +219,20 @@ export class AgentListener {
     }
     refuse(socket, 401)
   }
+}
+
+/**
+ * The cluster's token that `presented` is, or undefined: its current one while it has not expired, or the next
+ * one during a rotation. Both comparisons always run, in constant time, so that the answer's timing says nothing
+ * of which matched or whether a rotation is under way.
+ */
+function acceptedToken(presented: string, cluster: RegisteredCluster, now: number): string | undefined {
+  const current = tokensEqual(presented, cluster.token)
+  const next = tokensEqual(presented, cluster.nextToken ?? placeholderToken)
+  const expired = cluster.tokenExpiresAt !== undefined && now >= cluster.tokenExpiresAt
+  if (current && !expired) return cluster.token
+  if (next && cluster.nextToken !== undefined) return cluster.nextToken
+  return undefined
 }
 
 function headerValue(request: http.IncomingMessage, name: string): string | undefined {

@@ -8,11 +8,13 @@ import type {AgentPresence, ClusterRegistry, RegisteredCluster} from './registry
 
 const clusterNamePattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 const minimumTokenLength = 16
-const allowedKeys = new Set(['name', 'token', 'kubernetesPort', 'kubespherePort'])
+const allowedKeys = new Set(['name', 'token', 'nextToken', 'kubernetesPort', 'kubespherePort'])
 
 /**
- * Parses the standalone clusters file: a YAML list of {name, token, kubernetesPort?, kubespherePort?}.
- * Every token is registered with the redactor before anything can fail, and no message quotes a token.
+ * Parses the standalone clusters file: a YAML list of {name, token, nextToken?, kubernetesPort?, kubespherePort?}.
+ * `nextToken` rotates a token by hand: agents may connect with either until `token` is replaced by it (SIGHUP
+ * after each edit). Every token is registered with the redactor before anything can fail, and no message quotes
+ * a token.
  */
 export function parseClustersFile(text: string, source: string): RegisteredCluster[] {
   if (text.trim() === '') return []
@@ -26,7 +28,10 @@ export function parseClustersFile(text: string, source: string): RegisteredClust
   if (document === null || document === undefined) return []
   if (!Array.isArray(document)) throw invalidInput(`${source} must be a YAML list of clusters`)
   for (const entry of document) {
-    if (isRecord(entry)) redactor.register(entry.token)
+    if (isRecord(entry)) {
+      redactor.register(entry.token)
+      redactor.register(entry.nextToken)
+    }
   }
   const clusters = document.map((entry: unknown, index) => parseEntry(entry, `${source}[${index}]`))
   requireUnique(
@@ -55,9 +60,16 @@ function parseEntry(entry: unknown, where: string): RegisteredCluster {
       `${where}.token of cluster ${name} must be a string of at least ${minimumTokenLength} characters`,
     )
   }
+  const {nextToken} = entry
+  if (nextToken !== undefined && (typeof nextToken !== 'string' || nextToken.length < minimumTokenLength)) {
+    throw invalidInput(
+      `${where}.nextToken of cluster ${name} must be a string of at least ${minimumTokenLength} characters`,
+    )
+  }
   return {
     name,
     token,
+    ...(nextToken !== undefined && nextToken !== token && {nextToken}),
     kubernetesPort: parsePort(entry.kubernetesPort, `${where}.kubernetesPort`),
     kubespherePort: parsePort(entry.kubespherePort, `${where}.kubespherePort`),
   }

@@ -9,10 +9,11 @@ import {TowerMetrics} from '../shared/metrics.js'
 import {parseListenAddress} from '../shared/net.js'
 import {AgentListener, type AgentListenerRequests} from './agent-listener.js'
 import {currentCa, type CurrentCa} from './current-ca.js'
-import type {ClusterRegistry} from './registry.js'
+import type {AgentPresence, ClusterRegistry} from './registry.js'
 import {ServingCertificates, publishedNames} from './serving-certificates.js'
 import {MemoryServingKeyStore, type ServingKeyStore} from './serving-key-store.js'
-import {SessionPool} from './session-pool.js'
+import {credentialOf, SessionPool} from './session-pool.js'
+import {TunnelRequests} from './tunnel-requests.js'
 
 export interface ProxyOptions {
   registry: ClusterRegistry
@@ -57,24 +58,23 @@ export class TowerProxy {
   private readonly forwarder: Forwarder
   private ops: OpsServer | undefined
   private stopping = false
-  /** Tokens as of the last registry change, to tell which clusters' sessions must end. */
-  private knownTokens: Map<string, string>
 
   constructor(private readonly options: ProxyOptions) {
     this.metrics = options.metrics ?? new TowerMetrics()
     this.ca = currentCa(options.ca)
-    this.knownTokens = new Map(options.registry.list().map((cluster) => [cluster.name, cluster.token]))
     this.pool = new SessionPool(
       {
         changed: (cluster, sessions) => {
           this.metrics.sessions.set({cluster}, sessions)
-          if (sessions === 0) options.registry.agentDisconnected(cluster, {sessions})
-          else options.registry.agentConnected(cluster, {sessions})
+          const presence = this.presence(cluster)
+          if (sessions === 0) options.registry.agentDisconnected(cluster, presence)
+          else options.registry.agentConnected(cluster, presence)
         },
       },
       {log: options.log},
     )
     this.forwarder = new Forwarder(this.pool, this.metrics, options.log)
+    options.registry.attachTunnel?.(new TunnelRequests(this.pool))
     this.metrics.beforeRender(() => {
       for (const cluster of options.registry.list()) {
         this.metrics.streamsOpen.set({cluster: cluster.name}, this.pool.streamsOpen(cluster.name))
@@ -189,16 +189,31 @@ export class TowerProxy {
     await this.frontEnds?.reloadTls()
   }
 
-  /** A removed cluster, or one whose token changed, loses its sessions; ports follow the registry. */
+  /**
+   * A removed cluster loses its sessions, and so does a session on a token its cluster no longer accepts (replaced
+   * by a rotation, or by hand) unless its agent already hands over to a new one; ports follow the registry.
+   */
   private registryChanged(): void {
-    const tokens = new Map(this.options.registry.list().map((cluster) => [cluster.name, cluster.token]))
-    for (const cluster of this.pool.clusters()) {
-      if (this.knownTokens.get(cluster) !== tokens.get(cluster)) this.pool.closeCluster(cluster)
+    const clusters = new Map(this.options.registry.list().map((cluster) => [cluster.name, cluster]))
+    for (const name of this.pool.clusters()) {
+      const cluster = clusters.get(name)
+      const tokens = cluster === undefined ? [] : [cluster.token, cluster.nextToken ?? cluster.token]
+      const accepted = new Set(tokens.map(credentialOf))
+      this.pool.closeSessionsExcept(name, accepted)
     }
-    this.knownTokens = tokens
-    this.forwarder.forgetClustersExcept(new Set(tokens.keys()))
+    this.forwarder.forgetClustersExcept(new Set(clusters.keys()))
     // The certificates first, so that a cluster's port opens with its own (its ClusterIP and DNS names).
     void this.serving?.refresh(this.options.registry.list()).then(() => this.frontEnds?.sync())
+  }
+
+  /** What the registry is told of a cluster's sessions: how many, and which token those still serving are on. */
+  private presence(cluster: string): AgentPresence {
+    const next = this.options.registry.get(cluster)?.nextToken
+    const {sessions, servingOnNext, servingOnOthers} = this.pool.presence(
+      cluster,
+      next === undefined ? undefined : credentialOf(next),
+    )
+    return {sessions, servingOnNextToken: servingOnNext, servingOnOtherTokens: servingOnOthers}
   }
 }
 

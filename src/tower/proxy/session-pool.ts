@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+
 import type {Logger} from '../../log.js'
 import type {TunnelSession, TunnelStream} from '../../tunnel/index.js'
 import {OpenRefusedError, TunnelError, WireErrorCode} from '../../tunnel/index.js'
@@ -17,6 +19,11 @@ export class NoSessionError extends Error {
         : `no agent of cluster ${cluster} is connected`,
     )
   }
+}
+
+/** What the pool keeps of the token a session authenticated with: its SHA-256, so the token itself is not kept. */
+export function credentialOf(token: string): string {
+  return createHash('sha256').update(token).digest('hex')
 }
 
 /** Failures of a whole session: another session may do, and the caller hears "no agent" if none does. */
@@ -65,6 +72,7 @@ interface Ejection {
 export class SessionPool {
   private readonly sessions = new Map<string, Set<TunnelSession>>()
   private readonly ejections = new WeakMap<TunnelSession, Map<string, Ejection>>()
+  private readonly credentials = new WeakMap<TunnelSession, string>()
   private readonly ejectionBaseMs: number
   private readonly ejectionMaxMs: number
   private readonly now: () => number
@@ -78,24 +86,48 @@ export class SessionPool {
     this.now = options.now ?? (() => performance.now())
   }
 
-  add(cluster: string, session: TunnelSession): void {
+  /**
+   * A session of `cluster` that authenticated with `credential` (a digest of its token, never the token: see
+   * {@link credentialOf}), which {@link presence} and {@link closeSessionsExcept} tell sessions apart by.
+   */
+  add(cluster: string, session: TunnelSession, credential: string): void {
     const set = this.sessions.get(cluster) ?? new Set()
     this.sessions.set(cluster, set)
     set.add(session)
+    this.credentials.set(session, credential)
     const onUnresponsive = (): void =>
       this.options.log?.warn('an agent stopped answering: its session is out of the rotation', {cluster})
     const onResponsive = (): void =>
       this.options.log?.info('an agent answers again: its session is back in the rotation', {cluster})
+    // An agent that hands its tunnel over to a new token sends GO_AWAY on the old session, which then only
+    // finishes its streams: the cluster's presence changes although no session ended yet.
+    const onGoingAway = (): void => this.events.changed(cluster, set.size)
     session.on('unresponsive', onUnresponsive)
     session.on('responsive', onResponsive)
+    session.on('goingAway', onGoingAway)
     session.once('close', () => {
       session.off('unresponsive', onUnresponsive)
       session.off('responsive', onResponsive)
+      session.off('goingAway', onGoingAway)
       set.delete(session)
       if (set.size === 0 && this.sessions.get(cluster) === set) this.sessions.delete(cluster)
       this.events.changed(cluster, set.size)
     })
     this.events.changed(cluster, set.size)
+  }
+
+  /**
+   * The live sessions of `cluster`: how many, and of those that still take new streams (not going away), how many
+   * authenticated with `nextCredential` and how many with another.
+   */
+  presence(
+    cluster: string,
+    nextCredential: string | undefined,
+  ): {sessions: number; servingOnNext: number; servingOnOthers: number} {
+    const live = this.live(cluster)
+    const serving = live.filter((session) => !session.peerGoingAway)
+    const onNext = serving.filter((session) => this.credentials.get(session) === nextCredential).length
+    return {sessions: live.length, servingOnNext: onNext, servingOnOthers: serving.length - onNext}
   }
 
   count(cluster: string): number {
@@ -119,7 +151,7 @@ export class SessionPool {
    */
   candidates(cluster: string, destination?: string): TunnelSession[] {
     const now = this.now()
-    const live = this.live(cluster).filter((session) => session.responsive)
+    const live = this.live(cluster).filter((session) => session.responsive && !session.peerGoingAway)
     const ejectedUntil = (session: TunnelSession): number =>
       destination === undefined ? 0 : (this.ejections.get(session)?.get(destination)?.until ?? 0)
     const rotation = live
@@ -154,9 +186,16 @@ export class SessionPool {
     throw sessionFailure ? noSession() : lastError
   }
 
-  /** Ends every session of a cluster now (it was removed or its token changed). */
-  closeCluster(cluster: string): void {
-    for (const session of [...(this.sessions.get(cluster) ?? [])]) session.close()
+  /**
+   * Ends now every session of a cluster whose credential is not among `accepted` (the cluster was removed, or its
+   * token was replaced), but for those whose agent is already going away: it handed its tunnel over to a new token
+   * and takes no new stream on the old one, whose open streams (a watch) finish as they would have.
+   */
+  closeSessionsExcept(cluster: string, accepted: ReadonlySet<string>): void {
+    for (const session of [...(this.sessions.get(cluster) ?? [])]) {
+      const credential = this.credentials.get(session)
+      if (!session.peerGoingAway && (credential === undefined || !accepted.has(credential))) session.close()
+    }
   }
 
   /** Graceful shutdown of every session; resolves when all ended (each within its grace period). */

@@ -37,7 +37,7 @@ describe('tower session pool', () => {
     const idle = new FakeSession(1)
     const dead = new FakeSession(0)
     dead.closed = true
-    for (const session of [busy, idle, dead]) pool.add('m', asSession(session))
+    for (const session of [busy, idle, dead]) pool.add('m', asSession(session), 'credential')
     await pool.openStream('m', 'kubernetes')
     assert.deepEqual([busy.opened, idle.opened, dead.opened], [0, 1, 0])
   })
@@ -46,8 +46,8 @@ describe('tower session pool', () => {
     const pool = new SessionPool({changed: () => undefined})
     const leaving = new FakeSession(0, new TunnelError('TUNNEL_ERR_GOING_AWAY', 'session is going away'))
     const next = new FakeSession(3)
-    pool.add('m', asSession(leaving))
-    pool.add('m', asSession(next))
+    pool.add('m', asSession(leaving), 'credential')
+    pool.add('m', asSession(next), 'credential')
     await pool.openStream('m', 'kubernetes')
     assert.deepEqual([leaving.opened, next.opened], [1, 1])
     await assert.rejects(pool.openStream('other', 'kubernetes'), NoSessionError)
@@ -57,7 +57,7 @@ describe('tower session pool', () => {
     const counts: number[] = []
     const pool = new SessionPool({changed: (_cluster, sessions) => counts.push(sessions)})
     const session = new FakeSession(0)
-    pool.add('m', asSession(session))
+    pool.add('m', asSession(session), 'credential')
     session.emit('close')
     assert.deepEqual(counts, [1, 0])
     assert.equal(pool.count('m'), 0)

@@ -223,7 +223,7 @@ describe('tower agent and proxy lifecycle, in process', function () {
       await until(() => agent.ready && harness.proxy.pool.count('member') === 1)
       const before = waits(log).length
       await sleep(ms)
-      harness.proxy.pool.closeCluster('member')
+      harness.proxy.pool.closeSessionsExcept('member', new Set())
       await until(() => waits(log).length === before + 1)
     }
     for (const ms of [0, 0, 0, 1300, 0]) await sessionThatLasts(ms)
@@ -270,7 +270,7 @@ describe('tower agent and proxy lifecycle, in process', function () {
       running.catch(() => undefined)
       for (let i = 0; i < 3; i++) {
         await until(() => agent.ready && harness.proxy.pool.count('member') === 1)
-        harness.proxy.pool.closeCluster('member')
+        harness.proxy.pool.closeSessionsExcept('member', new Set())
         await until(() => !agent.ready)
       }
       await until(() => agent.ready)

@@ -310,7 +310,7 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
   it('sets AgentAvailable from the sessions and gives the Cluster a kubeconfig signed by the proxy CA', async () => {
     clusters.host.put(clusterPath('member1'), cluster('member1'))
     await registry.reconcile()
-    registry.agentConnected('member1', {sessions: 1})
+    registry.agentConnected('member1', {sessions: 1, servingOnNextToken: 0, servingOnOtherTokens: 1})
     await registry.close()
     const connected = stored('member1')
     assert.equal(connected.status?.conditions?.find((c) => c.type === 'AgentAvailable')?.status, 'True')
@@ -332,7 +332,7 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
     const days = (Date.parse(certificate.validTo) - Date.parse(certificate.validFrom)) / 86_400_000
     assert.ok(days > 364 && days < 366, `valid for ${String(days)} days, not ten years`)
 
-    registry.agentDisconnected('member1', {sessions: 0})
+    registry.agentDisconnected('member1', {sessions: 0, servingOnNextToken: 0, servingOnOtherTokens: 0})
     await registry.close()
     const gone = stored('member1').status?.conditions?.find((c) => c.type === 'AgentAvailable')
     assert.deepEqual([gone?.status, gone?.message], ['False', 'Agent has not connected to proxy.'])
@@ -365,7 +365,7 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
       ...raw,
       spec: {...spec, connection: {...spec.connection, kubeconfig: Buffer.from(before).toString('base64')}},
     })
-    registry.agentConnected('member1', {sessions: 1})
+    registry.agentConnected('member1', {sessions: 1, servingOnNextToken: 0, servingOnOtherTokens: 1})
     await registry.close()
     await registry.reconcile()
     const document = load(
@@ -427,7 +427,7 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
         'mc-member1.kubesphere-system.svc',
         'mc-member1.kubesphere-system.svc.cluster.local',
       ])
-      renewing.agentConnected('member1', {sessions: 1})
+      renewing.agentConnected('member1', {sessions: 1, servingOnNextToken: 0, servingOnOtherTokens: 1})
       await renewing.close()
       const first = kubeconfigOf()
 
@@ -436,11 +436,11 @@ describe('tower proxy, Kubernetes mode: the Cluster registry', () => {
 
       now = new Date(Date.now() + 21 * 86_400_000)
       // Without an agent KubeSphere's Cluster webhook would refuse the write (it tries the kubeconfig): it waits.
-      renewing.agentDisconnected('member1', {sessions: 0})
+      renewing.agentDisconnected('member1', {sessions: 0, servingOnNextToken: 0, servingOnOtherTokens: 0})
       await renewing.close()
       await renewing.reconcile()
       assert.equal(kubeconfigOf().text, first.text, 'not renewed while no agent is connected')
-      renewing.agentConnected('member1', {sessions: 1})
+      renewing.agentConnected('member1', {sessions: 1, servingOnNextToken: 0, servingOnOtherTokens: 1})
       await renewing.close()
       await renewing.reconcile()
       const renewed = kubeconfigOf()
