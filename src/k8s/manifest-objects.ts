@@ -102,6 +102,20 @@ export class ManifestObjects {
           rbac.patchClusterRoleBinding({name, body, ...common(dryRun)}, applyHeader),
         remove: (name, _ns, body) => rbac.deleteClusterRoleBinding({name, body}),
       },
+      Role: {
+        resource: 'roles',
+        read: (name, namespace) => rbac.readNamespacedRole({name, namespace}),
+        apply: (name, namespace, body, dryRun) =>
+          rbac.patchNamespacedRole({name, namespace, body, ...common(dryRun)}, applyHeader),
+        remove: (name, namespace, body) => rbac.deleteNamespacedRole({name, namespace, body}),
+      },
+      RoleBinding: {
+        resource: 'rolebindings',
+        read: (name, namespace) => rbac.readNamespacedRoleBinding({name, namespace}),
+        apply: (name, namespace, body, dryRun) =>
+          rbac.patchNamespacedRoleBinding({name, namespace, body, ...common(dryRun)}, applyHeader),
+        remove: (name, namespace, body) => rbac.deleteNamespacedRoleBinding({name, namespace, body}),
+      },
       Deployment: {
         resource: 'deployments',
         read: (name, namespace) => apps.readNamespacedDeployment({name, namespace}),

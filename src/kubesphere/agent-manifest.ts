@@ -7,7 +7,11 @@ import {invalidInput, KsctlError} from '../errors.js'
 import {packageRoot, templatePath} from '../package-root.js'
 import {quantityValue} from '../quantity.js'
 import {fingerprint} from '../redact.js'
-import {agentImpersonationRbac, kubesphereIdentityRbac} from '../tower/shared/identity.js'
+import {
+  agentImpersonationRbac,
+  agentTokenRotationRbac,
+  kubesphereIdentityRbac,
+} from '../tower/shared/identity.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import type {Edition} from './detect.js'
 
@@ -188,13 +192,15 @@ export function renderKsctlAgentManifest(options: KsctlAgentManifestOptions): Ma
 
 /**
  * The member's RBAC for ksctl's agent, from the one definition the runtime's own tests use (shared/identity.ts):
- * the agent's ServiceAccount may impersonate and nothing else, KubeSphere's identity gets cluster-admin. Placed
+ * the agent's ServiceAccount may impersonate and nothing else, KubeSphere's identity gets cluster-admin, and the
+ * proxy's rotation identity may read and patch the agent's token Secret. Placed
  * after the ServiceAccount, labelled as the agent's other objects are.
  */
 function withMemberRbac(objects: ManifestObject[]): ManifestObject[] {
   const rbac = [
     ...agentImpersonationRbac({name: KSCTL_AGENT_NAME, namespace: KUBESPHERE_NAMESPACE}),
     ...kubesphereIdentityRbac(),
+    ...agentTokenRotationRbac({name: KSCTL_AGENT_TOKEN_SECRET, namespace: KUBESPHERE_NAMESPACE}),
   ].map((object) => ({
     ...object,
     metadata: {

@@ -94,9 +94,17 @@ export function identityProblem(identity: ClientIdentity): string | undefined {
   return undefined
 }
 
-/** Names of what {@link agentImpersonationRbac} and {@link kubesphereIdentityRbac} make. */
+/**
+ * The identity the proxy itself writes a rotated agent token to the member with (docs/deployment.md, "Agent
+ * tokens"): the member lets it read and patch the agent's token Secret and nothing else
+ * ({@link agentTokenRotationRbac}).
+ */
+export const AGENT_TOKEN_ROTATION_IDENTITY: ClientIdentity = {user: 'ksctl:agent-token-rotation', groups: []}
+
+/** Names of what {@link agentImpersonationRbac}, {@link kubesphereIdentityRbac} and {@link agentTokenRotationRbac} make. */
 export const AGENT_IMPERSONATOR_ROLE = 'ksctl-tower-agent-impersonator'
 export const KUBESPHERE_IDENTITY_BINDING = 'ksctl-kubesphere-identity'
+export const AGENT_TOKEN_ROTATION_ROLE = 'ksctl-tower-agent-token-rotation'
 
 /**
  * On a member: the only right ksctl's agent needs, `impersonate` on users and groups, as a ClusterRole bound to
@@ -148,6 +156,33 @@ export function kubesphereIdentityRbac(): ManifestObject[] {
         kind: 'Group',
         name,
       })),
+    },
+  ]
+}
+
+/**
+ * On a member: the proxy's right to hand the agent a rotated token, `get` and `patch` on the agent's token Secret
+ * alone (a Role limited by name), for {@link AGENT_TOKEN_ROTATION_IDENTITY}. The proxy writes the Secret through
+ * the tunnel as that identity; the kubelet then updates the file the agent reads its token from.
+ */
+export function agentTokenRotationRbac(secret: {name: string; namespace: string}): ManifestObject[] {
+  return [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: {name: AGENT_TOKEN_ROTATION_ROLE, namespace: secret.namespace},
+      rules: [
+        {apiGroups: [''], resources: ['secrets'], resourceNames: [secret.name], verbs: ['get', 'patch']},
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: {name: AGENT_TOKEN_ROTATION_ROLE, namespace: secret.namespace},
+      roleRef: {apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: AGENT_TOKEN_ROTATION_ROLE},
+      subjects: [
+        {apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: AGENT_TOKEN_ROTATION_IDENTITY.user},
+      ],
     },
   ]
 }
