@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {cp, readdir, readFile, writeFile, appendFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import type {V1Deployment} from '@kubernetes/client-node'
+import {PatchStrategy, setHeaderOptions, type V1Deployment} from '@kubernetes/client-node'
 import {execa} from 'execa'
 
 import {buildImage, type BuiltImage} from '../../image/build.js'
@@ -17,6 +17,7 @@ import {tempDir} from '../helpers/temp-dir.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
+import {clusterObjects} from './ksctl-runtime-parts.js'
 
 /**
  * ksctl's image as built by `npm run image`, and ksctl's proxy and agent run from it as their Deployments say,
@@ -90,8 +91,10 @@ describe('the ksctl image', function () {
 
   describe('the pod runner', function () {
     const pods: RunningPod[] = []
+    const cleanups: (() => Promise<unknown>)[] = []
     afterEach(async () => {
       for (const pod of pods.splice(0)) await pod.stop(5)
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
     })
 
     it('gives the container what a kubelet gives it: args, expanded env, volumes, its user and groups, a read-only root, PID 1', async () => {
@@ -268,6 +271,146 @@ describe('the ksctl image', function () {
         pod.events.some((event) => event.startsWith('Killing: Liveness probe failed')),
         pod.events.join('; '),
       )
+    })
+
+    it('updates a projected volume when its Secret and ConfigMap change on the member, as the kubelet syncs it (a subPath file stays)', async () => {
+      const member = adminApis(testBed().kubeconfigPath, 'member')
+      const namespace = 'default'
+      const names = {secret: 'pod-runner-sync-token', configMap: 'pod-runner-sync-ca'}
+      const base64 = (text: string) => Buffer.from(text).toString('base64')
+      await member.core.deleteNamespacedSecret({namespace, name: names.secret}).catch(() => undefined)
+      await member.core.deleteNamespacedConfigMap({namespace, name: names.configMap}).catch(() => undefined)
+      await member.core.createNamespacedSecret({
+        namespace,
+        body: {metadata: {name: names.secret}, data: {token: base64('first-token')}},
+      })
+      cleanups.push(() => member.core.deleteNamespacedSecret({namespace, name: names.secret}))
+      await member.core.createNamespacedConfigMap({
+        namespace,
+        body: {metadata: {name: names.configMap}, data: {'ca.crt': 'first-ca'}},
+      })
+      cleanups.push(() => member.core.deleteNamespacedConfigMap({namespace, name: names.configMap}))
+
+      // Node reports each change it sees in its mounted files, as a program re-reading its --token-file would.
+      const watcher = `
+        const fs = require('node:fs')
+        const read = (file) => {
+          try {
+            const stat = fs.statSync(file)
+            return {content: fs.readFileSync(file, 'utf8'), mode: (stat.mode & 0o777).toString(8), gid: stat.gid}
+          } catch (error) { return {error: error.code} }
+        }
+        let last = ''
+        setInterval(() => {
+          const seen = JSON.stringify({
+            token: read('/etc/tunnel/token'), ca: read('/etc/tunnel/ca.crt'), pinned: read('/etc/pinned-token'),
+          })
+          if (seen !== last) console.log((last = seen))
+        }, 20)
+      `
+      const labels = {app: 'watcher'}
+      const pod = await runPod({
+        deployment: {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: {name: 'watcher', namespace},
+          spec: {
+            selector: {matchLabels: labels},
+            template: {
+              metadata: {labels},
+              spec: {
+                automountServiceAccountToken: false,
+                securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532},
+                volumes: [
+                  {
+                    name: 'tunnel',
+                    projected: {
+                      defaultMode: 0o440,
+                      sources: [
+                        {secret: {name: names.secret, items: [{key: 'token', path: 'token'}]}},
+                        {configMap: {name: names.configMap, items: [{key: 'ca.crt', path: 'ca.crt'}]}},
+                      ],
+                    },
+                  },
+                ],
+                containers: [
+                  {
+                    name: 'watcher',
+                    image: 'anything:1',
+                    command: ['/usr/bin/tini', '--', '/usr/local/bin/node', '-e', watcher],
+                    volumeMounts: [
+                      {name: 'tunnel', mountPath: '/etc/tunnel', readOnly: true},
+                      {name: 'tunnel', mountPath: '/etc/pinned-token', subPath: 'token'},
+                    ],
+                  },
+                ],
+              },
+            },
+          },
+        },
+        image,
+        apiServer: {host: '127.0.0.1', port: testBed().clusters.member.port},
+        objectSource: clusterObjects('member'),
+        volumeSyncMs: 200,
+      })
+      pods.push(pod)
+      interface Seen {
+        content?: string
+        mode?: string
+        gid?: number
+        error?: string
+      }
+      // The last whole line the container wrote.
+      const latest = () => {
+        const output = pod.output()
+        const line = output.slice(0, output.lastIndexOf('\n')).split('\n').at(-1) ?? ''
+        return (line.startsWith('{') ? JSON.parse(line) : {}) as {token?: Seen; ca?: Seen; pinned?: Seen}
+      }
+      const seesToken = (token: string, ca: string) => async () => {
+        await until(
+          () => latest().token?.content === token && latest().ca?.content === ca,
+          `the container to read token ${token} and CA ${ca}`,
+          {timeoutMs: 30_000, output: () => `${pod.events.join('\n')}\n${pod.output()}`},
+        )
+      }
+      await seesToken('first-token', 'first-ca')()
+
+      await member.core.patchNamespacedSecret(
+        {namespace, name: names.secret, body: {data: {token: base64('second-token')}}},
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )
+      await seesToken('second-token', 'first-ca')()
+      await member.core.patchNamespacedConfigMap(
+        {namespace, name: names.configMap, body: {data: {'ca.crt': 'second-ca'}}},
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )
+      await seesToken('second-token', 'second-ca')()
+      assert.deepEqual(latest(), {
+        // Replaced with the mode and group the first write gave (0440 and fsGroup).
+        token: {content: 'second-token', mode: '440', gid: 65532},
+        ca: {content: 'second-ca', mode: '440', gid: 65532},
+        // A file mounted alone is bound by its inode: the kubelet does not update it, nor does the pod runner.
+        pinned: {content: 'first-token', mode: '440', gid: 65532},
+      })
+      assert.deepEqual(
+        pod.events.filter((event) => event.startsWith('VolumeUpdated')),
+        ['VolumeUpdated: volume tunnel: token', 'VolumeUpdated: volume tunnel: ca.crt'],
+        pod.events.join('; '),
+      )
+
+      // A Secret gone: the kubelet reports it and keeps the files it wrote.
+      await member.core.deleteNamespacedSecret({namespace, name: names.secret})
+      await until(
+        () => pod.events.some((event) => event.startsWith('FailedMount: volume tunnel')),
+        'FailedMount',
+        {timeoutMs: 30_000, output: () => pod.events.join('\n')},
+      )
+      assert.match(
+        pod.events.find((event) => event.startsWith('FailedMount')) ?? '',
+        /^FailedMount: volume tunnel: the pod needs Secret default\/pod-runner-sync-token, which/,
+      )
+      assert.equal(latest().token?.content, 'second-token')
+      assert.ok(!pod.events.some((event) => event.startsWith('Exited')), pod.events.join('; '))
     })
   })
 

@@ -3,16 +3,13 @@ import {setTimeout as delay} from 'node:timers/promises'
 import {KubeConfig, PatchStrategy, setHeaderOptions, type V1Deployment} from '@kubernetes/client-node'
 
 import type {UnpackedImage} from '../../image/unpack.js'
+import {isNotFound} from '../../src/k8s/api-errors.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
-import {
-  KSCTL_AGENT_NAME,
-  KSCTL_AGENT_PROXY_CA_CONFIGMAP,
-  KSCTL_AGENT_TOKEN_SECRET,
-} from '../../src/kubesphere/agent-manifest.js'
+import {KSCTL_AGENT_NAME} from '../../src/kubesphere/agent-manifest.js'
 import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import {ClusterClients} from '../../src/k8s/clients.js'
 import {StandInLoop} from '../../src/kubesphere-standin/loop.js'
-import {runPod, type RunningPod} from '../helpers/pod-runner.js'
+import {runPod, type ObjectData, type ObjectSource, type RunningPod} from '../helpers/pod-runner.js'
 import {routeServicePort} from '../helpers/service-route.js'
 import {adminApis} from '../testbed/seed.js'
 import {AGENT_IMPERSONATOR_ROLE, KUBESPHERE_IDENTITY_BINDING} from '../../src/tower/shared/identity.js'
@@ -42,7 +39,8 @@ const RENDERED_METRICS_PORT = 9090
 /**
  * The member's kubelet for ksctl's agent: waits until Deployment ksctl-tower-agent is on the member (as applied by
  * `member join` or a migration), then runs its pod from the unpacked image, as the pod runner plays kubelet and
- * runtime: its ServiceAccount's token from TokenRequest, its Secret and ConfigMap volumes read from the member,
+ * runtime: its ServiceAccount's token from TokenRequest, its Secret and ConfigMap volumes read from the member and
+ * kept in sync with it (a token the member's Secret gets reaches the agent's --token-file, every `volumeSyncMs`),
  * the member's API server as the kubernetes Service. The one change to the Deployment: the metrics port, moved to
  * a free one, because the pod runner shares the host's network, where 9090 may be taken (as the image's own test
  * renders its ports free). Resolves `undefined` if `abandon` settles first (the command failed before applying it).
@@ -52,6 +50,8 @@ export async function runAppliedAgent(options: {
   metricsPort: number
   abandon?: Promise<unknown>
   log?: (line: string) => void
+  /** How often the kubelet's sync reads the member's Secret and ConfigMap again (the pod runner's default). */
+  volumeSyncMs?: number
 }): Promise<RunningPod | undefined> {
   const member = adminApis(testBed().kubeconfigPath, 'member')
   let abandoned = false
@@ -64,13 +64,6 @@ export async function runAppliedAgent(options: {
       .catch(() => undefined)
     if (deployment === undefined) await delay(100)
   }
-  const secret = await member.core.readNamespacedSecret({
-    name: KSCTL_AGENT_TOKEN_SECRET,
-    namespace: NAMESPACE,
-  })
-  const configMap = await member.core
-    .readNamespacedConfigMap({name: KSCTL_AGENT_PROXY_CA_CONFIGMAP, namespace: NAMESPACE})
-    .catch(() => undefined)
   const serviceAccount = deployment.spec?.template.spec?.serviceAccountName ?? 'default'
   const token = await member.core.createNamespacedServiceAccountToken({
     name: serviceAccount,
@@ -82,16 +75,47 @@ export async function runAppliedAgent(options: {
     image: options.image,
     serviceAccount: {token: token.status?.token ?? '', caCert: testBed().caCertPem, namespace: NAMESPACE},
     apiServer: {host: '127.0.0.1', port: testBed().clusters.member.port},
-    secrets: {
-      [KSCTL_AGENT_TOKEN_SECRET]: Object.fromEntries(
-        Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64')]),
-      ),
-    },
-    ...(configMap === undefined
-      ? {}
-      : {configMaps: {[KSCTL_AGENT_PROXY_CA_CONFIGMAP]: configMap.data ?? {}}}),
+    objectSource: clusterObjects('member'),
+    ...(options.volumeSyncMs === undefined ? {} : {volumeSyncMs: options.volumeSyncMs}),
     ...(options.log === undefined ? {} : {log: options.log}),
   })
+}
+
+/**
+ * What the kubelet of one test-bed cluster reads for its pods' Secrets and ConfigMaps: the objects as they are
+ * now, through the test bed's admin clients (a missing one is `undefined`; any other failure is thrown).
+ */
+export function clusterObjects(context: string): ObjectSource {
+  const apis = adminApis(testBed().kubeconfigPath, context)
+  const missing = (error: unknown) => {
+    if (isNotFound(error)) return undefined
+    throw error
+  }
+  return {
+    secret: (namespace, name) =>
+      apis.core
+        .readNamespacedSecret({name, namespace})
+        .then(
+          (secret): ObjectData =>
+            Object.fromEntries(
+              Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64')]),
+            ),
+          missing,
+        ),
+    configMap: (namespace, name) =>
+      apis.core.readNamespacedConfigMap({name, namespace}).then(
+        (configMap): ObjectData => ({
+          ...configMap.data,
+          ...Object.fromEntries(
+            Object.entries(configMap.binaryData ?? {}).map(([key, value]) => [
+              key,
+              Buffer.from(value, 'base64'),
+            ]),
+          ),
+        }),
+        missing,
+      ),
+  }
 }
 
 function onMetricsPort(deployment: V1Deployment, port: number): V1Deployment {

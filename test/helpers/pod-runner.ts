@@ -10,7 +10,19 @@
  * or mounted. Needs root (mount namespaces, chroot).
  */
 import {readFileSync} from 'node:fs'
-import {chmod, chown, lstat, mkdir, readdir, readFile, readlink, writeFile} from 'node:fs/promises'
+import {randomBytes} from 'node:crypto'
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
@@ -36,6 +48,18 @@ export interface PodServiceAccount {
   namespace: string
 }
 
+/** Data of a Secret (keys to values) or a ConfigMap. */
+export type ObjectData = Record<string, string | Buffer>
+
+/**
+ * Where the kubelet reads the Secrets and ConfigMaps a pod names, in the pod's namespace: `undefined` when the
+ * object is not there (a failure to read it is an error).
+ */
+export interface ObjectSource {
+  secret(namespace: string, name: string): Promise<ObjectData | undefined>
+  configMap(namespace: string, name: string): Promise<ObjectData | undefined>
+}
+
 export interface RunPodOptions {
   /** A rendered Deployment (as an object): its pod template's first container runs, or `container` by name. */
   deployment: V1Deployment
@@ -46,9 +70,22 @@ export interface RunPodOptions {
   serviceAccount?: PodServiceAccount
   /** The API server the kubernetes Service stands for: KUBERNETES_SERVICE_HOST/PORT. */
   apiServer: {host: string; port: number}
-  /** The Secrets and ConfigMaps the pod's volumes and env name, by name: their data, keys to values. */
+  /** The Secrets and ConfigMaps the pod's volumes and env name, by name: their data, keys to values, fixed. */
   secrets?: Record<string, Record<string, string | Buffer>>
   configMaps?: Record<string, Record<string, string>>
+  /**
+   * Instead of `secrets` and `configMaps`: where their current data is read, at the start (volumes and env) and
+   * then every `volumeSyncMs` for the Secret, ConfigMap and projected volumes the container mounts as directories,
+   * whose changed files are then replaced, as the kubelet's periodic sync does. Env stays as it was at the start,
+   * and so does a file mounted alone (subPath), as with the kubelet.
+   */
+  objectSource?: ObjectSource
+  /**
+   * How often the volumes are synced with `objectSource` (1000 ms unless given). The real kubelet takes up to its
+   * sync period (--sync-frequency, 1 minute) plus its Secret and ConfigMap cache's delay, about a minute in all
+   * (https://kubernetes.io/docs/concepts/configuration/configmap/#mounted-configmaps-are-updated-automatically).
+   */
+  volumeSyncMs?: number
   /** Set last, over the container's own env (a test's extra, such as a debug log level). */
   env?: Record<string, string>
   /** The pod's name (HOSTNAME, the downward API); the Deployment's name and a suffix unless given. */
@@ -72,7 +109,10 @@ export interface RunningPod {
   stop(gracePeriodSeconds?: number): Promise<ContainerExit>
   /** What the container wrote on stdout and stderr, all runs together. */
   output(): string
-  /** What the kubelet would report as events (Started, Unhealthy, Killing, BackOff). */
+  /**
+   * What the kubelet would report as events (Started, Unhealthy, Killing, BackOff, FailedMount), and the pod
+   * runner's own VolumeUpdated when a sync changed a volume's files (the kubelet reports those in its log only).
+   */
   events: string[]
   restartCount(): number
   /** The host's PID of the container's init (PID 1 inside), while it runs. */
@@ -83,6 +123,7 @@ export interface RunningPod {
 
 const serviceAccountPath = '/var/run/secrets/kubernetes.io/serviceaccount'
 const defaultVolumeMode = 0o644
+const defaultVolumeSyncMs = 1000
 
 export async function runPod(options: RunPodOptions): Promise<RunningPod> {
   if (process.getuid?.() !== 0)
@@ -100,18 +141,35 @@ export async function runPod(options: RunPodOptions): Promise<RunningPod> {
     if (probe !== undefined && probe.httpGet === undefined && probe.tcpSocket === undefined)
       throw new Error(`container ${container.name}: the pod runner runs httpGet and tcpSocket probes only`)
 
+  if (options.objectSource !== undefined && (options.secrets ?? options.configMaps) !== undefined)
+    throw new Error(
+      `Deployment ${deploymentName(options)}: give runPod an objectSource or secrets and configMaps, not both`,
+    )
+
   const name = options.podName ?? `${deploymentName(options)}-${Math.random().toString(36).slice(2, 7)}`
   const namespace = options.deployment.metadata?.namespace ?? 'default'
   const podDirectory = tempDir(`ksctl-pod-${name}-`)
-  const pod: PodContext = {options, spec, container, name, namespace, podDirectory}
+  const objects = options.objectSource ?? fixedObjects(options)
+  const pod: PodContext = {options, spec, container, name, namespace, podDirectory, objects}
   const user = await containerUser(pod)
-  const mounts = await writeVolumes(pod)
+  const {mounts, synced} = await writeVolumes(pod)
   const environment = await containerEnvironment(pod, user)
   const argv = containerCommand(pod, environment)
   const script = await setupScript(pod, mounts, user, environment, argv)
   const scriptPath = path.join(podDirectory, 'setup.sh')
   await writeFile(scriptPath, script, {mode: 0o700})
-  return new PodProcess(pod, scriptPath).start()
+  const running = new PodProcess(pod, scriptPath).start()
+  // Fixed data never changes: only a source is synced.
+  if (options.objectSource !== undefined)
+    running.syncVolumes(synced, options.volumeSyncMs ?? defaultVolumeSyncMs)
+  return running
+}
+
+function fixedObjects(options: RunPodOptions): ObjectSource {
+  return {
+    secret: (_namespace, name) => Promise.resolve(options.secrets?.[name]),
+    configMap: (_namespace, name) => Promise.resolve(options.configMaps?.[name]),
+  }
 }
 
 interface PodContext {
@@ -121,6 +179,7 @@ interface PodContext {
   name: string
   namespace: string
   podDirectory: string
+  objects: ObjectSource
 }
 
 function deploymentName(options: RunPodOptions): string {
@@ -177,26 +236,28 @@ interface Mount {
   file: boolean
 }
 
+/** A Secret, ConfigMap or projected volume as written in the pod's directory: what a sync compares with. */
+interface WrittenVolume {
+  volume: V1Volume
+  directory: string
+  files: Map<string, VolumeFile>
+}
+
 /**
  * Writes each volume the container mounts into the pod's directory as the kubelet would (files with their mode,
- * group-owned by fsGroup), and returns the bind mounts, the service account's first.
+ * group-owned by fsGroup), and returns the bind mounts, the service account's first, and the volumes a sync
+ * updates: those mounted as a directory. A file mounted alone (subPath) is bound by its inode, which an update
+ * replaces rather than changes, so the container keeps the old file, as with the real kubelet
+ * (https://github.com/kubernetes/kubernetes/issues/50345); the pod runner does not update those at all.
  */
-async function writeVolumes(pod: PodContext): Promise<Mount[]> {
+async function writeVolumes(pod: PodContext): Promise<{mounts: Mount[]; synced: WrittenVolume[]}> {
   const {options, spec, container, podDirectory} = pod
   const fsGroup = spec.securityContext?.fsGroup
   const volumesDirectory = path.join(podDirectory, 'volumes')
   const mounts: Mount[] = []
   const writeFiles = async (directory: string, files: VolumeFile[]) => {
     await mkdir(directory, {recursive: true, mode: 0o755})
-    for (const file of files) {
-      const target = path.join(directory, file.path)
-      await mkdir(path.dirname(target), {recursive: true, mode: 0o755})
-      // With fsGroup, the kubelet gives the group read access whatever the mode says.
-      const mode = fsGroup === undefined ? file.mode : file.mode | 0o040
-      await writeFile(target, file.content, {mode})
-      await chmod(target, mode)
-      if (fsGroup !== undefined) await chown(target, 0, fsGroup)
-    }
+    for (const file of files) await writeVolumeFile(directory, file, fsGroup)
   }
 
   const automount = spec.automountServiceAccountToken ?? true
@@ -217,6 +278,8 @@ async function writeVolumes(pod: PodContext): Promise<Mount[]> {
   }
 
   const volumes = new Map((spec.volumes ?? []).map((volume) => [volume.name, volume]))
+  const written = new Map<string, WrittenVolume | 'emptyDir'>()
+  const synced = new Set<WrittenVolume>()
   for (const volumeMount of container.volumeMounts ?? []) {
     const volume = volumes.get(volumeMount.name)
     if (volume === undefined)
@@ -224,14 +287,22 @@ async function writeVolumes(pod: PodContext): Promise<Mount[]> {
         `container ${container.name} mounts volume ${volumeMount.name}, which the pod does not have`,
       )
     const directory = path.join(volumesDirectory, volume.name)
-    const contents = volumeFiles(pod, volume)
-    if (contents === 'emptyDir') {
-      await mkdir(directory, {recursive: true})
-      await chmod(directory, 0o777)
-    } else {
-      await writeFiles(directory, contents)
+    let contents = written.get(volume.name)
+    if (contents === undefined) {
+      const files = await volumeFiles(pod, volume)
+      if (files === 'emptyDir') {
+        await mkdir(directory, {recursive: true})
+        await chmod(directory, 0o777)
+        contents = 'emptyDir'
+      } else {
+        await writeFiles(directory, files)
+        contents = {volume, directory, files: byPath(files)}
+      }
+      written.set(volume.name, contents)
     }
-    const source = path.join(directory, volumeMount.subPath ?? '')
+    const subPath = volumeMount.subPath ?? ''
+    if (contents !== 'emptyDir' && subPath === '') synced.add(contents)
+    const source = path.join(directory, subPath)
     const file = (await lstat(source).catch(() => undefined))?.isFile() === true
     mounts.push({
       source,
@@ -241,7 +312,60 @@ async function writeVolumes(pod: PodContext): Promise<Mount[]> {
       file,
     })
   }
-  return mounts
+  return {mounts, synced: [...synced]}
+}
+
+/**
+ * One file of a volume, written whole under a temporary name in its directory and renamed over the old one, so
+ * that the container, which sees the directory through its bind mount, reads the old file or the new, never a
+ * part. (The kubelet swaps a `..data` link to a new directory, which changes all files at once; one rename per
+ * file is enough for a reader of one file.) With fsGroup, the kubelet gives the group read access whatever the
+ * mode says.
+ */
+async function writeVolumeFile(
+  directory: string,
+  file: VolumeFile,
+  fsGroup: number | undefined,
+): Promise<void> {
+  const target = path.join(directory, file.path)
+  await mkdir(path.dirname(target), {recursive: true, mode: 0o755})
+  const mode = fsGroup === undefined ? file.mode : file.mode | 0o040
+  const temporary = path.join(
+    path.dirname(target),
+    `..${path.basename(target)}.${randomBytes(4).toString('hex')}`,
+  )
+  await writeFile(temporary, file.content, {mode})
+  await chmod(temporary, mode)
+  if (fsGroup !== undefined) await chown(temporary, 0, fsGroup)
+  await rename(temporary, target)
+}
+
+function byPath(files: VolumeFile[]): Map<string, VolumeFile> {
+  return new Map(files.map((file) => [file.path, file]))
+}
+
+/**
+ * The kubelet's sync of one volume: projects its objects' current data again, replaces each file that changed,
+ * writes each new one and removes each gone. Returns the paths it changed.
+ */
+async function syncVolume(pod: PodContext, written: WrittenVolume): Promise<string[]> {
+  const files = await volumeFiles(pod, written.volume)
+  if (files === 'emptyDir') return []
+  const fsGroup = pod.spec.securityContext?.fsGroup
+  const changed: string[] = []
+  for (const file of files) {
+    const before = written.files.get(file.path)
+    if (before?.mode === file.mode && Buffer.from(before.content).equals(Buffer.from(file.content))) continue
+    await writeVolumeFile(written.directory, file, fsGroup)
+    changed.push(file.path)
+  }
+  const now = byPath(files)
+  for (const gone of [...written.files.keys()].filter((file) => !now.has(file))) {
+    await rm(path.join(written.directory, gone), {force: true})
+    changed.push(gone)
+  }
+  written.files = now
+  return changed
 }
 
 interface VolumeFile {
@@ -250,12 +374,12 @@ interface VolumeFile {
   mode: number
 }
 
-function volumeFiles(pod: PodContext, volume: V1Volume): VolumeFile[] | 'emptyDir' {
+async function volumeFiles(pod: PodContext, volume: V1Volume): Promise<VolumeFile[] | 'emptyDir'> {
   if (volume.emptyDir !== undefined) return 'emptyDir'
   if (volume.secret !== undefined) {
     const {secretName = '', items, defaultMode, optional} = volume.secret
     return keyFiles(
-      lookUp(pod, 'Secret', secretName, optional),
+      await lookUp(pod, 'Secret', secretName, optional),
       items,
       defaultMode ?? defaultVolumeMode,
       `Secret ${secretName}`,
@@ -264,7 +388,7 @@ function volumeFiles(pod: PodContext, volume: V1Volume): VolumeFile[] | 'emptyDi
   if (volume.configMap !== undefined) {
     const {name = '', items, defaultMode, optional} = volume.configMap
     return keyFiles(
-      lookUp(pod, 'ConfigMap', name, optional),
+      await lookUp(pod, 'ConfigMap', name, optional),
       items,
       defaultMode ?? defaultVolumeMode,
       `ConfigMap ${name}`,
@@ -272,48 +396,57 @@ function volumeFiles(pod: PodContext, volume: V1Volume): VolumeFile[] | 'emptyDi
   }
   if (volume.projected !== undefined) {
     const mode = volume.projected.defaultMode ?? defaultVolumeMode
-    return (volume.projected.sources ?? []).flatMap((source): VolumeFile[] => {
+    const files: VolumeFile[] = []
+    for (const source of volume.projected.sources ?? []) {
       if (source.secret !== undefined) {
         const {name = '', items, optional} = source.secret
-        return keyFiles(lookUp(pod, 'Secret', name, optional), items, mode, `Secret ${name}`)
-      }
-      if (source.configMap !== undefined) {
+        files.push(...keyFiles(await lookUp(pod, 'Secret', name, optional), items, mode, `Secret ${name}`))
+      } else if (source.configMap !== undefined) {
         const {name = '', items, optional} = source.configMap
-        return keyFiles(lookUp(pod, 'ConfigMap', name, optional), items, mode, `ConfigMap ${name}`)
-      }
-      if (source.serviceAccountToken !== undefined) {
+        files.push(
+          ...keyFiles(await lookUp(pod, 'ConfigMap', name, optional), items, mode, `ConfigMap ${name}`),
+        )
+      } else if (source.serviceAccountToken !== undefined) {
         const token = pod.options.serviceAccount?.token
         if (token === undefined)
           throw new Error(
             `volume ${volume.name} projects a service account token: give runPod a serviceAccount`,
           )
-        return [{path: source.serviceAccountToken.path, content: token, mode}]
+        files.push({path: source.serviceAccountToken.path, content: token, mode})
+      } else {
+        throw new Error(`volume ${volume.name}: the pod runner projects Secrets, ConfigMaps and tokens only`)
       }
-      throw new Error(`volume ${volume.name}: the pod runner projects Secrets, ConfigMaps and tokens only`)
-    })
+    }
+    return files
   }
   throw new Error(
     `volume ${volume.name}: the pod runner supports emptyDir, secret, configMap and projected volumes only`,
   )
 }
 
-function lookUp(
+async function lookUp(
   pod: PodContext,
   kind: 'Secret' | 'ConfigMap',
   name: string,
   optional: boolean | undefined,
-): Record<string, string | Buffer> {
-  const data = kind === 'Secret' ? pod.options.secrets?.[name] : pod.options.configMaps?.[name]
+): Promise<ObjectData> {
+  const data =
+    kind === 'Secret'
+      ? await pod.objects.secret(pod.namespace, name)
+      : await pod.objects.configMap(pod.namespace, name)
   if (data !== undefined) return data
   if (optional === true) return {}
-  // The kubelet would leave the pod in ContainerCreating; a test wants to hear why at once.
+  // The kubelet would leave the pod in ContainerCreating (or, once it runs, report FailedMount and keep the
+  // files); a test wants to hear why at once.
   throw new Error(
-    `the pod needs ${kind} ${name}: give it to runPod (${kind === 'Secret' ? 'secrets' : 'configMaps'})`,
+    pod.options.objectSource === undefined
+      ? `the pod needs ${kind} ${name}: give it to runPod (${kind === 'Secret' ? 'secrets' : 'configMaps'})`
+      : `the pod needs ${kind} ${pod.namespace}/${name}, which runPod's objectSource does not have`,
   )
 }
 
 function keyFiles(
-  data: Record<string, string | Buffer>,
+  data: ObjectData,
   items: V1KeyToPath[] | undefined,
   mode: number,
   what: string,
@@ -342,15 +475,15 @@ async function containerEnvironment(pod: PodContext, user: ContainerUser): Promi
   environment.set('KUBERNETES_PORT', `tcp://${host}:${String(port)}`)
   for (const source of container.envFrom ?? []) {
     const data = source.secretRef
-      ? lookUp(pod, 'Secret', source.secretRef.name ?? '', source.secretRef.optional)
+      ? await lookUp(pod, 'Secret', source.secretRef.name ?? '', source.secretRef.optional)
       : source.configMapRef
-        ? lookUp(pod, 'ConfigMap', source.configMapRef.name ?? '', source.configMapRef.optional)
+        ? await lookUp(pod, 'ConfigMap', source.configMapRef.name ?? '', source.configMapRef.optional)
         : {}
     for (const [key, value] of Object.entries(data))
       environment.set(`${source.prefix ?? ''}${key}`, String(value))
   }
   for (const variable of container.env ?? []) {
-    const value = envValue(pod, variable, environment)
+    const value = await envValue(pod, variable, environment)
     if (value !== undefined) environment.set(variable.name, value)
   }
   for (const [key, value] of Object.entries(options.env ?? {})) environment.set(key, value)
@@ -359,11 +492,17 @@ async function containerEnvironment(pod: PodContext, user: ContainerUser): Promi
   return environment
 }
 
-function envValue(pod: PodContext, variable: V1EnvVar, environment: Map<string, string>): string | undefined {
+async function envValue(
+  pod: PodContext,
+  variable: V1EnvVar,
+  environment: Map<string, string>,
+): Promise<string | undefined> {
   if (variable.valueFrom === undefined) return expand(variable.value ?? '', environment)
   const {secretKeyRef, configMapKeyRef, fieldRef} = variable.valueFrom
   if (secretKeyRef !== undefined) {
-    const value = lookUp(pod, 'Secret', secretKeyRef.name ?? '', secretKeyRef.optional)[secretKeyRef.key]
+    const value = (await lookUp(pod, 'Secret', secretKeyRef.name ?? '', secretKeyRef.optional))[
+      secretKeyRef.key
+    ]
     if (value === undefined && secretKeyRef.optional !== true)
       throw new Error(
         `env ${variable.name}: Secret ${secretKeyRef.name ?? ''} has no key ${secretKeyRef.key}`,
@@ -371,7 +510,7 @@ function envValue(pod: PodContext, variable: V1EnvVar, environment: Map<string, 
     return value === undefined ? undefined : String(value)
   }
   if (configMapKeyRef !== undefined) {
-    const value = lookUp(pod, 'ConfigMap', configMapKeyRef.name ?? '', configMapKeyRef.optional)[
+    const value = (await lookUp(pod, 'ConfigMap', configMapKeyRef.name ?? '', configMapKeyRef.optional))[
       configMapKeyRef.key
     ]
     if (value === undefined && configMapKeyRef.optional !== true)
@@ -566,6 +705,8 @@ class PodProcess implements RunningPod {
   private isReady = false
   private readonly readinessListeners = new Set<(exit?: ContainerExit) => void>()
   private restartTimer: NodeJS.Timeout | undefined
+  private volumeSyncTimer: NodeJS.Timeout | undefined
+  private volumeSyncPass: Promise<void> | undefined
 
   constructor(
     private readonly pod: PodContext,
@@ -650,9 +791,39 @@ class PodProcess implements RunningPod {
     })
   }
 
+  /**
+   * The kubelet's periodic sync of the volumes mounted as directories, every `periodMs` until stop(): each changed
+   * volume is recorded as VolumeUpdated (the paths, never the content); one that cannot be projected (its object
+   * gone or unreadable, a key missing) as FailedMount, its files kept, as the kubelet keeps them.
+   */
+  syncVolumes(volumes: WrittenVolume[], periodMs: number): void {
+    if (volumes.length === 0) return
+    const pass = async () => {
+      for (const volume of volumes) {
+        const name = volume.volume.name
+        try {
+          const changed = await syncVolume(this.pod, volume)
+          if (changed.length > 0) this.record(`VolumeUpdated: volume ${name}: ${changed.join(', ')}`)
+        } catch (error) {
+          this.record(`FailedMount: volume ${name}: ${(error as Error).message.split('\n')[0] ?? ''}`)
+        }
+      }
+    }
+    const schedule = () => {
+      this.volumeSyncTimer = setTimeout(() => {
+        this.volumeSyncPass = pass().finally(() => {
+          if (!this.stopping) schedule()
+        })
+      }, periodMs)
+    }
+    schedule()
+  }
+
   async stop(gracePeriodSeconds = this.pod.spec.terminationGracePeriodSeconds ?? 30): Promise<ContainerExit> {
     this.stopping = true
     clearTimeout(this.restartTimer)
+    clearTimeout(this.volumeSyncTimer)
+    await this.volumeSyncPass
     const run = this.current
     const exit =
       run === undefined
