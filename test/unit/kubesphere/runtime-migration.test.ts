@@ -43,6 +43,19 @@ describe('runtime migration, planned and empty', () => {
       kubeconfigYaml({member: [clusters.member.url, MEMBER_TOKEN]}, clusters.member.caPem, 'member'),
     ).toString('base64')
 
+  /** Proxy member member1 on Tower's agent: its Cluster with a tunnel that reaches the member, which runs cluster-agent. */
+  function putTowerMember(): void {
+    const cluster = proxyCluster('member1')
+    ;(cluster.spec as {connection: Record<string, unknown>}).connection.kubeconfig = reachesMember()
+    clusters.host.put(restPath(cluster), cluster)
+    clusters.member.put(agentPath, {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: {name: 'cluster-agent', namespace: 'kubesphere-system'},
+      spec: {replicas: 2, template: {spec: {containers: [{name: 'agent', command: ['/agent']}]}}},
+    })
+  }
+
   /**
    * Clusters on the host that are not proxy members (isProxyCluster): direct connections and proxy Clusters outside
    * the federation (joinFederation false), each with a kubeconfig that reaches the member and without one. ksctl's
@@ -63,16 +76,7 @@ describe('runtime migration, planned and empty', () => {
   }
 
   it('a dry run plans each member through its tunnel with server dry runs, and switches and writes nothing', async () => {
-    // The member's tunnel: a kubeconfig that reaches it (the fake member), as Tower's would.
-    const cluster = proxyCluster('member1')
-    ;(cluster.spec as {connection: Record<string, unknown>}).connection.kubeconfig = reachesMember()
-    clusters.host.put(restPath(cluster), cluster)
-    clusters.member.put(agentPath, {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: {name: 'cluster-agent', namespace: 'kubesphere-system'},
-      spec: {replicas: 2, template: {spec: {containers: [{name: 'agent', command: ['/agent']}]}}},
-    })
+    putTowerMember()
     let switched = false
     const report = await migrateMembersToKsctlAgent(host(), {
       dryRun: true,
@@ -114,15 +118,7 @@ describe('runtime migration, planned and empty', () => {
   })
 
   it('plans only the proxy members: a direct Cluster and one outside the federation are neither planned nor skipped', async () => {
-    const member1 = proxyCluster('member1')
-    ;(member1.spec as {connection: Record<string, unknown>}).connection.kubeconfig = reachesMember()
-    clusters.host.put(restPath(member1), member1)
-    clusters.member.put(agentPath, {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: {name: 'cluster-agent', namespace: 'kubesphere-system'},
-      spec: {replicas: 1, template: {spec: {containers: [{name: 'agent', command: ['/agent']}]}}},
-    })
+    putTowerMember()
     putNonProxyClusters()
     const report = await migrateMembersToKsctlAgent(host(), {
       dryRun: true,
