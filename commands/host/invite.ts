@@ -1,10 +1,10 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {renderChanges} from '../../src/cli/changes-view.js'
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
+import {clusterNameArg, clusterRecordFlags, clusterRecordOf} from '../../src/cli/cluster-record.js'
 import {formatDuration, parseDuration} from '../../src/cli/duration.js'
 import {contextFlag, dryRunFlag} from '../../src/cli/flags.js'
-import {parseLabels} from '../../src/cli/labels.js'
 import {invalidInput} from '../../src/errors.js'
 import {
   DEFAULT_JOIN_TOKEN_TTL_MS,
@@ -12,7 +12,6 @@ import {
   MAX_JOIN_TOKEN_TTL_MS,
   type HostInviteResult,
 } from '../../src/kubesphere/host-invite.js'
-import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {TOKEN_WAIT_MS} from '../../src/kubesphere/member-join.js'
 import {log} from '../../src/log.js'
 import {redact, revealed} from '../../src/redact.js'
@@ -32,12 +31,7 @@ export default class HostInvite extends ClusterCommand<typeof HostInvite> {
     '<%= config.bin %> <%= command.id %> member1 --context host --dry-run',
   ]
 
-  static override args = {
-    name: Args.string({
-      description: 'cluster name on the host (lowercase letters, digits, "-"; at most 60)',
-      required: true,
-    }),
-  }
+  static override args = {name: clusterNameArg}
 
   static override flags = {
     context: contextFlag,
@@ -45,14 +39,7 @@ export default class HostInvite extends ClusterCommand<typeof HostInvite> {
       description: `how long the join token is good for (at most ${formatDuration(MAX_JOIN_TOKEN_TTL_MS)})`,
       default: formatDuration(DEFAULT_JOIN_TOKEN_TTL_MS),
     }),
-    label: Flags.string({
-      description: 'label of the Cluster, key=value (repeatable)',
-      multiple: true,
-      default: [],
-    }),
-    provider: Flags.string({description: 'provider shown in the console (e.g. "Aliyun ACK")'}),
-    description: Flags.string({description: 'description shown in the console'}),
-    creator: Flags.string({description: 'KubeSphere user recorded as the creator', default: 'admin'}),
+    ...clusterRecordFlags,
     'proxy-address': Flags.string({
       description:
         "address members reach the proxy at instead of the host's published one, https://host:port",
@@ -62,8 +49,7 @@ export default class HostInvite extends ClusterCommand<typeof HostInvite> {
 
   async run(): Promise<HostInviteResult> {
     const {flags} = this
-    const name = validateProxyClusterName(this.args.name, 'NAME')
-    const labels = parseLabels(flags.label)
+    const record = clusterRecordOf(this.args.name, flags)
     const ttlMs = parseDuration(flags.ttl, '--ttl')
     if (ttlMs <= 0 || ttlMs > MAX_JOIN_TOKEN_TTL_MS) {
       throw invalidInput(
@@ -73,11 +59,7 @@ export default class HostInvite extends ClusterCommand<typeof HostInvite> {
     }
     const host = this.clients().forContext(flags.context)
     const result = await hostInvite(host, {
-      name,
-      labels,
-      provider: flags.provider,
-      description: flags.description,
-      creator: flags.creator,
+      ...record,
       proxyAddress: flags['proxy-address'],
       ttlMs,
       dryRun: this.dryRunMode(),

@@ -1,10 +1,10 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {ClusterCommand} from '../../src/cli/cluster-command.js'
 import {renderChanges} from '../../src/cli/changes-view.js'
+import {clusterNameArg, clusterRecordFlags, clusterRecordOf} from '../../src/cli/cluster-record.js'
 import {dryRunFlag, hostContextFlag, memberContextFlag} from '../../src/cli/flags.js'
 import {formatDuration} from '../../src/cli/duration.js'
-import {parseLabels} from '../../src/cli/labels.js'
 import {handOffStdout} from '../../src/cli/stdout-handoff.js'
 import {invalidInput} from '../../src/errors.js'
 import {checkPin} from '../../src/kubesphere/agent-input.js'
@@ -17,7 +17,6 @@ import {
   TOKEN_WAIT_MS,
   type MemberJoinResult,
 } from '../../src/kubesphere/member-join.js'
-import {validateProxyClusterName} from '../../src/kubesphere/names.js'
 import {log} from '../../src/log.js'
 import {checkPrivateFilePath, writePrivateFile} from '../../src/private-file.js'
 import {redact, revealed} from '../../src/redact.js'
@@ -41,24 +40,12 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
     '<%= config.bin %> <%= command.id %> member1 --host-context host --member-context member1 --runtime ksctl --apply --wait',
   ]
 
-  static override args = {
-    name: Args.string({
-      description: 'cluster name on the host (lowercase letters, digits, "-"; at most 60)',
-      required: true,
-    }),
-  }
+  static override args = {name: clusterNameArg}
 
   static override flags = {
     'host-context': {...hostContextFlag, required: true},
     'member-context': {...memberContextFlag, required: true},
-    label: Flags.string({
-      description: 'label of the Cluster, key=value (repeatable)',
-      multiple: true,
-      default: [],
-    }),
-    provider: Flags.string({description: 'provider shown in the console (e.g. "Aliyun ACK")'}),
-    description: Flags.string({description: 'description shown in the console'}),
-    creator: Flags.string({description: 'KubeSphere user recorded as the creator', default: 'admin'}),
+    ...clusterRecordFlags,
     'proxy-address': Flags.string({
       description: "address agents dial instead of the host's published one, http(s)://host:port",
     }),
@@ -98,8 +85,8 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
 
   async run(): Promise<MemberJoinOutput> {
     const {flags} = this
-    const name = validateProxyClusterName(this.args.name, 'NAME')
-    const labels = parseLabels(flags.label)
+    const record = clusterRecordOf(this.args.name, flags)
+    const {name} = record
     const manifestOnStdout = !flags.apply && flags.output === undefined
     if (flags.wait && manifestOnStdout && this.jsonEnabled() && this.dryRunMode() === false) {
       throw invalidInput(
@@ -114,11 +101,7 @@ export default class MemberJoin extends ClusterCommand<typeof MemberJoin> {
     const host = clients.forContext(flags['host-context'], '--host-context')
     const member = clients.forContext(flags['member-context'], '--member-context')
     const result: MemberJoinOutput = await memberJoin(host, member, {
-      name,
-      labels,
-      provider: flags.provider,
-      description: flags.description,
-      creator: flags.creator,
+      ...record,
       proxyAddress: flags['proxy-address'],
       agentImage: flags['agent-image'],
       replicas: flags.replicas,

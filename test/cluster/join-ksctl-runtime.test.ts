@@ -13,20 +13,13 @@ import {ClusterResource} from '../../src/k8s/resources.js'
 import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
 import {startKubeSphereStandIn} from '../../src/kubesphere-standin/stand-in.js'
-import type {StandInLoop} from '../../src/kubesphere-standin/loop.js'
-import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
-import type {RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {bothClusters, run} from './cluster-state.js'
 import {testBed} from './hooks.js'
-import {
-  pointTowerServiceAt,
-  removeKsctlAgentClusterObjects,
-  routeClusterService,
-  runAppliedAgent,
-} from './ksctl-runtime-parts.js'
+import {pointTowerServiceAt, routeClusterService, runAppliedAgent} from './ksctl-runtime-parts.js'
+import {RunningRuntime, startProxyOnHost} from './running-runtime.js'
 
 const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
 
@@ -48,22 +41,9 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
 
   for (const {edition, host, member, scheme} of editions) {
     describe(`KubeSphere ${edition}`, () => {
-      const cleanups: (() => Promise<unknown>)[] = []
-      let proxy: RunningKsctl | undefined
-      let agent: RunningPod | undefined
-      let standIn: StandInLoop | undefined
+      const running = new RunningRuntime()
 
-      afterEach(async () => {
-        await agent?.stop(5)
-        agent = undefined
-        await standIn?.stop()
-        standIn = undefined
-        proxy?.process.kill('SIGKILL')
-        await proxy?.process
-        proxy = undefined
-        for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
-        await removeKsctlAgentClusterObjects()
-      })
+      afterEach(() => running.stop())
 
       it('refuses a runtime the host does not run, naming the tower Service and the next step, and changes nothing', async () => {
         const kubeconfig = testBed().kubeconfigPath
@@ -106,24 +86,16 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
         await resetCluster(kubeconfig, 'member', member)
         await pointTowerServiceAt('ksctl')
 
-        // ksctl's proxy in Kubernetes mode against the host, listening where the published address leads.
-        proxy = startKsctl([
-          ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', 'host', '--resync', '300ms'],
-          ...[
-            '--listen',
-            `127.0.0.1:${String(listenPort)}`,
-            '--front-end',
-            `127.0.0.1:${String(frontEndPort)}`,
-          ],
-          ...['--cluster-ports', (await freeClusterPorts(2)).flag],
-        ])
-        const proxyOutput = proxy.output
-        await until(() => proxy?.logged('tower proxy started').length === 1, 'the proxy', {
-          output: proxyOutput,
+        // ksctl's proxy, listening where the published address leads.
+        running.proxy = await startProxyOnHost({
+          listen: listenPort,
+          frontEnd: frontEndPort,
+          clusterPorts: (await freeClusterPorts(2)).flag,
         })
+        const proxyOutput = running.proxy.output
 
         const clients = ClusterClients.load({kubeconfig})
-        standIn = startKubeSphereStandIn({
+        running.standIn = startKubeSphereStandIn({
           host: clients.forContext('host'),
           member: clients.forContext('member'),
           // The controller reaches the member at the server the issued kubeconfig names (routed below).
@@ -143,12 +115,12 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
         const log = (line: string) =>
           process.env.KSCTL_TEST_POD_LOG === '1' ? console.error(line) : undefined
         // The member's kubelet and the host's kube-proxy, while the join runs.
-        const [started, undoRoute] = await Promise.all([
+        const [agent, undoRoute] = await Promise.all([
           runAppliedAgent({image, metricsPort, abandon: join, log}),
           routeClusterService('member1'),
         ])
-        cleanups.push(undoRoute)
-        agent = started
+        running.cleanups.push(undoRoute)
+        running.agent = agent
         const joined = await join
         assert.equal(joined.exitCode, 0, `${joined.stderr}\n${agent?.output() ?? ''}\n${proxyOutput()}`)
         assert.ok(agent !== undefined)
@@ -203,7 +175,7 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
           assert.ok(!output.includes(Buffer.from(token).toString('base64')), 'nor in base64')
         }
         assert.deepEqual(await agent.stop(), {exitCode: 0, signal: undefined}, agent.output())
-        agent = undefined
+        running.agent = undefined
       })
     })
   }

@@ -24,6 +24,7 @@ import type {ProxyInstallResult} from '../../src/proxy-install/install.js'
 import type {ProxyUninstallResult} from '../../src/proxy-install/uninstall.js'
 import type {ProcessOutcome} from '../helpers/ksctl-process.js'
 import {until} from '../helpers/ksctl-running.js'
+import {objectIdentity, RENDERED_PROXY_OBJECTS} from '../helpers/proxy-install-objects.js'
 import {runPod, type RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {denyWrites} from '../testbed/admission.js'
@@ -425,26 +426,14 @@ describe('ksctl proxy install and uninstall', function () {
           metadata: {name: string; namespace?: string}
           spec?: Record<string, unknown>
         }[]
-        assert.deepEqual(
-          objects.map(
-            (object) => `${object.kind} ${object.metadata.namespace ?? ''}/${object.metadata.name}`,
-          ),
-          [
-            'ServiceAccount kubesphere-system/ksctl-tower-proxy',
-            'ClusterRole /ksctl-tower-proxy',
-            'ClusterRoleBinding /ksctl-tower-proxy',
-            'Role kubesphere-system/ksctl-tower-proxy',
-            'RoleBinding kubesphere-system/ksctl-tower-proxy',
-            'Role default/ksctl-tower-proxy-events',
-            'RoleBinding default/ksctl-tower-proxy-events',
-            'NetworkPolicy kubesphere-system/ksctl-tower-proxy-kubesphere-ports',
-            'Deployment kubesphere-system/ksctl-tower-proxy',
-            'Service kubesphere-system/tower',
-            'Deployment kubesphere-system/tower',
-          ],
-        )
-        assert.deepEqual(objects[9]?.spec?.selector, KSCTL_PODS)
-        assert.equal(objects[10]?.spec?.replicas, 0)
+        assert.deepEqual(objects.map(objectIdentity), [
+          ...RENDERED_PROXY_OBJECTS,
+          'Service kubesphere-system/tower',
+          'Deployment kubesphere-system/tower',
+        ])
+        const [towerService, towerDeployment] = objects.slice(RENDERED_PROXY_OBJECTS.length)
+        assert.deepEqual(towerService?.spec?.selector, KSCTL_PODS)
+        assert.equal(towerDeployment?.spec?.replicas, 0)
         assert.match(
           yaml.stderr,
           /not printed: secrets kubesphere-system\/ksctl-tower-ca and kubesphere-system\/ksctl-tower-serving: they hold private keys/,

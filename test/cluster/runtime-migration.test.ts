@@ -9,16 +9,13 @@ import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
 import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
-import type {StandInLoop} from '../../src/kubesphere-standin/loop.js'
 import {
   migrateMembersToKsctlAgent,
   migrateMembersToTowerAgent,
   type RuntimeMigrationReport,
 } from '../../src/kubesphere/runtime-migration.js'
 import {createCertificateAuthority} from '../../src/pki/certificates.js'
-import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
 import {KubeSphereStandIn} from '../helpers/kubesphere-standin.js'
-import type {RunningPod} from '../helpers/pod-runner.js'
 import {routeServicePort} from '../helpers/service-route.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
@@ -26,12 +23,12 @@ import {snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {
   pointTowerServiceAt,
-  removeKsctlAgentClusterObjects,
   routeClusterService,
   runAppliedAgent,
   startTowerTunnelStandIn,
   towerTunnelKubeconfig,
 } from './ksctl-runtime-parts.js'
+import {RunningRuntime, startProxyOnHost} from './running-runtime.js'
 
 const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
 const NAMESPACE = 'kubesphere-system'
@@ -86,27 +83,14 @@ function outcomes(report: RuntimeMigrationReport): Record<string, string> {
 describe("runtime migration: members move between Tower's agent and ksctl's through the tunnel that works", function () {
   this.timeout(300_000)
   let image: UnpackedImage
-  const cleanups: (() => Promise<unknown>)[] = []
-  let proxy: RunningKsctl | undefined
-  let agent: RunningPod | undefined
-  let standIn: StandInLoop | undefined
+  const running = new RunningRuntime()
 
   before(async function () {
     this.timeout(600_000)
     image = await unpackCached((await buildImage()).archive)
   })
 
-  afterEach(async () => {
-    await agent?.stop(5)
-    agent = undefined
-    await standIn?.stop()
-    standIn = undefined
-    proxy?.process.kill('SIGKILL')
-    await proxy?.process
-    proxy = undefined
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
-    await removeKsctlAgentClusterObjects()
-  })
+  afterEach(() => running.stop())
 
   for (const {edition, host, member} of editions) {
     it(`KubeSphere ${edition}: to ksctl's agent while the host switches to ksctl's proxy, and back to Tower's`, async () => {
@@ -127,20 +111,14 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
       // ksctl's proxy runs before the switch, as an install starts it, but the published address does not lead to
       // it yet: ksctl's agent, once applied, is refused until the switch, as Tower's proxy would refuse it.
       const clusterPorts = await freeClusterPorts(2)
-      proxy = startKsctl([
-        ...['tower', 'proxy', '--kubeconfig', kubeconfig, '--context', 'host', '--resync', '300ms'],
-        ...[
-          '--listen',
-          `127.0.0.1:${String(listenPort)}`,
-          '--front-end',
-          `127.0.0.1:${String(frontEndPort)}`,
-        ],
-        ...['--cluster-ports', clusterPorts.flag],
-      ])
-      const proxyOutput = proxy.output
-      await until(() => proxy?.logged('tower proxy started').length === 1, 'the proxy', {output: proxyOutput})
+      running.proxy = await startProxyOnHost({
+        listen: listenPort,
+        frontEnd: frontEndPort,
+        clusterPorts: clusterPorts.flag,
+      })
+      const proxyOutput = running.proxy.output
       // kube-proxy's part for mc-member1, once ksctl's proxy has given the Cluster a port of its own.
-      cleanups.push(
+      running.cleanups.push(
         await routeClusterService('member1', {
           port: (port) => port >= clusterPorts.first && port <= clusterPorts.last,
         }),
@@ -154,13 +132,14 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
           atSwitch = await agents()
           await pointTowerServiceAt('ksctl')
           // The tower Service now leads to ksctl's proxy: the published address reaches it.
-          cleanups.push(await routeServicePort('127.0.0.1', publishedPort, listenPort))
+          running.cleanups.push(await routeServicePort('127.0.0.1', publishedPort, listenPort))
         },
         connectTimeoutMs: 90_000,
         say: (line) => progress.push(line),
       })
       // The member's kubelet runs ksctl's agent as soon as the migration has applied its Deployment.
-      agent = await runAppliedAgent({image, metricsPort, abandon: toKsctl})
+      const agent = await runAppliedAgent({image, metricsPort, abandon: toKsctl})
+      running.agent = agent
       const moved = await toKsctl
       assert.deepEqual(
         {switched: moved.switched, members: outcomes(moved)},
@@ -202,9 +181,9 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
         switchProxy: async () => {
           backAtSwitch = await agents()
           await pointTowerServiceAt('tower')
-          proxy?.process.kill('SIGTERM')
-          await proxy?.process
-          standIn = startTowerTunnelStandIn()
+          running.proxy?.process.kill('SIGTERM')
+          await running.proxy?.process
+          running.standIn = startTowerTunnelStandIn()
         },
         connectTimeoutMs: 60_000,
         say: (line) => progress.push(line),

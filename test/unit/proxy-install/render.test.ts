@@ -11,6 +11,7 @@ import {
   towerPlacement,
 } from '../../../src/proxy-install/render.js'
 import {selectsKsctlProxy} from '../../../src/kubesphere/agent-runtime.js'
+import {objectIdentity, RENDERED_PROXY_OBJECTS} from '../../helpers/proxy-install-objects.js'
 
 const tolerations = [{key: 'CriticalAddonsOnly', operator: 'Exists'}]
 
@@ -27,20 +28,7 @@ type Rule = {apiGroups: string[]; resources: string[]; resourceNames?: string[];
 
 describe('ksctl proxy install: rendering', () => {
   it('renders the ServiceAccount, the RBAC, the kubesphere ports policy and the Deployment, in the order they are applied', () => {
-    assert.deepEqual(
-      render().map((object) => `${object.kind} ${object.metadata.namespace ?? ''}/${object.metadata.name}`),
-      [
-        'ServiceAccount kubesphere-system/ksctl-tower-proxy',
-        'ClusterRole /ksctl-tower-proxy',
-        'ClusterRoleBinding /ksctl-tower-proxy',
-        'Role kubesphere-system/ksctl-tower-proxy',
-        'RoleBinding kubesphere-system/ksctl-tower-proxy',
-        'Role default/ksctl-tower-proxy-events',
-        'RoleBinding default/ksctl-tower-proxy-events',
-        'NetworkPolicy kubesphere-system/ksctl-tower-proxy-kubesphere-ports',
-        'Deployment kubesphere-system/ksctl-tower-proxy',
-      ],
-    )
+    assert.deepEqual(render().map(objectIdentity), RENDERED_PROXY_OBJECTS)
   })
 
   it('grants exactly what Kubernetes mode calls: Clusters cluster-wide, its Services, three Secrets and kubesphere-config by name in kubesphere-system, Events in default; never create on Secrets', () => {
