@@ -5,6 +5,7 @@ import type {V1Affinity, V1Deployment, V1Service, V1Toleration} from '@kubernete
 
 import type {ManifestObject} from '../k8s/manifest-objects.js'
 import {JOIN_TOKENS_SECRET} from '../join-token/store.js'
+import {AGENT_TOKENS_SECRET} from '../kubesphere/agent-token-secret.js'
 import {KUBESPHERE_CONFIG_NAME} from '../kubesphere/constants.js'
 import {packageRoot} from '../package-root.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
@@ -110,6 +111,14 @@ export function renderProxyObjects(input: ProxyRenderInput): ManifestObject[] {
           verbs: ['get', 'update'],
         },
         {apiGroups: [''], resources: ['configmaps'], resourceNames: [KUBESPHERE_CONFIG_NAME], verbs: ['get']},
+        // agent-token-rotation.ts: agent token rotations, read on every pass and updated (resourceVersion-guarded)
+        // at each step; `ksctl agent-token rotate` creates the Secret. Cluster writes are the ClusterRole's.
+        {
+          apiGroups: [''],
+          resources: ['secrets'],
+          resourceNames: [AGENT_TOKENS_SECRET],
+          verbs: ['get', 'update'],
+        },
       ],
     },
     {

@@ -42,7 +42,7 @@ function container(objects: ManifestObject[]) {
 }
 
 describe("ksctl's agent manifest", () => {
-  it('the objects: namespace, ServiceAccount, its impersonate-only RBAC, KubeSphere identity as cluster-admin, token Secret, CA ConfigMap, Deployment', () => {
+  it('the objects: namespace, ServiceAccount, its impersonate-only RBAC, KubeSphere identity as cluster-admin, the rotation identity on the token Secret alone, token Secret, CA ConfigMap, Deployment', () => {
     const objects = renderKsctlAgentManifest(base)
     assert.deepEqual(
       objects.map((object) => `${object.kind} ${object.metadata.namespace ?? '-'}/${object.metadata.name}`),
@@ -52,6 +52,8 @@ describe("ksctl's agent manifest", () => {
         'ClusterRole -/ksctl-tower-agent-impersonator',
         'ClusterRoleBinding -/ksctl-tower-agent-impersonator',
         'ClusterRoleBinding -/ksctl-kubesphere-identity',
+        'Role kubesphere-system/ksctl-tower-agent-token-rotation',
+        'RoleBinding kubesphere-system/ksctl-tower-agent-token-rotation',
         'Secret kubesphere-system/ksctl-tower-agent-token',
         'ConfigMap kubesphere-system/ksctl-tower-agent-proxy-ca',
         'Deployment kubesphere-system/ksctl-tower-agent',

@@ -31,7 +31,7 @@ describe('ksctl proxy install: rendering', () => {
     assert.deepEqual(render().map(objectIdentity), RENDERED_PROXY_OBJECTS)
   })
 
-  it('grants exactly what Kubernetes mode calls: Clusters cluster-wide, its Services, three Secrets and kubesphere-config by name in kubesphere-system, Events in default; never create on Secrets', () => {
+  it('grants exactly what Kubernetes mode calls: Clusters cluster-wide, its Services, four Secrets and kubesphere-config by name in kubesphere-system, Events in default; never create on Secrets', () => {
     const rules = (kind: string, namespace?: string) =>
       (
         render().find(
@@ -59,6 +59,7 @@ describe('ksctl proxy install: rendering', () => {
         verbs: ['get', 'update'],
       },
       {apiGroups: [''], resources: ['configmaps'], resourceNames: ['kubesphere-config'], verbs: ['get']},
+      {apiGroups: [''], resources: ['secrets'], resourceNames: ['ksctl-agent-tokens'], verbs: ['get', 'update']},
     ])
     assert.deepEqual(rules('Role', 'default'), [
       {apiGroups: [''], resources: ['events'], verbs: ['create', 'patch']},

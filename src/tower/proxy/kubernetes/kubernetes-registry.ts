@@ -6,6 +6,15 @@ import type {ClusterClient} from '../../../k8s/cluster-client.js'
 import {retryOnConflict} from '../../../k8s/conflict-retry.js'
 import {ManifestObjects, type ManifestObject} from '../../../k8s/manifest-objects.js'
 import {ClusterResource} from '../../../k8s/resources.js'
+import {
+  AGENT_TOKEN_SECRET_ANNOTATION,
+  AGENT_TOKENS_SECRET,
+  agentTokenState,
+  readAgentTokenRecords,
+  tokenExpiresAt,
+  type AgentTokenRecord,
+  type AgentTokenState,
+} from '../../../kubesphere/agent-token-secret.js'
 import type {KubeSphereCluster} from '../../../kubesphere/cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from '../../../kubesphere/constants.js'
 import type {Logger} from '../../../log.js'
@@ -13,6 +22,7 @@ import type {CertificateAndKey} from '../../../pki/certificates.js'
 import {redactor} from '../../../redact.js'
 import {KUBESPHERE_IDENTITY} from '../../shared/identity.js'
 import {currentCa, type CurrentCa} from '../current-ca.js'
+import {AgentTokenRotations} from './agent-token-rotation.js'
 import {retryTransient} from './api-retry.js'
 import {ClusterEvents} from './cluster-events.js'
 import {issueKubeconfig} from '../issue-kubeconfig.js'
@@ -25,7 +35,13 @@ import {
   type ClusterAssignment,
   type PortRange,
 } from './cluster-reconcile.js'
-import type {AgentPresence, ClusterProblem, ClusterRegistry, RegisteredCluster} from '../registry.js'
+import type {
+  AgentPresence,
+  ClusterProblem,
+  ClusterRegistry,
+  ClusterTunnel,
+  RegisteredCluster,
+} from '../registry.js'
 
 export interface KubernetesRegistryOptions {
   /**
@@ -87,6 +103,11 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   private readonly issued = new Map<string, {base64: string; kubeconfig: IssuedKubeconfig | undefined}>()
   /** Live agent sessions per cluster on this replica. */
   private readonly sessions = new Map<string, number>()
+  /** The agent sessions of each cluster on this replica, and which token those still serving are on. */
+  private readonly presence = new Map<string, AgentPresence>()
+  /** The rotation state of each proxy Cluster that has one (its Secret, referenced from the Cluster). */
+  private tokenStates = new Map<string, AgentTokenState>()
+  private readonly rotations: AgentTokenRotations
 
   constructor(
     private readonly client: ClusterClient,
@@ -95,6 +116,17 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
     this.ca = currentCa(options.ca)
     this.manifests = new ManifestObjects(client)
     this.events = new ClusterEvents(client, options.log, () => this.now())
+    this.rotations = new AgentTokenRotations({
+      client,
+      namespace: this.namespace,
+      events: this.events,
+      log: options.log,
+      now: () => this.now(),
+    })
+  }
+
+  attachTunnel(tunnel: ClusterTunnel): void {
+    this.rotations.attachTunnel(tunnel)
   }
 
   /**
@@ -123,12 +155,12 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   }
 
   list(): RegisteredCluster[] {
-    return [...this.clusters.values()].map(toRegistered)
+    return [...this.clusters.values()].map((cluster) => this.registered(cluster))
   }
 
   get(name: string): RegisteredCluster | undefined {
     const cluster = this.clusters.get(name)
-    return cluster === undefined ? undefined : toRegistered(cluster)
+    return cluster === undefined ? undefined : this.registered(cluster)
   }
 
   onChange(listener: () => void): void {
@@ -137,11 +169,13 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
 
   agentConnected(name: string, presence: AgentPresence): void {
     this.sessions.set(name, presence.sessions)
+    this.presence.set(name, presence)
     this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
   }
 
   agentDisconnected(name: string, presence: AgentPresence): void {
     this.sessions.set(name, presence.sessions)
+    this.presence.set(name, presence)
     this.queue(name, () => retryOnConflict(() => this.writeAgentPresence(name, presence.sessions)))
   }
 
@@ -165,16 +199,20 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
    */
   async reconcile(): Promise<void> {
     await this.refreshCa()
-    const [clusters, services] = await Promise.all([
+    const [clusters, services, {records: tokenRecords}] = await Promise.all([
       this.client.listCustomObjects<KubeSphereCluster>(ClusterResource),
       this.client.listServices(this.namespace, `${MANAGED_BY_LABEL}=${MANAGED_BY}`),
+      readAgentTokenRecords(this.client, this.namespace),
     ])
+    const served = JSON.stringify(this.list())
     const proxyClusters = new Map(
       clusters.filter(isProxyCluster).map((cluster) => [cluster.metadata?.name ?? '', cluster]),
     )
     this.objects = proxyClusters
     for (const name of this.issued.keys()) if (!proxyClusters.has(name)) this.issued.delete(name)
     for (const name of this.sessions.keys()) if (!proxyClusters.has(name)) this.sessions.delete(name)
+    for (const name of this.presence.keys()) if (!proxyClusters.has(name)) this.presence.delete(name)
+    this.tokenStates = referencedTokenStates(proxyClusters, tokenRecords)
     const {assignments, unassigned} = assignClusters(clusters, this.portRange)
     const next = new Map<string, ClusterAssignment>()
     for (const assignment of assignments) {
@@ -217,9 +255,47 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
       )
     }
     await this.removeOrphanServices(services, new Set(proxyClusters.keys()))
-    const changed = JSON.stringify([...next.entries()]) !== JSON.stringify([...this.clusters.entries()])
     this.clusters = next
-    if (changed) for (const listener of this.listeners) listener()
+    await this.rotateTokens(proxyClusters)
+    if (JSON.stringify(this.list()) !== served) for (const listener of this.listeners) listener()
+  }
+
+  /**
+   * One step of each rotation due or under way. A promotion is taken at once (the Cluster now holds the next token),
+   * so that the old token is refused from this pass on rather than the next.
+   */
+  private async rotateTokens(proxyClusters: Map<string, KubeSphereCluster>): Promise<void> {
+    for (const [name, state] of this.tokenStates) {
+      const cluster = proxyClusters.get(name)
+      const assignment = this.clusters.get(name)
+      if (cluster === undefined || assignment === undefined) continue
+      try {
+        const step = await this.rotations.step(cluster, assignment.token, state, this.presence.get(name))
+        if (step === 'promoted' && state.next !== undefined) {
+          this.clusters.set(name, {...assignment, token: state.next})
+          this.tokenStates.set(name, {...state, next: undefined, issuedAt: this.now()})
+        }
+      } catch (error) {
+        this.options.log.warn(
+          'cannot take the agent token rotation of a cluster further; trying again on the next pass',
+          {
+            cluster: name,
+            reason: error instanceof Error ? error.message : String(error),
+          },
+        )
+      }
+    }
+  }
+
+  /** What the proxy accepts of a cluster: its assignment, and its rotation's next token and lifetime. */
+  private registered(assignment: ClusterAssignment): RegisteredCluster {
+    const state = this.tokenStates.get(assignment.name)
+    const expiresAt = state === undefined ? undefined : tokenExpiresAt(state)
+    return {
+      ...toRegistered(assignment),
+      ...(state?.next !== undefined && state.next !== assignment.token && {nextToken: state.next}),
+      ...(expiresAt !== undefined && {tokenExpiresAt: expiresAt.getTime()}),
+    }
   }
 
   /**
@@ -445,6 +521,23 @@ export class KubernetesClusterRegistry implements ClusterRegistry {
   private now(): Date {
     return this.options.now?.() ?? new Date()
   }
+}
+
+/**
+ * The rotation state of each proxy Cluster whose annotation references the Secret (a record no Cluster references
+ * is not acted on: the reference is what `ksctl agent-token rotate` writes, and what says the record is the
+ * Cluster's, not a deleted namesake's).
+ */
+function referencedTokenStates(
+  proxyClusters: Map<string, KubeSphereCluster>,
+  records: Map<string, AgentTokenRecord>,
+): Map<string, AgentTokenState> {
+  const states = new Map<string, AgentTokenState>()
+  for (const [name, record] of records) {
+    const reference = proxyClusters.get(name)?.metadata?.annotations?.[AGENT_TOKEN_SECRET_ANNOTATION]
+    if (reference === AGENT_TOKENS_SECRET) states.set(name, agentTokenState(name, record))
+  }
+  return states
 }
 
 /** Whether the Cluster already holds the token and ports of `assignment` (what its agent connects with). */
