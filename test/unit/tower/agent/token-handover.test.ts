@@ -4,10 +4,12 @@ import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 
+import TowerAgentCommand from '../../../../commands/tower/agent.js'
 import type {TowerAgent} from '../../../../src/tower/agent/agent.js'
 import {credentialOf} from '../../../../src/tower/proxy/session-pool.js'
 import {TowerMetrics} from '../../../../src/tower/shared/metrics.js'
 import type {TunnelSession} from '../../../../src/tunnel/index.js'
+import {runCommand} from '../../../helpers/run-command.js'
 import {
   CapturedLog,
   clientCredentials,
@@ -286,4 +288,29 @@ describe('tower agent handing its tunnel over to a rotated token', function () {
     await until(() => old.closed && next.closed)
     await cut
   })
+})
+
+describe('ksctl tower agent token handover flags', function () {
+  this.timeout(20_000)
+
+  for (const [flag, value] of [
+    ['--token-check-interval', '0s'],
+    ['--token-handover-grace', '600h'],
+  ] as const) {
+    it(`exits 2 on ${flag} ${value}, out of 1s to 596h, before it connects`, async () => {
+      const outcome = await runCommand(TowerAgentCommand, [
+        ...['--name', 'member1', '--token', 'a-token-of-the-test-0123456789', flag, value],
+        ...[
+          '--proxy-server',
+          'http://127.0.0.1:9',
+          '--insecure-plain',
+          '--kubernetes-service',
+          '127.0.0.1:1',
+        ],
+      ])
+      assert.equal(outcome.exitCode, 2)
+      assert.match(outcome.stderr, new RegExp(`${flag} "${value}" must be from 1s to 596h`))
+      assert.doesNotMatch(outcome.stderr, /connecting to the proxy/)
+    })
+  }
 })
