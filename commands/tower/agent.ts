@@ -29,7 +29,8 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
     "It connects out to --proxy-server over WebSocket (wss:// verified by --proxy-ca or --proxy-pin; plain ws:// for an http:// address only with --insecure-plain, which the proxy needs too), and dials only its own destinations: kubernetes (with the member's credentials, which never leave the member), kubesphere, and the --allow names.",
     "Each request to kubernetes runs on the member as the client the proxy verified (the user and groups of its certificate, by Kubernetes impersonation), never as the agent's own account: the agent's service account needs only impersonate on users and groups.",
     'It honours HTTPS_PROXY (for wss://), HTTP_PROXY (for ws://), ALL_PROXY and NO_PROXY: through an http:// proxy it tunnels with CONNECT and still verifies the tower proxy itself before sending its token.',
-    'It reconnects for ever with backoff (unless --max-retry); SIGHUP retries now; SIGTERM drains open streams, then exits. Long-running: there is no --json result.',
+    'With --token-file it reads the token again every --token-check-interval while connected: a rotated token is handed over to without a break (a new session with it takes the new requests, and the previous one serves its open streams, kubectl watches included, for up to --token-handover-grace). A token the proxy refuses leaves the tunnel on the previous one, and the handover is tried again at the next check.',
+    'It reconnects for ever with backoff (unless --max-retry); SIGHUP retries now (or checks the token, when connected); SIGTERM drains open streams, then exits. Long-running: there is no --json result.',
   ].join('\n\n')
 
   // A long-running process has no result document; its logs (--log-format json) are the machine interface.
@@ -45,7 +46,17 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
       description: 'tunnel token (prefer --token-file: a flag shows in the process list)',
     }),
     'token-file': Flags.string({
-      description: 'file holding the tunnel token, re-read before every connection',
+      description: 'file holding the tunnel token, re-read before every connection and while connected',
+    }),
+    'token-check-interval': Flags.string({
+      description:
+        'with --token-file: how often a connected agent reads the token again, to hand over to a rotated one',
+      default: '10s',
+    }),
+    'token-handover-grace': Flags.string({
+      description:
+        'after a handover to a rotated token, how long the previous session may still serve its open streams (watches)',
+      default: '1h',
     }),
     'proxy-server': Flags.string({
       description: 'address of the tower proxy (http→ws, https→wss; port defaults to 80/443)',
@@ -143,6 +154,8 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
       maxRetry: flags['max-retry'],
       maxRetryIntervalMs: parseDuration(flags['max-retry-interval'], '--max-retry-interval'),
       goAwayGraceMs: parseDuration(flags['grace-period'], '--grace-period'),
+      tokenCheckMs: boundedDuration(flags['token-check-interval'], '--token-check-interval'),
+      handoverGraceMs: boundedDuration(flags['token-handover-grace'], '--token-handover-grace'),
       destinations,
       log: agentLog,
       metrics,
@@ -159,7 +172,7 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
           await agent.stop()
         },
         () => {
-          agentLog.info('SIGHUP: reconnecting now')
+          agentLog.info(agent.ready ? 'SIGHUP: checking the token now' : 'SIGHUP: reconnecting now')
           agent.retryNow()
         },
       )
@@ -167,6 +180,18 @@ export default class TowerAgentCommand extends BaseCommand<typeof TowerAgentComm
       await ops?.close()
     }
   }
+}
+
+/** The longest wait a timer takes (about 24.8 days). */
+const maxTimerMs = 2 ** 31 - 1
+
+/** A duration from a second to what a timer can wait: shorter would spin, longer would fire at once. */
+function boundedDuration(text: string, flag: string): number {
+  const ms = parseDuration(text, flag)
+  if (ms < 1000 || ms > maxTimerMs) {
+    throw invalidInput(`${flag} "${text}" must be from 1s to 596h`, [`e.g. ${flag}=10s or ${flag}=1h`])
+  }
+  return ms
 }
 
 function tokenSource(token: string | undefined, tokenFile: string | undefined): () => Promise<string> {

@@ -48,6 +48,15 @@ export interface OpenStreamOptions {
   signal?: AbortSignal
 }
 
+export interface GoAwayOptions {
+  /**
+   * How long open streams may still run before they are reset; default the session's `goAwayGraceMs`. The
+   * sender chooses (PROTOCOL.md §8.1): a shutdown drains for seconds, a token handover for as long as a watch may
+   * last. A later call may bring the end closer, never put it off.
+   */
+  graceMs?: number
+}
+
 /** Counters for metrics; a snapshot. */
 export interface SessionStats {
   streamsActive: number
@@ -102,6 +111,8 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
   private receivedGoAway = false
   private peerWentAwayGracefully = false
   private goAwayTimer: NodeJS.Timeout | undefined
+  /** When the grace of our GO_AWAY runs out (performance.now()); Infinity while not draining. */
+  private goAwayDeadline = Infinity
   private pendingPongs = 0
   private ended = false
   private transportClosed = false
@@ -214,8 +225,13 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
   /**
    * Graceful shutdown (PROTOCOL.md §8.1): sends GO_AWAY, admits no new stream, lets open ones finish, and
    * closes once none is left or the grace period ends (then resets the rest). Resolves when the session is over.
+   * Called again while draining, it only shortens the grace if the new one ends sooner (no second GO_AWAY).
    */
-  async goAway(): Promise<void> {
+  async goAway(options: GoAwayOptions = {}): Promise<void> {
+    const graceMs = options.graceMs ?? this.options.goAwayGraceMs
+    if (!Number.isInteger(graceMs) || graceMs < 1 || graceMs > maxTimerMs) {
+      throw new RangeError(`graceMs must be an integer from 1 to ${maxTimerMs}, got ${graceMs}`)
+    }
     if (this.ended) return
     const ended = new Promise<void>((resolve) => this.endWaiters.push(resolve))
     if (!this.sentGoAway) {
@@ -224,12 +240,11 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
       this.tellStreamsDraining()
       if (this.streams.size === 0) {
         this.finish(undefined, CloseCode.Normal, 'go away')
-      } else {
-        this.draining = true
-        this.goAwayTimer = setTimeout(() => this.graceExpired(), this.options.goAwayGraceMs)
-        this.goAwayTimer.unref()
+        return ended
       }
+      this.draining = true
     }
+    if (this.draining) this.endDrainWithin(graceMs)
     return ended
   }
 
@@ -429,6 +444,16 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     if (this.draining && this.streams.size === 0) this.finish(undefined, CloseCode.Normal, 'go away')
   }
 
+  /** Resets what is still open in `graceMs`, unless an earlier deadline is already set. */
+  private endDrainWithin(graceMs: number): void {
+    const deadline = performance.now() + graceMs
+    if (deadline >= this.goAwayDeadline) return
+    this.goAwayDeadline = deadline
+    clearTimeout(this.goAwayTimer)
+    this.goAwayTimer = setTimeout(() => this.graceExpired(), graceMs)
+    this.goAwayTimer.unref()
+  }
+
   private graceExpired(): void {
     this.draining = false
     const shutdown = new TunnelError('TUNNEL_ERR_SESSION_CLOSED', 'go away grace period expired', {
@@ -494,6 +519,9 @@ export class TunnelSession extends EventEmitter<SessionEvents> {
     for (const resolve of this.endWaiters.splice(0)) resolve()
   }
 }
+
+/** The longest delay setTimeout takes (about 24.8 days); a longer one would fire at once. */
+const maxTimerMs = 2 ** 31 - 1
 
 function ignoreSendError(): void {
   // A failed send means the transport is going down; its close handler reports why.

@@ -7,7 +7,14 @@ import WebSocket from 'ws'
 
 import {invalidInput, KsctlError} from '../../errors.js'
 import type {Logger} from '../../log.js'
-import {SUBPROTOCOL, TunnelSession, webSocketOptions, webSocketTransport} from '../../tunnel/index.js'
+import {
+  SUBPROTOCOL,
+  TunnelSession,
+  webSocketOptions,
+  webSocketTransport,
+  type Transport,
+  type TunnelSessionError,
+} from '../../tunnel/index.js'
 import {serveOpen, type Destination} from './agent-dial.js'
 import {clusterHeader, connectPath} from '../shared/agent-link.js'
 import {Backoff} from '../shared/backoff.js'
@@ -16,8 +23,18 @@ import type {TowerMetrics} from '../shared/metrics.js'
 
 export interface AgentOptions {
   name: string
-  /** The tunnel token, read before every connection attempt (a `--token-file` may be rotated). */
+  /**
+   * The tunnel token, read before every connection attempt and every `tokenCheckMs` while a session is live: a
+   * `--token-file` may be rotated, and a changed token is handed over to (see {@link TowerAgent}).
+   */
   token: () => Promise<string>
+  /** How often a live session's token is read again to notice a rotation; default 10 s. */
+  tokenCheckMs?: number
+  /**
+   * How long the session of the previous token may still serve its open streams after a handover; default 1 h,
+   * as kube-apiserver ends a watch within 2 × `--min-request-timeout` (60 min by default).
+   */
+  handoverGraceMs?: number
   /** `ws://` or `wss://` URL of the proxy's agent listener, as {@link normalizeProxyUrl} returns it. */
   proxyUrl: URL
   /** `--insecure-plain`: the only way a `ws://` proxy URL is taken (see {@link checkPlainLink}). */
@@ -47,13 +64,29 @@ export interface AgentOptions {
   handshakeTimeoutMs?: number
 }
 
-type AttemptOutcome =
-  | {kind: 'ended'; lastedMs: number; reason: string | undefined}
+/** A session just opened, and its end (listened for from the start: ws may deliver messages in the tick of 'open'). */
+interface OpenedSession {
+  session: TunnelSession
+  ended: Promise<TunnelSessionError | undefined>
+}
+
+type DialOutcome =
+  | ({kind: 'open'} & OpenedSession)
   | {kind: 'rejected'; status: number; retryAfterMs: number | undefined}
   | {kind: 'failed'; reason: string}
 
+type AttemptOutcome =
+  Exclude<DialOutcome, {kind: 'open'}> | {kind: 'ended'; lastedMs: number; reason: string | undefined}
+
+/** The session that takes new streams, and the token it authenticated with. */
+interface LiveSession extends OpenedSession {
+  token: string
+}
+
 /** A session that lasted this long was a good connection: the next failure starts the backoff again. */
 const defaultGoodConnectionMs = 10_000
+const defaultTokenCheckMs = 10_000
+const defaultHandoverGraceMs = 3_600_000
 
 /**
  * Tower's proxy address, normalised as Tower does: http→ws, https→wss, the default port made explicit, and
@@ -112,10 +145,19 @@ export function publicKeyPin(certificate: {
  * The agent's connect loop: dial the proxy, serve streams while the session lives, and on any failure try
  * again with exponential backoff and jitter. It never exits on a transient error; only `--max-retry`
  * consecutive failures, or `stop()`, end it.
+ *
+ * While a session lives, the agent reads its token again every `tokenCheckMs` (and at a SIGHUP). When the token
+ * changed (the proxy rotated it), the agent HANDS OVER: it dials a new session with the new token while the old
+ * one keeps serving, makes the new one live once it is open, and sends GO_AWAY on the old one with a grace long
+ * enough for its watches to end on their own. A new token the proxy refuses, or a dial that fails, leaves the old
+ * session live until the next check. The connection never went down, so none of this is a reconnect.
  */
 export class TowerAgent {
   private readonly backoff: Backoff
+  /** The live session: it takes new streams, and `ready` speaks of it. */
   private session: TunnelSession | undefined
+  /** Sessions of previous tokens, draining their streams after a handover. */
+  private readonly handedOver = new Set<TunnelSession>()
   private connecting: WebSocket | undefined
   private tunnelling: AbortController | undefined
   private stopping = false
@@ -156,21 +198,25 @@ export class TowerAgent {
 
   /**
    * SIGHUP: connect now. A backoff wait ends at once. An attempt under way is not cut short (it is the retry
-   * asked for, and ends within the handshake timeout); if it fails, the next one starts without a wait. A live
-   * session is left alone.
+   * asked for, and ends within the handshake timeout); if it fails, the next one starts without a wait. With a
+   * live session, the token is checked now (a handover under way is left to finish).
    */
   retryNow(): void {
     if (this.wake !== undefined) this.wake()
     else if (!this.ready) this.retryRequested = true
   }
 
-  /** SIGTERM: no new streams (GO_AWAY), open ones finish within the grace period, then the loop ends. */
+  /**
+   * SIGTERM: no new streams (GO_AWAY), open ones finish within the grace period, then the loop ends. A dial under
+   * way (a handover's too) is cut short, and sessions handed over drain within the same grace, not their long one.
+   */
   async stop(): Promise<void> {
     this.stopping = true
     this.wake?.()
     this.tunnelling?.abort()
     this.connecting?.terminate()
-    await this.session?.goAway()
+    const sessions = [...this.handedOver, ...(this.session === undefined ? [] : [this.session])]
+    await Promise.all(sessions.map((session) => session.goAway()))
     await this.loop?.catch(() => undefined)
   }
 
@@ -239,23 +285,125 @@ export class TowerAgent {
     }
   }
 
-  /** Waits `ms`, or until `retryNow()`/`stop()` wake it; `wake` is set only while a wait is under way. */
-  private sleep(ms: number): Promise<void> {
+  /**
+   * Waits `ms`, or until `retryNow()`/`stop()` wake it, or until `session` (if given) closes; `wake` is set only
+   * while a wait is under way.
+   */
+  private sleep(ms: number, session?: TunnelSession): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer)
+        session?.off('close', done)
         this.wake = undefined
         resolve()
       }
       const timer = setTimeout(done, ms)
+      session?.once('close', done)
       this.wake = done
     })
   }
 
   private async attempt(): Promise<AttemptOutcome> {
-    const {options} = this
-    const token = await options.token().catch(() => undefined)
+    const token = await this.readToken()
     if (token === undefined) return {kind: 'failed', reason: 'cannot read the token file'}
+    const outcome = await this.dial(token)
+    if (outcome.kind !== 'open') return outcome
+    this.options.log.info('connected to the proxy', {cluster: this.options.name})
+    return this.hold(this.goLive(outcome, token))
+  }
+
+  private readToken(): Promise<string | undefined> {
+    return this.options.token().catch(() => undefined)
+  }
+
+  /**
+   * Serves until the live session ends, checking the token meanwhile and handing over when it changed. However
+   * many handovers it saw, this was one connection: it lasted from the first session's start to the last's end.
+   */
+  private async hold(first: LiveSession): Promise<AttemptOutcome> {
+    const openedAt = performance.now()
+    let live = first
+    const holding = (): boolean => !this.stopRequested() && !live.session.closed
+    while (holding()) {
+      await this.sleep(this.options.tokenCheckMs ?? defaultTokenCheckMs, live.session)
+      if (holding()) live = await this.handOver(live)
+    }
+    const reason = await live.ended
+    return {kind: 'ended', lastedMs: performance.now() - openedAt, reason: reason?.message}
+  }
+
+  /**
+   * One token check: when the token changed, a new session with it replaces `live`, which drains. Returns the
+   * session that is live afterwards. A refusal or a failure leaves `live` as it is, until the next check.
+   */
+  private async handOver(live: LiveSession): Promise<LiveSession> {
+    const {log, metrics} = this.options
+    const token = await this.readToken()
+    if (token === undefined) {
+      log.warn('cannot read the token file: the tunnel stays on the token it has')
+      return live
+    }
+    if (token === live.token) return live
+    const outcome = await this.dial(token)
+    if (outcome.kind === 'open') {
+      const next = this.goLive(outcome, token)
+      this.drain(live.session)
+      metrics.tokenHandover('succeeded')
+      return next
+    }
+    // stop() cut the dial short: nothing failed.
+    if (this.stopRequested()) return live
+    if (outcome.kind === 'rejected') {
+      metrics.tokenHandover('refused')
+      log.warn(
+        'the proxy refused the new token: the tunnel stays on the previous one, the handover is tried again at the next check',
+        {status: outcome.status},
+      )
+    } else {
+      metrics.tokenHandover('failed')
+      log.warn(
+        'cannot connect with the new token: the tunnel stays on the previous one, the handover is tried again at the next check',
+        {reason: outcome.reason},
+      )
+    }
+    return live
+  }
+
+  /** Makes the session the one that takes new streams and that readiness speaks of, for as long as it lives. */
+  private goLive(opened: OpenedSession, token: string): LiveSession {
+    const {metrics} = this.options
+    const {session} = opened
+    // One the proxy ended in the tick it opened in (a protocol error) never goes live; its `ended` has settled.
+    if (!session.closed) {
+      this.session = session
+      metrics.agentConnected.set(1)
+      session.once('close', () => {
+        if (this.session !== session) return
+        this.session = undefined
+        metrics.agentConnected.set(0)
+      })
+    }
+    return {...opened, token}
+  }
+
+  /** GO_AWAY on the session of the previous token, with a grace as long as its streams (watches) may last. */
+  private drain(session: TunnelSession): void {
+    const {log, handoverGraceMs = defaultHandoverGraceMs} = this.options
+    log.info('handed the tunnel over to a new token: the previous session drains its open streams', {
+      streams: session.stats.streamsActive,
+      graceSeconds: Math.round(handoverGraceMs / 1000),
+    })
+    this.handedOver.add(session)
+    session.once('close', (reason) => {
+      this.handedOver.delete(session)
+      log.info('the session of the previous token closed', {reason: reason?.message ?? 'graceful'})
+    })
+    void session.goAway({graceMs: handoverGraceMs})
+  }
+
+  /** Connects and authenticates with `token`: an open session, or why there is none. */
+  private async dial(token: string): Promise<DialOutcome> {
+    const {options} = this
     let tunnel: net.Socket | undefined
     try {
       tunnel = await this.tunnel()
@@ -283,42 +431,43 @@ export class TowerAgent {
       socket.once('unexpected-response', (_request, response: IncomingMessage) => {
         rejected = {status: response.statusCode ?? 0, retryAfterMs: retryAfterMs(response)}
         response.resume()
-        // Aborts the handshake; ws then reports 'close', which settles this attempt.
+        // Aborts the handshake; ws then reports 'close', which settles this dial.
         socket.terminate()
       })
-      socket.once('close', () => {
-        if (this.session !== undefined) return
+      const closedBeforeOpen = (): void => {
         this.connecting = undefined
         resolve(rejected === undefined ? {kind: 'failed', reason: failure} : {kind: 'rejected', ...rejected})
-      })
+      }
+      socket.once('close', closedBeforeOpen)
       socket.once('open', () => {
+        // From now on the session reports the end of the connection.
+        socket.off('close', closedBeforeOpen)
         this.connecting = undefined
-        const openedAt = performance.now()
-        const session = new TunnelSession(transport, {
-          role: 'agent',
-          pingIntervalMs: options.keepaliveMs,
-          ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
-          onOpen: (request) => serveOpen(request, {cluster: options.name, ...options}),
-        })
-        session.on('bufferLimit', (stream, heldBytes) =>
-          options.log.warn(
-            'reset a stream whose upstream stopped reading: the session held more than its budget',
-            {
-              destination: stream.destination,
-              heldBytes,
-            },
-          ),
-        )
-        this.session = session
-        options.metrics.agentConnected.set(1)
-        options.log.info('connected to the proxy', {cluster: options.name})
-        session.once('close', (reason) => {
-          this.session = undefined
-          options.metrics.agentConnected.set(0)
-          resolve({kind: 'ended', lastedMs: performance.now() - openedAt, reason: reason?.message})
-        })
+        const session = this.newSession(transport)
+        const ended = new Promise<TunnelSessionError | undefined>((settle) => session.once('close', settle))
+        resolve({kind: 'open', session, ended})
       })
     })
+  }
+
+  private newSession(transport: Transport): TunnelSession {
+    const {options} = this
+    const session = new TunnelSession(transport, {
+      role: 'agent',
+      pingIntervalMs: options.keepaliveMs,
+      ...(options.goAwayGraceMs !== undefined && {goAwayGraceMs: options.goAwayGraceMs}),
+      onOpen: (request) => serveOpen(request, {cluster: options.name, ...options}),
+    })
+    session.on('bufferLimit', (stream, heldBytes) =>
+      options.log.warn(
+        'reset a stream whose upstream stopped reading: the session held more than its budget',
+        {
+          destination: stream.destination,
+          heldBytes,
+        },
+      ),
+    )
+    return session
   }
 
   /** The CONNECT tunnel through the egress proxy; undefined when the agent dials the proxy directly. */

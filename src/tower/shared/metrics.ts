@@ -17,6 +17,9 @@ export type AuthFailureReason =
 
 export type AuthEndpoint = 'agent' | 'front_end'
 
+/** How an agent's handover to a rotated token went: the new session is live, the proxy refused it, or no connection. */
+export type TokenHandoverOutcome = 'succeeded' | 'refused' | 'failed'
+
 /** Why an authenticated agent's upgrade was refused; a fixed set. */
 export type AgentRefusalReason = 'no_subprotocol' | 'unsupported_subprotocol'
 
@@ -34,6 +37,7 @@ export class TowerMetrics {
   readonly agentRefused: Counter<'reason'>
   readonly frontEndRequests: Counter<'cluster' | 'protocol'>
   readonly reconnects: Counter
+  readonly tokenHandovers: Counter<'outcome'>
   readonly agentConnected: Gauge
 
   constructor() {
@@ -86,6 +90,12 @@ export class TowerMetrics {
       help: 'Connection attempts of the agent after the first one',
       registers,
     })
+    this.tokenHandovers = new Counter({
+      name: 'ksctl_tower_agent_token_handovers_total',
+      help: 'Handovers of the agent to a rotated token: succeeded, refused (by the proxy) or failed (no connection)',
+      labelNames: ['outcome'],
+      registers,
+    })
     this.agentConnected = new Gauge({
       name: 'ksctl_tower_agent_connected',
       help: '1 while the agent holds a live session to the proxy',
@@ -112,6 +122,10 @@ export class TowerMetrics {
 
   authFailure(endpoint: AuthEndpoint, reason: AuthFailureReason): void {
     this.authFailures.inc({endpoint, reason})
+  }
+
+  tokenHandover(outcome: TokenHandoverOutcome): void {
+    this.tokenHandovers.inc({outcome})
   }
 
   agentRefusal(reason: AgentRefusalReason): void {

@@ -11,7 +11,7 @@ import {
   issueCertificate,
   type CertificateAndKey,
 } from '../../../src/pki/certificates.js'
-import {TowerAgent, normalizeProxyUrl} from '../../../src/tower/agent/agent.js'
+import {TowerAgent, normalizeProxyUrl, type AgentOptions} from '../../../src/tower/agent/agent.js'
 import {
   buildDestinations,
   serviceAccountCredentials,
@@ -251,6 +251,8 @@ export function startAgent(
     allowed?: Map<string, {host: string; port: number}>
     maxRetryIntervalMs?: number
     keepaliveMs?: number
+    /** Any other option of the agent, over the harness's. */
+    agent?: Partial<AgentOptions>
   } = {},
 ): TowerAgent {
   const agent = new TowerAgent({
@@ -272,6 +274,7 @@ export function startAgent(
     log: log.logger(),
     metrics: new TowerMetrics(),
     goAwayGraceMs: 2000,
+    ...options.agent,
   })
   void agent.start().catch(() => undefined)
   return agent

@@ -202,6 +202,61 @@ for (const kind of linkKinds) {
         )
       })
 
+      it('GO_AWAY takes a grace of the caller: a long one lets a stream run past the default', async () => {
+        pair = connect(link, {agent: {goAwayGraceMs: 50}})
+        const [proxyEnd, agentEnd] = await openPair(pair)
+        let ended = false
+        const goingAway = pair.agent.goAway({graceMs: 60_000}).then(() => (ended = true))
+        // Many times the default grace later, the stream still carries data both ways.
+        await delay(500)
+        assert.equal(ended, false)
+        const answer = readAll(proxyEnd)
+        agentEnd.end('still flowing')
+        proxyEnd.end('after the default grace')
+        assert.equal((await readAll(agentEnd)).toString(), 'after the default grace')
+        assert.equal((await answer).toString(), 'still flowing')
+        // Its last stream over, the session closes cleanly at once, not at the end of its grace.
+        await goingAway
+        assert.equal(await whenClosed(pair.proxy), undefined)
+      })
+
+      it('a second GO_AWAY brings the end of the grace closer, without a second frame', async () => {
+        const received: string[] = []
+        pair = connect(link, {proxy: {trace: (line) => received.push(line)}, agent: {goAwayGraceMs: 50}})
+        const [proxyEnd, agentEnd] = await openPair(pair)
+        const proxyFailed = streamError(proxyEnd)
+        const agentFailed = streamError(agentEnd)
+        const agentClosed = whenClosed(pair.agent)
+        void pair.agent.goAway({graceMs: 60_000})
+        await waitFor(() => received.includes('recv GO_AWAY stream=0 code=NO_ERROR'))
+        // The default (50 ms) is sooner than what is left of the minute: the stream is reset now.
+        await pair.agent.goAway()
+        assert.ok(hasWireCode(await proxyFailed, WireErrorCode.Shutdown))
+        assert.ok(hasWireCode(await agentFailed, WireErrorCode.Shutdown))
+        const reason = await agentClosed
+        assert.equal(reason, undefined, 'the sender ends its own session without an error')
+        assert.equal(received.filter((line) => line.startsWith('recv GO_AWAY')).length, 1)
+      })
+
+      it('a second GO_AWAY never puts the end off', async () => {
+        pair = connect(link)
+        const [proxyEnd, agentEnd] = await openPair(pair)
+        const proxyFailed = streamError(proxyEnd)
+        const agentFailed = streamError(agentEnd)
+        void pair.agent.goAway({graceMs: 50})
+        // Were the minute taken, the stream would outlive the test's timeout.
+        void pair.agent.goAway({graceMs: 60_000})
+        assert.ok(hasWireCode(await proxyFailed, WireErrorCode.Shutdown))
+        assert.ok(hasWireCode(await agentFailed, WireErrorCode.Shutdown))
+      })
+
+      it('refuses a grace setTimeout cannot keep', async () => {
+        pair = connect(link)
+        await assert.rejects(pair.agent.goAway({graceMs: 0}), RangeError)
+        await assert.rejects(pair.agent.goAway({graceMs: 2 ** 31}), RangeError)
+        assert.equal(pair.agent.closed, false, 'a refused call sends nothing')
+      })
+
       it('close() ends open streams on both sides and the peer sees a clean close', async () => {
         pair = connect(link)
         const agentClosed = whenClosed(pair.agent)
