@@ -59,7 +59,12 @@ describe('ksctl proxy install: rendering', () => {
         verbs: ['get', 'update'],
       },
       {apiGroups: [''], resources: ['configmaps'], resourceNames: ['kubesphere-config'], verbs: ['get']},
-      {apiGroups: [''], resources: ['secrets'], resourceNames: ['ksctl-agent-tokens'], verbs: ['get', 'update']},
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        resourceNames: ['ksctl-agent-tokens'],
+        verbs: ['get', 'update'],
+      },
     ])
     assert.deepEqual(rules('Role', 'default'), [
       {apiGroups: [''], resources: ['events'], verbs: ['create', 'patch']},
