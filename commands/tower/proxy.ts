@@ -33,7 +33,7 @@ export default class TowerProxyCommand extends BaseCommand<typeof TowerProxyComm
     'Run the tunnel proxy on the host: accept agents, forward host clients to members.'
   static override description = [
     "Kubernetes mode (no --clusters): reconciles the host's KubeSphere Cluster objects the way Tower does (token, ports, Service mc-NAME, endpoints, Initialized, AgentAvailable, an issued kubeconfig), with the CA from --ca-cert/--ca-key or a Secret made on first start.",
-    'Standalone mode: the clusters come from --clusters, a YAML list of {name, token, kubernetesPort?, kubespherePort?} (re-read on SIGHUP).',
+    'Standalone mode: the clusters come from --clusters, a YAML list of {name, token, nextToken?, kubernetesPort?, kubespherePort?} (re-read on SIGHUP; nextToken is accepted beside token during a rotation by hand).',
     'Agents connect to --listen (TLS with --tls-cert/--tls-key, or a certificate issued by the proxy CA; plain only with --insecure-plain, which the agents need too). Host clients reach member NAME at https://FRONT-END/clusters/NAME, or at the cluster\'s own ports, with a client certificate from the proxy CA bound to that cluster (see "ksctl tower issue-kubeconfig"); each request runs on the member as the certificate\'s user and groups, which the agent impersonates.',
     'SIGTERM: no new agents or clients, open streams finish within --grace-period. Long-running: there is no --json result.',
   ].join('\n\n')

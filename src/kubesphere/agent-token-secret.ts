@@ -20,8 +20,11 @@ import {KUBESPHERE_NAMESPACE} from './constants.js'
  */
 export const AGENT_TOKENS_SECRET = 'ksctl-agent-tokens'
 export const AGENT_TOKENS_SECRET_TYPE = 'ksctl.io/agent-tokens'
-/** On a Cluster: the Secret that holds its rotation (under the key of its name). */
-export const AGENT_TOKEN_SECRET_ANNOTATION = 'ksctl.io/agent-token-secret'
+/**
+ * On a Cluster: the name of the Secret that holds its rotation (under the key of the Cluster's name). A key that
+ * ends in `-name`: ksctl's redactor hides the value of any key that ends in `secret` or `token`.
+ */
+export const AGENT_TOKEN_SECRET_ANNOTATION = 'ksctl.io/agent-token-secret-name'
 
 /** A token is renewed once this share of its lifetime has passed, as certificates are (two thirds). */
 export const RENEW_AT_SHARE = 2 / 3

@@ -11,23 +11,21 @@ import type {AgentTokenRotateResult} from '../../src/agent-token/rotate.js'
 import type {AgentTokenList} from '../../src/agent-token/list.js'
 import {buildImage} from '../../image/build.js'
 import {unpackCached, type UnpackedImage} from '../../image/unpack.js'
-import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
 import {AGENT_TOKENS_SECRET} from '../../src/kubesphere/agent-token-secret.js'
 import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
-import {startKubeSphereStandIn} from '../../src/kubesphere-standin/stand-in.js'
 import {SUBPROTOCOL} from '../../src/tunnel/index.js'
 import {clusterHeader, connectPath} from '../../src/tower/shared/agent-link.js'
 import {until} from '../helpers/ksctl-running.js'
 import type {RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
-import {freeClusterPorts, freePort} from '../testbed/http.js'
+import {freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
-import {run} from './cluster-state.js'
+import {run, snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {pointTowerServiceAt, routeClusterService, runAppliedAgent} from './ksctl-runtime-parts.js'
-import {RunningRuntime, startProxyOnHost} from './running-runtime.js'
+import {RunningRuntime, startKsctlRuntime} from './running-runtime.js'
 
 const editions: {edition: string; host: FixtureName; member: FixtureName}[] = [
   {edition: '3.4', host: 'ks34-host', member: 'ks34-none'},
@@ -53,7 +51,11 @@ class RequestStream {
   private readonly agent: https.Agent
   private readonly server: URL
 
-  constructor(kubeconfig: IssuedKubeconfig, concurrency: number) {
+  constructor(
+    kubeconfig: IssuedKubeconfig,
+    concurrency: number,
+    private readonly prefix: string,
+  ) {
     const cluster = kubeconfig.clusters[0]?.cluster
     const user = kubeconfig.users[0]?.user
     assert.ok(cluster !== undefined && user !== undefined)
@@ -76,7 +78,7 @@ class RequestStream {
   private async loop(loop: number): Promise<void> {
     for (let request = 0; this.running; request++) {
       const create = request % 10 === 9
-      const name = `stream-${String(loop)}-${String(request)}`
+      const name = `${this.prefix}-${String(loop)}-${String(request)}`
       try {
         const status = await this.send(
           create ? 'POST' : 'GET',
@@ -166,25 +168,8 @@ describe("agent token rotation: ksctl's proxy and two agents of a member move to
 
       it('no request fails, kubectl get --watch carries on, and afterwards the old token is refused', async () => {
         const kubeconfig = testBed().kubeconfigPath
-        const [listenPort, frontEndPort] = [await freePort(), await freePort()]
-        await resetCluster(kubeconfig, 'host', host, {
-          proxyPublishAddress: `https://127.0.0.1:${String(listenPort)}`,
-        })
-        await resetCluster(kubeconfig, 'member', member)
-        await pointTowerServiceAt('ksctl')
-        running.proxy = await startProxyOnHost({
-          listen: listenPort,
-          frontEnd: frontEndPort,
-          clusterPorts: (await freeClusterPorts(2)).flag,
-        })
-        const proxyOutput = running.proxy.output
-        const clients = ClusterClients.load({kubeconfig})
-        running.standIn = startKubeSphereStandIn({
-          host: clients.forContext('host'),
-          member: clients.forContext('member'),
-          memberServer: () => undefined,
-          intervalMs: 100,
-        })
+        const {listenPort, clients} = await startKsctlRuntime(running, {host, member, scheme: 'https'})
+        const proxyOutput = running.proxy?.output ?? (() => '')
 
         // The one-machine join with ksctl's agent, two replicas; the test plays their kubelet.
         const join = run([
@@ -221,12 +206,21 @@ describe("agent token rotation: ksctl's proxy and two agents of a member move to
           {reject: false, stdin: 'ignore', buffer: false},
         )
         watch.stdout?.on('data', (chunk: Buffer) => (watched += chunk.toString()))
+        let watchErrors = ''
+        watch.stderr?.on('data', (chunk: Buffer) => (watchErrors += chunk.toString()))
         let watchEnded = false
         void watch.finally(() => (watchEnded = true))
-        await until(() => watched.includes('configmap/kube-root-ca.crt'), 'the watch to list', {
-          timeoutMs: 30_000,
+        // Names of this run's own: the member's default namespace outlives a reset.
+        const names = `rotation-${String(Date.now())}`
+        await adminApis(kubeconfig, 'member').core.createNamespacedConfigMap({
+          namespace: 'default',
+          body: {metadata: {name: `${names}-before`}},
         })
-        const stream = new RequestStream(load(issuedText) as IssuedKubeconfig, 4)
+        await until(() => watched.includes(`configmap/${names}-before`), 'the watch to list', {
+          timeoutMs: 30_000,
+          output: () => watchErrors,
+        })
+        const stream = new RequestStream(load(issuedText) as IssuedKubeconfig, 4, names)
         await until(() => stream.created >= 2, 'the request stream to create ConfigMaps', {timeoutMs: 30_000})
 
         const rotated = await run([
@@ -250,10 +244,10 @@ describe("agent token rotation: ksctl's proxy and two agents of a member move to
         })
         await adminApis(kubeconfig, 'member').core.createNamespacedConfigMap({
           namespace: 'default',
-          body: {metadata: {name: 'after-rotation'}},
+          body: {metadata: {name: `${names}-after`}},
         })
         await until(
-          () => watched.includes('configmap/after-rotation'),
+          () => watched.includes(`configmap/${names}-after`),
           'the watch to see a ConfigMap made after the rotation',
           {
             timeoutMs: 30_000,
@@ -311,4 +305,78 @@ describe("agent token rotation: ksctl's proxy and two agents of a member move to
       })
     })
   }
+})
+
+describe('agent-token rotate: what it refuses, and its dry run', function () {
+  this.timeout(60_000)
+
+  /** A proxy Cluster as Tower initialized it, with a token, on a 4.1 host. */
+  async function hostWithProxyCluster(): Promise<string> {
+    const kubeconfig = testBed().kubeconfigPath
+    await resetCluster(kubeconfig, 'host', 'ks41-host', {proxyPublishAddress: 'https://127.0.0.1:30721'})
+    const token = 'f'.repeat(64)
+    await adminApis(kubeconfig, 'host').custom.createClusterCustomObject({
+      group: 'cluster.kubesphere.io',
+      version: 'v1alpha1',
+      plural: 'clusters',
+      body: {
+        apiVersion: 'cluster.kubesphere.io/v1alpha1',
+        kind: 'Cluster',
+        metadata: {name: 'member1'},
+        spec: {joinFederation: true, connection: {type: 'proxy', token}},
+      },
+    })
+    return token
+  }
+
+  it("refuses on a host that runs Tower's proxy, naming the next step, and changes nothing", async () => {
+    const token = await hostWithProxyCluster()
+    const before = await snapshot('host')
+    const outcome = await run(['agent-token', 'rotate', 'member1', '--context', 'host'])
+    assert.equal(outcome.exitCode, 1, outcome.stderr)
+    assert.match(
+      outcome.stderr,
+      /runs KubeSphere's Tower proxy \(service kubesphere-system\/tower selects app=tower/,
+    )
+    assert.match(outcome.stderr, /ksctl proxy install --context host/)
+    assert.ok(!`${outcome.stdout}${outcome.stderr}`.includes(token))
+    assert.deepEqual(await snapshot('host'), before)
+  })
+
+  it('refuses a cluster that is not there, or connects directly, and changes nothing', async () => {
+    await hostWithProxyCluster()
+    await pointTowerServiceAt('ksctl')
+    const before = await snapshot('host')
+    const missing = await run(['agent-token', 'rotate', 'member2', '--context', 'host'])
+    assert.equal(missing.exitCode, 1, missing.stderr)
+    assert.match(missing.stderr, /cluster member2 is not on the host of context "host": nothing was changed/)
+    const direct = await run(['agent-token', 'rotate', 'host', '--context', 'host'])
+    assert.equal(direct.exitCode, 1, direct.stderr)
+    assert.match(direct.stderr, /cluster host does not connect through an agent .*nothing was changed/)
+    const badLifetime = await run([
+      'agent-token',
+      'rotate',
+      'member1',
+      '--context',
+      'host',
+      '--lifetime',
+      '1m',
+    ])
+    assert.equal(badLifetime.exitCode, 2, badLifetime.stderr)
+    assert.match(badLifetime.stderr, /--lifetime must be at least 10m/)
+    assert.deepEqual(await snapshot('host'), before)
+  })
+
+  it('shows its changes in a dry run, the new token as a fingerprint, and writes nothing', async () => {
+    const token = await hostWithProxyCluster()
+    await pointTowerServiceAt('ksctl')
+    const before = await snapshot('host')
+    const dry = await run(['agent-token', 'rotate', 'member1', '--context', 'host', '--dry-run'])
+    assert.equal(dry.exitCode, 0, dry.stderr)
+    assert.match(dry.stdout, /ask for a new agent token of cluster member1/)
+    assert.match(dry.stdout, /ksctl\.io\/agent-token-secret-name: ksctl-agent-tokens/)
+    assert.doesNotMatch(dry.stdout, /[0-9a-f]{64}/, 'no token, old or new, in the diff')
+    assert.ok(!dry.stdout.includes(token))
+    assert.deepEqual(await snapshot('host'), before)
+  })
 })

@@ -8,18 +8,16 @@ import type {MemberJoinOutput} from '../../commands/member/join.js'
 import {buildImage} from '../../image/build.js'
 import {imageUser} from '../../image/image.js'
 import {unpackCached, type UnpackedImage} from '../../image/unpack.js'
-import {ClusterClients} from '../../src/k8s/clients.js'
 import {ClusterResource} from '../../src/k8s/resources.js'
 import type {KubeSphereCluster} from '../../src/kubesphere/cluster-object.js'
 import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
-import {startKubeSphereStandIn} from '../../src/kubesphere-standin/stand-in.js'
 import {tempDir} from '../helpers/temp-dir.js'
-import {freeClusterPorts, freePort} from '../testbed/http.js'
+import {freePort} from '../testbed/http.js'
 import {adminApis, resetCluster} from '../testbed/seed.js'
 import {bothClusters, run} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {pointTowerServiceAt, routeClusterService, runAppliedAgent} from './ksctl-runtime-parts.js'
-import {RunningRuntime, startProxyOnHost} from './running-runtime.js'
+import {RunningRuntime, startKsctlRuntime} from './running-runtime.js'
 
 const runJs = path.resolve(import.meta.dirname, '..', '..', 'bin', 'run.js')
 
@@ -80,28 +78,9 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
 
       it('reaches Ready; kubectl works with the issued kubeconfig at the server it names, verified; the token is only in its Secret', async () => {
         const kubeconfig = testBed().kubeconfigPath
-        const [listenPort, frontEndPort, metricsPort] = [await freePort(), await freePort(), await freePort()]
-        const published = `${scheme}://127.0.0.1:${String(listenPort)}`
-        await resetCluster(kubeconfig, 'host', host, {proxyPublishAddress: published})
-        await resetCluster(kubeconfig, 'member', member)
-        await pointTowerServiceAt('ksctl')
-
-        // ksctl's proxy, listening where the published address leads.
-        running.proxy = await startProxyOnHost({
-          listen: listenPort,
-          frontEnd: frontEndPort,
-          clusterPorts: (await freeClusterPorts(2)).flag,
-        })
-        const proxyOutput = running.proxy.output
-
-        const clients = ClusterClients.load({kubeconfig})
-        running.standIn = startKubeSphereStandIn({
-          host: clients.forContext('host'),
-          member: clients.forContext('member'),
-          // The controller reaches the member at the server the issued kubeconfig names (routed below).
-          memberServer: () => undefined,
-          intervalMs: 100,
-        })
+        const {listenPort, clients} = await startKsctlRuntime(running, {host, member, scheme})
+        const metricsPort = await freePort()
+        const proxyOutput = running.proxy?.output ?? (() => '')
 
         const join = execa(
           process.execPath,

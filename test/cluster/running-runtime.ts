@@ -1,8 +1,13 @@
+import {ClusterClients} from '../../src/k8s/clients.js'
+import type {FixtureName} from '../../src/kubesphere-standin/fixtures.js'
 import type {StandInLoop} from '../../src/kubesphere-standin/loop.js'
+import {startKubeSphereStandIn} from '../../src/kubesphere-standin/stand-in.js'
 import {startKsctl, until, type RunningKsctl} from '../helpers/ksctl-running.js'
 import type {RunningPod} from '../helpers/pod-runner.js'
 import {testBed} from './hooks.js'
-import {removeKsctlAgentClusterObjects} from './ksctl-runtime-parts.js'
+import {freeClusterPorts, freePort} from '../testbed/http.js'
+import {resetCluster} from '../testbed/seed.js'
+import {pointTowerServiceAt, removeKsctlAgentClusterObjects} from './ksctl-runtime-parts.js'
 
 /**
  * ksctl's proxy in Kubernetes mode against the host, in the role of the host's ksctl-tower-proxy Deployment:
@@ -56,4 +61,36 @@ export class RunningRuntime {
     for (const cleanup of this.cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
     await removeKsctlAgentClusterObjects()
   }
+}
+
+/**
+ * A host and a member as `ksctl proxy install` leaves a host: both reset to their fixtures, the host's published
+ * proxy address `SCHEME://127.0.0.1:PORT` where ksctl's proxy listens, the tower Service pointed at it, the proxy
+ * started (into `running`), and the stand-in for KubeSphere's controllers, which reaches the member at the server
+ * the issued kubeconfig names (routed by routeClusterService). Returns the proxy's agent port.
+ */
+export async function startKsctlRuntime(
+  running: RunningRuntime,
+  fixtures: {host: FixtureName; member: FixtureName; scheme: 'http' | 'https'},
+): Promise<{listenPort: number; clients: ClusterClients}> {
+  const kubeconfig = testBed().kubeconfigPath
+  const [listenPort, frontEndPort] = [await freePort(), await freePort()]
+  await resetCluster(kubeconfig, 'host', fixtures.host, {
+    proxyPublishAddress: `${fixtures.scheme}://127.0.0.1:${String(listenPort)}`,
+  })
+  await resetCluster(kubeconfig, 'member', fixtures.member)
+  await pointTowerServiceAt('ksctl')
+  running.proxy = await startProxyOnHost({
+    listen: listenPort,
+    frontEnd: frontEndPort,
+    clusterPorts: (await freeClusterPorts(2)).flag,
+  })
+  const clients = ClusterClients.load({kubeconfig})
+  running.standIn = startKubeSphereStandIn({
+    host: clients.forContext('host'),
+    member: clients.forContext('member'),
+    memberServer: () => undefined,
+    intervalMs: 100,
+  })
+  return {listenPort, clients}
 }

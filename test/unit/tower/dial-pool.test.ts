@@ -11,7 +11,12 @@ import {TunnelError, type TunnelSession, type TunnelStream} from '../../../src/t
 class FakeSession extends EventEmitter {
   closed = false
   responsive = true
+  peerGoingAway = false
   opened = 0
+  close(): void {
+    this.closed = true
+    this.emit('close')
+  }
   constructor(
     private readonly active: number,
     private readonly failWith?: TunnelError,
@@ -51,6 +56,35 @@ describe('tower session pool', () => {
     await pool.openStream('m', 'kubernetes')
     assert.deepEqual([leaving.opened, next.opened], [1, 1])
     await assert.rejects(pool.openStream('other', 'kubernetes'), NoSessionError)
+  })
+
+  it('on a replaced token, closes the sessions on it but those whose agent already hands over, and keeps the rest', () => {
+    const pool = new SessionPool({changed: () => undefined})
+    const [onOld, handingOver, onNew] = [new FakeSession(0), new FakeSession(1), new FakeSession(0)]
+    pool.add('m', asSession(onOld), 'old')
+    pool.add('m', asSession(handingOver), 'old')
+    pool.add('m', asSession(onNew), 'new')
+    handingOver.peerGoingAway = true
+    handingOver.emit('goingAway')
+    assert.deepEqual(pool.presence('m', 'new'), {sessions: 3, servingOnNext: 1, servingOnOthers: 1})
+    pool.closeSessionsExcept('m', new Set(['new']))
+    assert.deepEqual(
+      [onOld.closed, handingOver.closed, onNew.closed],
+      [true, false, false],
+      'the draining session finishes its streams',
+    )
+    assert.deepEqual(pool.presence('m', 'new'), {sessions: 2, servingOnNext: 1, servingOnOthers: 0})
+  })
+
+  it('opens no stream on a session whose agent is going away', async () => {
+    const pool = new SessionPool({changed: () => undefined})
+    const leaving = new FakeSession(0)
+    const staying = new FakeSession(5)
+    leaving.peerGoingAway = true
+    pool.add('m', asSession(leaving), 'old')
+    pool.add('m', asSession(staying), 'new')
+    await pool.openStream('m', 'kubernetes')
+    assert.deepEqual([leaving.opened, staying.opened], [0, 1])
   })
 
   it('forgets a session when it closes and reports the count', () => {
