@@ -226,7 +226,11 @@ export class AgentListener {
  * one during a rotation. Both comparisons always run, in constant time, so that the answer's timing says nothing
  * of which matched or whether a rotation is under way.
  */
-export function acceptedToken(presented: string, cluster: RegisteredCluster, now: number): string | undefined {
+export function acceptedToken(
+  presented: string,
+  cluster: RegisteredCluster,
+  now: number,
+): string | undefined {
   const current = tokensEqual(presented, cluster.token)
   const next = tokensEqual(presented, cluster.nextToken ?? placeholderToken)
   const expired = cluster.tokenExpiresAt !== undefined && now >= cluster.tokenExpiresAt

@@ -115,6 +115,7 @@ describe('help', function () {
     const topics = new Set(ownCommandIds.filter((id) => id.includes(':')).map((id) => id.split(':')[0] ?? ''))
     assert.deepEqual([...topics].sort(), [
       'agent',
+      'agent-token',
       'host',
       'join-token',
       'member',
