@@ -13,6 +13,7 @@ import {
   newAgentToken,
   newAgentTokensSecret,
   parseAgentTokenRecords,
+  readAgentTokenRecords,
   withAgentTokenRecord,
   type AgentTokenRecord,
 } from '../kubesphere/agent-token-secret.js'
@@ -84,20 +85,19 @@ export async function rotateAgentToken(
       },
     )
   }
-  const {records} = parseRecordsOf(await host.findSecret(KUBESPHERE_NAMESPACE, AGENT_TOKENS_SECRET))
+  const {records} = await readAgentTokenRecords(host)
   const underWay = records.get(name)
   const underWayState = underWay === undefined ? undefined : agentTokenState(name, underWay)
   const referenced = cluster.metadata?.annotations?.[AGENT_TOKEN_SECRET_ANNOTATION] === AGENT_TOKENS_SECRET
   const following = underWayState?.next !== undefined && referenced
   const next = following ? (underWayState.next ?? '') : newAgentToken()
   redactor.register(next)
-  const record: AgentTokenRecord = following
-    ? (underWay ?? {})
-    : {
-        ...recordKept(underWay, options.lifetime),
-        next,
-        requestedAt: now.toISOString(),
-      }
+  // A rotation under way keeps its token and progress; a --lifetime given now is taken into it all the same.
+  const record: AgentTokenRecord = {
+    ...(following ? withoutLifetime(underWay) : recordKept(underWay)),
+    ...lifetimeOf(underWay, options.lifetime),
+    ...(!following && {next, requestedAt: now.toISOString()}),
+  }
   const edits: ObjectEdit<object>[] = [
     agentTokenRecordEdit(host, name, record),
     clusterReferenceEdit(host, name),
@@ -119,20 +119,22 @@ export async function rotateAgentToken(
   return {...result, state: 'rotated'}
 }
 
-/** What a new request keeps of the record: the lifetime (unless changed) and the current token's start. */
-function recordKept(
+/** What a new request keeps of the record: the current token's start (the lifetime is {@link lifetimeOf}'s). */
+function recordKept(record: AgentTokenRecord | undefined): AgentTokenRecord {
+  return record?.issuedAt === undefined ? {} : {issuedAt: record.issuedAt}
+}
+
+function withoutLifetime(record: AgentTokenRecord | undefined): AgentTokenRecord {
+  return Object.fromEntries(Object.entries(record ?? {}).filter(([key]) => key !== 'lifetime'))
+}
+
+/** The lifetime from now on: as it was (undefined), removed (null), or the one given. */
+function lifetimeOf(
   record: AgentTokenRecord | undefined,
   lifetime: string | null | undefined,
 ): AgentTokenRecord {
   const kept = lifetime === undefined ? record?.lifetime : (lifetime ?? undefined)
-  return {
-    ...(kept !== undefined && {lifetime: kept}),
-    ...(record?.issuedAt !== undefined && {issuedAt: record.issuedAt}),
-  }
-}
-
-function parseRecordsOf(secret: DecodedSecret | undefined): {records: Map<string, AgentTokenRecord>} {
-  return {records: parseAgentTokenRecords(secret?.data ?? {})}
+  return kept === undefined ? {} : {lifetime: kept}
 }
 
 async function requireProxyCluster(host: ClusterClient, name: string): Promise<KubeSphereCluster> {
