@@ -241,6 +241,15 @@ for (const {edition, host, member, jwtSecret} of editions) {
         // scan of what it prints, is test/cluster/two-sided-join.test.ts.
         'host:invite': [{args: ['host', 'invite', 'member2', '--context', 'host'], exitCode: 1}],
         'join-token:list': [{args: ['join-token', 'list', '--context', 'host']}],
+        'agent-token:list': [{args: ['agent-token', 'list', '--context', 'host']}],
+        // Tower's proxy again: rotate refuses before any change. Its run on ksctl's proxy, with the scan of what it
+        // and the runtime print, is test/cluster/agent-token-rotation.test.ts.
+        'agent-token:rotate': [
+          {
+            args: ['agent-token', 'rotate', 'member1', '--context', 'host', '--lifetime', '720h'],
+            exitCode: 1,
+          },
+        ],
         'join-token:revoke': [{args: ['join-token', 'revoke', 'aaaaaa', '--context', 'host'], exitCode: 1}],
         'member:register': [
           {
