@@ -124,8 +124,8 @@ export interface KsctlAgentManifestOptions {
 export const KSCTL_AGENT_NAME = 'ksctl-tower-agent'
 /** Holds the agent's tunnel token (key `token`), mounted as a file and passed with `--token-file`. */
 export const KSCTL_AGENT_TOKEN_SECRET = 'ksctl-tower-agent-token'
-/** The labels every object of ksctl's agent carries, as in its template. */
-const KSCTL_AGENT_LABELS = {
+/** The labels every object of ksctl's agent carries, as in its template: how ksctl tells its own objects. */
+export const KSCTL_AGENT_LABELS: Readonly<Record<string, string>> = {
   'app.kubernetes.io/name': KSCTL_AGENT_NAME,
   'app.kubernetes.io/managed-by': 'ksctl',
 }
