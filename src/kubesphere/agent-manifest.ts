@@ -187,6 +187,11 @@ export function renderKsctlAgentManifest(options: KsctlAgentManifestOptions): Ma
     },
   }
   customize(objects, deployment, options)
+  // The PodDisruptionBudget of several replicas is not in the template: labelled here as every other object of
+  // ksctl's agent is, which is how `member leave` tells them from objects of the same name that are not ksctl's.
+  for (const object of objects) {
+    if (object.kind === 'PodDisruptionBudget') object.metadata.labels = {...KSCTL_AGENT_LABELS}
+  }
   return withMemberRbac(objects)
 }
 

@@ -1,3 +1,5 @@
+import {isDeepStrictEqual} from 'node:util'
+
 import type {KubernetesObject, V1Namespace, V1Preconditions} from '@kubernetes/client-node'
 
 import {describeObject, invalidInput, KsctlError, preconditionFailed, type ObjectRef} from '../errors.js'
@@ -287,18 +289,30 @@ function ksctlAgentObjects(): AgentObject[] {
     notOwn: `does not carry the labels of ksctl's agent (${labels}), so it is not ksctl's`,
     ownedBecause: "carries the labels of ksctl's agent",
   }
+  // A PodDisruptionBudget that ksctl rendered before it labelled one is known by what it guards: ksctl's agent's pods.
+  const budgetOwner = {
+    ...owner,
+    isOwn: (current: KubernetesObject) => isKsctlAgentObject(current) || guardsKsctlAgentPods(current),
+  }
   return [
-    namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME),
-    namespaced('policy/v1', 'PodDisruptionBudget', KSCTL_AGENT_NAME),
-    namespaced('v1', 'Secret', KSCTL_AGENT_TOKEN_SECRET),
-    namespaced('v1', 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP),
-    namespaced('rbac.authorization.k8s.io/v1', 'RoleBinding', AGENT_TOKEN_ROTATION_ROLE),
-    namespaced('rbac.authorization.k8s.io/v1', 'Role', AGENT_TOKEN_ROTATION_ROLE),
-    clusterScoped('ClusterRoleBinding', AGENT_IMPERSONATOR_ROLE),
-    clusterScoped('ClusterRole', AGENT_IMPERSONATOR_ROLE),
-    clusterScoped('ClusterRoleBinding', KUBESPHERE_IDENTITY_BINDING),
-    namespaced('v1', 'ServiceAccount', KSCTL_AGENT_NAME),
-  ].map((object) => ({object, owner}))
+    {object: namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME), owner},
+    {object: namespaced('policy/v1', 'PodDisruptionBudget', KSCTL_AGENT_NAME), owner: budgetOwner},
+    ...[
+      namespaced('v1', 'Secret', KSCTL_AGENT_TOKEN_SECRET),
+      namespaced('v1', 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP),
+      namespaced('rbac.authorization.k8s.io/v1', 'RoleBinding', AGENT_TOKEN_ROTATION_ROLE),
+      namespaced('rbac.authorization.k8s.io/v1', 'Role', AGENT_TOKEN_ROTATION_ROLE),
+      clusterScoped('ClusterRoleBinding', AGENT_IMPERSONATOR_ROLE),
+      clusterScoped('ClusterRole', AGENT_IMPERSONATOR_ROLE),
+      clusterScoped('ClusterRoleBinding', KUBESPHERE_IDENTITY_BINDING),
+      namespaced('v1', 'ServiceAccount', KSCTL_AGENT_NAME),
+    ].map((object) => ({object, owner})),
+  ]
+}
+
+function guardsKsctlAgentPods(budget: KubernetesObject): boolean {
+  const selector = (budget as {spec?: {selector?: {matchLabels?: Record<string, string>}}}).spec?.selector
+  return isDeepStrictEqual(selector, {matchLabels: {'app.kubernetes.io/name': KSCTL_AGENT_NAME}})
 }
 
 /**
