@@ -124,8 +124,8 @@ export interface KsctlAgentManifestOptions {
 export const KSCTL_AGENT_NAME = 'ksctl-tower-agent'
 /** Holds the agent's tunnel token (key `token`), mounted as a file and passed with `--token-file`. */
 export const KSCTL_AGENT_TOKEN_SECRET = 'ksctl-tower-agent-token'
-/** The labels every object of ksctl's agent carries, as in its template. */
-const KSCTL_AGENT_LABELS = {
+/** The labels every object of ksctl's agent carries, as in its template: how ksctl tells its own objects. */
+export const KSCTL_AGENT_LABELS: Readonly<Record<string, string>> = {
   'app.kubernetes.io/name': KSCTL_AGENT_NAME,
   'app.kubernetes.io/managed-by': 'ksctl',
 }
@@ -187,6 +187,11 @@ export function renderKsctlAgentManifest(options: KsctlAgentManifestOptions): Ma
     },
   }
   customize(objects, deployment, options)
+  // The PodDisruptionBudget of several replicas is not in the template: labelled here as every other object of
+  // ksctl's agent is, which is how `member leave` tells them from objects of the same name that are not ksctl's.
+  for (const object of objects) {
+    if (object.kind === 'PodDisruptionBudget') object.metadata.labels = {...KSCTL_AGENT_LABELS}
+  }
   return withMemberRbac(objects)
 }
 

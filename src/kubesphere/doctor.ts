@@ -4,11 +4,12 @@ import type {ClusterClient} from '../k8s/cluster-client.js'
 import {kubectl} from '../k8s/kubectl.js'
 import {ClusterResource} from '../k8s/resources.js'
 import {fingerprint, redactor} from '../redact.js'
-import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
+import {detectHostRuntime, ksctlProxyAddress, type TunnelRuntime} from './agent-runtime.js'
 import {agentArgument} from './cluster-identity.js'
 import {conditionOf, memberUidOf, type KubeSphereCluster} from './cluster-object.js'
 import {KUBESPHERE_NAMESPACE} from './constants.js'
 import {detectKubeSphere, type KubeSphereInfo} from './detect.js'
+import {AGENT_DEPLOYMENTS, readMemberAgents, type MemberAgents} from './member-agents.js'
 import {probeProxyAddress} from './proxy-probe.js'
 import {probeTunnel} from './tunnel-probe.js'
 
@@ -60,25 +61,27 @@ export async function diagnose(
   const findings: Finding[] = []
   const hostInfo = await detectKubeSphere(host)
   const cluster = await host.findCustomObject<KubeSphereCluster>(ClusterResource, name)
+  const hostRuntime = (await detectHostRuntime(host)).runtime
+  const [memberInfo, agents] =
+    member === undefined
+      ? [undefined, undefined]
+      : await Promise.all([detectKubeSphere(member), readMemberAgents(member)])
+  const agent = agentUnderCheck(agents, hostRuntime)
   // The two network checks wait on time-outs at worst: they run side by side.
   const [proxyAddress, tunnel] = await Promise.all([
     proxyAddressFindings(host, hostInfo),
-    tunnelFindings(host, member, name, cluster, options),
+    tunnelFindings(host, member, name, cluster, agent.deploymentName, options),
   ])
   findings.push(...proxyAddress)
   findings.push(...clusterFindings(host, name, cluster))
   findings.push(...(await duplicateRegistrationFindings(host, name, cluster)))
-  if (member !== undefined) {
-    const [memberInfo, agent] = await Promise.all([
-      detectKubeSphere(member),
-      member.findDeployment(KUBESPHERE_NAMESPACE, AGENT_DEPLOYMENT_NAME),
-    ])
+  if (member !== undefined && memberInfo !== undefined) {
     findings.push(...agentFindings(host, member, name, cluster, agent, hostInfo))
     findings.push(...memberFindings(member, hostInfo, memberInfo, name))
   } else {
     findings.push(memberChecksSkipped(host, name))
   }
-  findings.push(...conditionFindings(host, member, name, cluster))
+  findings.push(...conditionFindings(host, member, name, cluster, agent.deploymentName))
   findings.push(...tunnel)
   const {healthy, summary} = verdict(name, findings)
   return {
@@ -88,6 +91,37 @@ export async function diagnose(
     healthy,
     summary,
     findings,
+  }
+}
+
+/** The agent doctor looks at, and how it says who it is. */
+interface AgentUnderCheck {
+  runtime: TunnelRuntime
+  /** The Deployment it runs as: named in every hint, also when it does not exist. */
+  deploymentName: string
+  deployment: V1Deployment | undefined
+  /** The token it dials with: Tower's `--token=` argument, or the decoded token Secret of ksctl's agent. */
+  token: string | undefined
+}
+
+/**
+ * The agent the member runs; while it runs both (a runtime migration) or none, or when it is not looked at (no
+ * member context), the agent of the runtime the host runs: the one that can connect.
+ */
+function agentUnderCheck(agents: MemberAgents | undefined, hostRuntime: TunnelRuntime): AgentUnderCheck {
+  const tower = agents?.tower
+  const ksctl = agents?.ksctl?.deployment
+  const runtime =
+    tower !== undefined && ksctl === undefined
+      ? 'tower'
+      : ksctl !== undefined && tower === undefined
+        ? 'ksctl'
+        : hostRuntime
+  return {
+    runtime,
+    deploymentName: AGENT_DEPLOYMENTS[runtime],
+    deployment: runtime === 'tower' ? tower : ksctl,
+    token: runtime === 'tower' ? agentArgument(tower, 'token') : agents?.ksctl?.token,
   }
 }
 
@@ -231,7 +265,7 @@ function agentFindings(
   member: ClusterClient,
   name: string,
   cluster: KubeSphereCluster | undefined,
-  agent: V1Deployment | undefined,
+  {runtime, deploymentName, deployment: agent, token: agentToken}: AgentUnderCheck,
   hostInfo: KubeSphereInfo,
 ): Finding[] {
   const rerun = `ksctl member join ${name} --host-context ${host.context} --member-context ${member.context} --apply`
@@ -240,7 +274,7 @@ function agentFindings(
       {
         check: 'agent',
         status: 'fail',
-        message: `deployment ${KUBESPHERE_NAMESPACE}/${AGENT_DEPLOYMENT_NAME} does not exist on the member`,
+        message: `deployment ${KUBESPHERE_NAMESPACE}/${deploymentName} does not exist on the member`,
         why: 'nothing dials the proxy, so the host cannot reach the member',
         fix: rerun,
       },
@@ -248,7 +282,6 @@ function agentFindings(
   }
   const findings: Finding[] = []
   const argument = (flag: string) => agentArgument(agent, flag)
-  const agentToken = argument('token')
   redactor.register(agentToken)
   const clusterToken = cluster?.spec?.connection?.token
   if (clusterToken !== undefined && clusterToken !== '' && agentToken !== clusterToken) {
@@ -270,11 +303,13 @@ function agentFindings(
     })
   }
   const proxyServer = argument('proxy-server')
-  if (hostInfo.proxyAddress.effective !== undefined && proxyServer !== hostInfo.proxyAddress.effective) {
+  const published = hostInfo.proxyAddress.effective
+  const expected = published === undefined ? undefined : agentProxyAddress(runtime, published)
+  if (published !== undefined && proxyServer !== expected) {
     findings.push({
       check: 'agent proxy address',
       status: 'warn',
-      message: `the agent dials ${proxyServer ?? '(nothing)'}, the host publishes ${hostInfo.proxyAddress.effective}`,
+      message: `the agent dials ${proxyServer ?? '(nothing)'}, the host publishes ${published}${expected === published ? '' : ` (${expected ?? 'not an address'} for ksctl's agent)`}`,
       why: 'an agent dialing an old address never connects',
       fix: rerun,
     })
@@ -283,13 +318,13 @@ function agentFindings(
     agent.status?.conditions?.find((condition) => condition.type === 'Available')?.status === 'True'
   findings.push(
     available
-      ? {check: 'agent deployment', status: 'ok', message: `deployment ${AGENT_DEPLOYMENT_NAME} is available`}
+      ? {check: 'agent deployment', status: 'ok', message: `deployment ${deploymentName} is available`}
       : {
           check: 'agent deployment',
           status: 'fail',
-          message: `deployment ${KUBESPHERE_NAMESPACE}/${AGENT_DEPLOYMENT_NAME} is not available`,
+          message: `deployment ${KUBESPHERE_NAMESPACE}/${deploymentName} is not available`,
           why: 'its pods are not running: image pull, scheduling or crash',
-          fix: `${kubectl(member.context, `-n ${KUBESPHERE_NAMESPACE} describe deployment ${AGENT_DEPLOYMENT_NAME}`)}; ${agentLogs(member.context)}`,
+          fix: `${kubectl(member.context, `-n ${KUBESPHERE_NAMESPACE} describe deployment ${deploymentName}`)}; ${agentLogs(member.context, deploymentName)}`,
         },
   )
   return findings
@@ -335,9 +370,22 @@ function memberFindings(
   return findings
 }
 
+/**
+ * Where the agent dials, from the address the host publishes: as published for Tower's agent, as wss:// on the same
+ * host and port for ksctl's (agent-runtime.ts); undefined when the published address is not one.
+ */
+function agentProxyAddress(runtime: TunnelRuntime, published: string): string | undefined {
+  if (runtime === 'tower') return published
+  try {
+    return ksctlProxyAddress(published, 'the published proxy address')
+  } catch {
+    return undefined
+  }
+}
+
 /** The agent's log on the member, the first place to look when it does not connect or does not serve. */
-function agentLogs(memberContext: string): string {
-  return kubectl(memberContext, `-n ${KUBESPHERE_NAMESPACE} logs deployment/${AGENT_DEPLOYMENT_NAME}`)
+function agentLogs(memberContext: string, deploymentName: string): string {
+  return kubectl(memberContext, `-n ${KUBESPHERE_NAMESPACE} logs deployment/${deploymentName}`)
 }
 
 function conditionFindings(
@@ -345,6 +393,7 @@ function conditionFindings(
   member: ClusterClient | undefined,
   name: string,
   cluster: KubeSphereCluster | undefined,
+  agentDeployment: string,
 ): Finding[] {
   if (cluster === undefined) return []
   const findings: Finding[] = []
@@ -367,7 +416,7 @@ function conditionFindings(
       status: 'fail',
       message: `no agent is connected to the proxy${agent?.message === undefined ? '' : ` (${agent.message})`}`,
       why: 'the host reaches the member only through a connected agent',
-      fix: `check the agent's log on the member: ${agentLogs(member?.context ?? '<member-context>')}`,
+      fix: `check the agent's log on the member: ${agentLogs(member?.context ?? '<member-context>', agentDeployment)}`,
     })
   }
   if (ready?.status === 'True' && agent?.status !== 'True') {
@@ -405,6 +454,7 @@ async function tunnelFindings(
   member: ClusterClient | undefined,
   name: string,
   cluster: KubeSphereCluster | undefined,
+  agentDeployment: string,
   options: DoctorOptions,
 ): Promise<Finding[]> {
   if (cluster?.spec?.connection?.type !== 'proxy') return []
@@ -435,7 +485,7 @@ async function tunnelFindings(
           status: 'fail',
           message: `the proxy reports an agent (AgentAvailable True), but a request to the member through it failed: ${probe.reason} (through ${probe.via})`,
           why: 'the proxy clears AgentAvailable only when the connection closes: a hung or cut-off agent keeps it True while nothing reaches the member',
-          fix: `check the agent: ${agentLogs(memberContext)}; restart it: ${kubectl(memberContext, `-n ${KUBESPHERE_NAMESPACE} rollout restart deployment/${AGENT_DEPLOYMENT_NAME}`)}`,
+          fix: `check the agent: ${agentLogs(memberContext, agentDeployment)}; restart it: ${kubectl(memberContext, `-n ${KUBESPHERE_NAMESPACE} rollout restart deployment/${agentDeployment}`)}`,
         },
       ]
     case 'unchecked':

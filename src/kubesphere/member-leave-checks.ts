@@ -1,20 +1,19 @@
-import type {V1Deployment} from '@kubernetes/client-node'
-
 import {KsctlError, preconditionFailed} from '../errors.js'
 import type {ClusterClient} from '../k8s/cluster-client.js'
 import {log} from '../log.js'
 import {allInOrder} from '../promises.js'
-import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
 import {agentArgument, kubeSystemUid} from './cluster-identity.js'
 import {memberUidOf, type KubeSphereCluster} from './cluster-object.js'
-import {HOST_CLUSTER_LABEL, KUBESPHERE_NAMESPACE} from './constants.js'
+import {HOST_CLUSTER_LABEL} from './constants.js'
 import {detectKubeSphere, type KubeSphereInfo} from './detect.js'
+import {agentTokens, readMemberAgents, runningAgents, type MemberAgents} from './member-agents.js'
 
 /** What the member looked like before any change. */
 export interface MemberState {
   info: KubeSphereInfo
   uid: string
-  agent: V1Deployment | undefined
+  /** Tower's agent, ksctl's, both (during a runtime migration), or none. */
+  agents: MemberAgents
 }
 
 /** Reads the member; unreachable, it is an error, unless `--force` says to go on with the host side only. */
@@ -25,12 +24,12 @@ export async function readMemberOrForce(
   force: boolean,
 ): Promise<MemberState | undefined> {
   try {
-    const [info, uid, agent] = await allInOrder([
+    const [info, uid, agents] = await allInOrder([
       detectKubeSphere(member),
       kubeSystemUid(member),
-      member.findDeployment(KUBESPHERE_NAMESPACE, AGENT_DEPLOYMENT_NAME),
+      readMemberAgents(member),
     ] as const)
-    return {info, uid, agent}
+    return {info, uid, agents}
   } catch (error) {
     const unreachable =
       error instanceof KsctlError && (error.code === 'UNREACHABLE' || error.code === 'TIMEOUT')
@@ -55,9 +54,9 @@ export async function readMemberOrForce(
 
 /**
  * Refuses, before any change, to touch a member that is not the one the host's Cluster stands for: the
- * agent must be this cluster's, and the Cluster's recorded member UID must be the member's kube-system UID.
- * A Cluster that recorded no UID (its agent never got through) is this member's if the member's agent
- * carries the Cluster's token.
+ * agents (Tower's, ksctl's, or both) must be this cluster's, and the Cluster's recorded member UID must be the
+ * member's kube-system UID. A Cluster that recorded no UID (its agent never got through) is this member's if the
+ * member's agent carries the Cluster's token: Tower's in its --token argument, ksctl's in its token Secret.
  */
 export function verifyMember(
   host: ClusterClient,
@@ -66,10 +65,11 @@ export function verifyMember(
   cluster: KubeSphereCluster | undefined,
   state: MemberState,
 ): void {
-  const agentName = agentArgument(state.agent, 'name')
-  if (state.agent !== undefined && agentName !== name) {
+  for (const {runtime, deployment} of runningAgents(state.agents)) {
+    const agentName = agentArgument(deployment, 'name')
+    if (agentName === name) continue
     throw preconditionFailed(
-      `the member of context "${member.context}" runs the agent of cluster "${agentName ?? '(no --name)'}", ` +
+      `the member of context "${member.context}" runs ${runtime === 'ksctl' ? "ksctl's agent" : 'the agent'} of cluster "${agentName ?? '(no --name)'}", ` +
         `not "${name}": nothing was changed`,
       member.context,
       [
@@ -82,7 +82,7 @@ export function verifyMember(
   checkClusterIdentity(host, member, cluster, state.uid)
   if (memberUidOf(cluster) !== undefined) return
   const token = cluster.spec?.connection?.token
-  if (token === undefined || token === '' || agentArgument(state.agent, 'token') !== token) {
+  if (token === undefined || token === '' || !agentTokens(state.agents).includes(token)) {
     throw preconditionFailed(
       `cluster "${name}" in context "${host.context}" records no member UID, and the member of context ` +
         `"${member.context}" runs no agent with its token, so ksctl cannot tell that they are the same cluster: ` +

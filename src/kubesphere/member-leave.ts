@@ -1,3 +1,5 @@
+import {isDeepStrictEqual} from 'node:util'
+
 import type {KubernetesObject, V1Namespace, V1Preconditions} from '@kubernetes/client-node'
 
 import {describeObject, invalidInput, KsctlError, preconditionFailed, type ObjectRef} from '../errors.js'
@@ -9,7 +11,19 @@ import {applyEdit, previewEdit, type EditOutcome, type ObjectEdit} from '../k8s/
 import {ClusterResource, resourceName} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {allInOrder} from '../promises.js'
-import {AGENT_DEPLOYMENT_NAME} from './agent-manifest.js'
+import {
+  AGENT_IMPERSONATOR_ROLE,
+  AGENT_TOKEN_ROTATION_ROLE,
+  KUBESPHERE_IDENTITY_BINDING,
+} from '../tower/shared/identity.js'
+import {
+  AGENT_DEPLOYMENT_NAME,
+  KSCTL_AGENT_LABELS,
+  KSCTL_AGENT_NAME,
+  KSCTL_AGENT_PROXY_CA_CONFIGMAP,
+  KSCTL_AGENT_TOKEN_SECRET,
+} from './agent-manifest.js'
+import {detectHostRuntime, type HostRuntime} from './agent-runtime.js'
 import type {KubeSphereCluster} from './cluster-object.js'
 import {
   KUBESPHERE_NAMESPACE,
@@ -35,6 +49,7 @@ import {
   verifyMember,
   type MemberState,
 } from './member-leave-checks.js'
+import {isKsctlAgentObject, runningAgents, type MemberAgents} from './member-agents.js'
 
 export interface MemberLeaveOptions {
   name: string
@@ -170,12 +185,11 @@ async function planLeave(
   const state = await readMemberOrForce(host, member, options.name, options.force)
   if (state !== undefined) requireComplete(state.info)
   const plan: LeavePlan = {steps: [], notes: []}
-  const agentObjects = agentObjectsOf(edition)
   // The Cluster goes first and the agent once KubeSphere has let the Cluster go: its controller reaches
   // the member through the agent to finish (cluster-finalization.ts).
   plan.steps.push(clusterRemovalStep(host, member, name, state, options.waitTimeoutMs))
   if (state === undefined) {
-    plan.notes.push(unreachableMemberNote(host, member, name, edition, agentObjects))
+    plan.notes.push(unreachableMemberNote(host, member, name, edition, await detectHostRuntime(host)))
     if ((cluster?.metadata?.finalizers ?? []).length > 0) {
       plan.notes.push(
         `KubeSphere's controller finishes deleting cluster "${name}" (finalizer ${(cluster?.metadata?.finalizers ?? []).join(', ')}); ` +
@@ -199,7 +213,7 @@ async function planLeave(
         run: () => probeFinalization(host, cluster, member.context),
       }
     }
-    plan.steps.push(...(await agentRemovalSteps(member, agentObjects, plan.notes)))
+    plan.steps.push(...(await agentRemovalSteps(member, edition, state.agents, plan.notes)))
   }
   if (state !== undefined) {
     addMemberSettingsSteps(
@@ -212,54 +226,133 @@ async function planLeave(
 }
 
 /**
- * What the agent manifest put on the member (agent-v3.yaml, agent-v4.yaml, and the PodDisruptionBudget of
- * several replicas), Deployment first so that the agent stops dialing before anything else goes. Never the
- * kubesphere-system Namespace: the member's own KubeSphere may live in it.
+ * One object an agent's manifest made. `owner`, when the name alone does not make it the agent's: how to tell
+ * (an object of that name that is not the agent's is left alone).
  */
-function agentObjectsOf(edition: Edition): ManifestObject[] {
-  const namespaced = (apiVersion: string, kind: string, name: string): ManifestObject => ({
-    apiVersion,
-    kind,
-    metadata: {name, namespace: KUBESPHERE_NAMESPACE},
-  })
-  const objects = [
-    namespaced('apps/v1', 'Deployment', AGENT_DEPLOYMENT_NAME),
-    namespaced('policy/v1', 'PodDisruptionBudget', AGENT_DEPLOYMENT_NAME),
+interface AgentObject {
+  object: ManifestObject
+  owner?: {
+    isOwn(current: KubernetesObject): boolean
+    /** Why one that is not: "does not bind …, so it is not the agent's". */
+    notOwn: string
+    /** What one that stopped being the agent's after the check no longer does: "binds …". */
+    ownedBecause: string
+  }
+}
+
+const namespaced = (apiVersion: string, kind: string, name: string): ManifestObject => ({
+  apiVersion,
+  kind,
+  metadata: {name, namespace: KUBESPHERE_NAMESPACE},
+})
+const clusterScoped = (kind: string, name: string): ManifestObject => ({
+  apiVersion: 'rbac.authorization.k8s.io/v1',
+  kind,
+  metadata: {name},
+})
+
+/**
+ * What Tower's agent manifest put on the member (agent-v3.yaml, agent-v4.yaml, and the PodDisruptionBudget of
+ * several replicas), Deployment first so that the agent stops dialing before anything else goes.
+ */
+function towerAgentObjects(edition: Edition): AgentObject[] {
+  const objects: AgentObject[] = [
+    {object: namespaced('apps/v1', 'Deployment', AGENT_DEPLOYMENT_NAME)},
+    {object: namespaced('policy/v1', 'PodDisruptionBudget', AGENT_DEPLOYMENT_NAME)},
   ]
   if (edition === '4.x') {
     objects.push(
       {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRoleBinding',
-        metadata: {name: SERVICE_ACCOUNT},
+        object: clusterScoped('ClusterRoleBinding', SERVICE_ACCOUNT),
+        owner: {
+          isOwn: isAgentBinding,
+          notOwn: `does not bind the agent's ServiceAccount ${KUBESPHERE_NAMESPACE}/${SERVICE_ACCOUNT}, so it is not the agent's`,
+          ownedBecause: "binds the agent's ServiceAccount",
+        },
       },
-      namespaced('v1', 'ServiceAccount', SERVICE_ACCOUNT),
+      {object: namespaced('v1', 'ServiceAccount', SERVICE_ACCOUNT)},
     )
   }
   return objects
 }
 
-/** The agent's objects as removal steps; a binding `tower` that is not the agent's is left alone. */
+/**
+ * What ksctl's agent manifest put on the member (templates/agent-ksctl.yaml and the RBAC of shared/identity.ts),
+ * Deployment first. Each is ksctl's only if it carries the labels of ksctl's agent.
+ */
+function ksctlAgentObjects(): AgentObject[] {
+  const labels = Object.entries(KSCTL_AGENT_LABELS)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(', ')
+  const owner = {
+    isOwn: isKsctlAgentObject,
+    notOwn: `does not carry the labels of ksctl's agent (${labels}), so it is not ksctl's`,
+    ownedBecause: "carries the labels of ksctl's agent",
+  }
+  // A PodDisruptionBudget that ksctl rendered before it labelled one is known by what it guards: ksctl's agent's pods.
+  const budgetOwner = {
+    ...owner,
+    isOwn: (current: KubernetesObject) => isKsctlAgentObject(current) || guardsKsctlAgentPods(current),
+  }
+  return [
+    {object: namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME), owner},
+    {object: namespaced('policy/v1', 'PodDisruptionBudget', KSCTL_AGENT_NAME), owner: budgetOwner},
+    ...[
+      namespaced('v1', 'Secret', KSCTL_AGENT_TOKEN_SECRET),
+      namespaced('v1', 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP),
+      namespaced('rbac.authorization.k8s.io/v1', 'RoleBinding', AGENT_TOKEN_ROTATION_ROLE),
+      namespaced('rbac.authorization.k8s.io/v1', 'Role', AGENT_TOKEN_ROTATION_ROLE),
+      clusterScoped('ClusterRoleBinding', AGENT_IMPERSONATOR_ROLE),
+      clusterScoped('ClusterRole', AGENT_IMPERSONATOR_ROLE),
+      clusterScoped('ClusterRoleBinding', KUBESPHERE_IDENTITY_BINDING),
+      namespaced('v1', 'ServiceAccount', KSCTL_AGENT_NAME),
+    ].map((object) => ({object, owner})),
+  ]
+}
+
+function guardsKsctlAgentPods(budget: KubernetesObject): boolean {
+  const selector = (budget as {spec?: {selector?: {matchLabels?: Record<string, string>}}}).spec?.selector
+  return isDeepStrictEqual(selector, {matchLabels: {'app.kubernetes.io/name': KSCTL_AGENT_NAME}})
+}
+
+/**
+ * The objects of the agents the member runs, as removal steps: Tower's when it runs Tower's agent (or no agent of
+ * ksctl's, so that a second run reports them as already removed), ksctl's when anything of ksctl's agent is left.
+ * Both agents' Deployments go first, so that neither dials while the rest goes; never the kubesphere-system
+ * Namespace (the member's own KubeSphere may live in it). An object of an agent's name that is not the agent's is
+ * left alone, with a note.
+ */
 async function agentRemovalSteps(
   member: ClusterClient,
-  objects: ManifestObject[],
+  edition: Edition,
+  agents: MemberAgents,
   notes: string[],
 ): Promise<LeaveStep[]> {
   const manifest = new ManifestObjects(member)
-  const steps: LeaveStep[] = []
-  for (const object of objects) {
-    const ref = manifest.ref(object)
-    const guard = object.kind === 'ClusterRoleBinding' ? requireAgentBinding(member, ref) : undefined
-    if (guard !== undefined) {
-      const binding = await manifest.find<KubernetesObject>(object)
-      if (binding !== undefined && !isAgentBinding(binding)) {
-        notes.push(
-          `${describeObject(ref)} in context "${member.context}" does not bind the agent's ServiceAccount ` +
-            `${KUBESPHERE_NAMESPACE}/${SERVICE_ACCOUNT}, so it is not the agent's: left alone`,
-        )
-        continue
-      }
+  const read = async (objects: AgentObject[]) => {
+    const found: {agentObject: AgentObject; current: KubernetesObject | undefined}[] = []
+    for (const agentObject of objects) {
+      found.push({agentObject, current: await manifest.find<KubernetesObject>(agentObject.object)})
     }
+    return found
+  }
+  const ksctl = await read(ksctlAgentObjects())
+  const ksctlLeft = ksctl.some(({agentObject, current}) => isAgents(agentObject, current))
+  const tower = agents.tower !== undefined || !ksctlLeft ? await read(towerAgentObjects(edition)) : []
+  const both = [...tower, ...(ksctlLeft ? ksctl : [])]
+  const deploymentsFirst = [
+    ...both.filter(({agentObject}) => agentObject.object.kind === 'Deployment'),
+    ...both.filter(({agentObject}) => agentObject.object.kind !== 'Deployment'),
+  ]
+  const steps: LeaveStep[] = []
+  for (const {agentObject, current} of deploymentsFirst) {
+    const {object, owner} = agentObject
+    const ref = manifest.ref(object)
+    if (current !== undefined && owner !== undefined && !owner.isOwn(current)) {
+      notes.push(`${describeObject(ref)} in context "${member.context}" ${owner.notOwn}: left alone`)
+      continue
+    }
+    const guard = owner === undefined ? undefined : requireOwner(member, ref, owner)
     const edit = removalEdit(member, ref, `delete ${object.kind} ${object.metadata.name}`, {
       read: () => manifest.find<KubernetesObject>(object),
       remove: (preconditions, dryRun) => manifest.remove(object, preconditions, dryRun),
@@ -268,6 +361,11 @@ async function agentRemovalSteps(
     steps.push(leaveStep(edit, ALREADY_REMOVED))
   }
   return steps
+}
+
+/** Whether `current` (present) is the agent's object, as its owner check says; without one, by its name. */
+function isAgents(agentObject: AgentObject, current: KubernetesObject | undefined): boolean {
+  return current !== undefined && (agentObject.owner?.isOwn(current) ?? true)
 }
 
 /**
@@ -337,7 +435,9 @@ function addMemberSettingsSteps(
   if (state.info.edition !== '3.x') return
   const role = state.info.role
   const knownAsThisCluster =
-    where.clusterFound || agentArgument(state.agent, 'name') === name || state.info.memberClusterName === name
+    where.clusterFound ||
+    runningAgents(state.agents).some(({deployment}) => agentArgument(deployment, 'name') === name) ||
+    state.info.memberClusterName === name
   if (role === 'member' && !knownAsThisCluster) {
     plan.notes.push(
       `the member's clusterRole is still member, but nothing on host context "${host.context}" shows that it was ` +
@@ -458,15 +558,25 @@ function confirmationQuestion(name: string, pending: EditOutcome[]): string {
   return `remove cluster "${name}": ${changes.join(', ')}?`
 }
 
+/**
+ * What the member keeps when it cannot be reached: the agent of the runtime the host runs (the only one that can
+ * connect to it), whose objects ksctl could not look at.
+ */
 function unreachableMemberNote(
   host: ClusterClient,
   member: ClusterClient,
   name: string,
   edition: Edition,
-  agentObjects: ManifestObject[],
+  hostRuntime: HostRuntime,
 ): string {
   const manifest = new ManifestObjects(member)
-  const left = agentObjects.map((object) => describeObject(manifest.ref(object)))
+  const left =
+    hostRuntime.runtime === 'ksctl'
+      ? [
+          `${describeObject(manifest.ref(namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME)))} and the other ` +
+            `objects of ksctl's agent (labelled app.kubernetes.io/name=${KSCTL_AGENT_NAME})`,
+        ]
+      : towerAgentObjects(edition).map(({object}) => describeObject(manifest.ref(object)))
   if (edition === '3.x') left.push("its ClusterConfiguration's clusterRole member")
   return (
     `the member of context "${member.context}" could not be reached, so nothing was removed there: ` +
@@ -486,11 +596,15 @@ function isAgentBinding(binding: KubernetesObject): boolean {
   )
 }
 
-function requireAgentBinding(member: ClusterClient, ref: ObjectRef): (current: KubernetesObject) => void {
+function requireOwner(
+  member: ClusterClient,
+  ref: ObjectRef,
+  owner: NonNullable<AgentObject['owner']>,
+): (current: KubernetesObject) => void {
   return (current) => {
-    if (!isAgentBinding(current)) {
+    if (!owner.isOwn(current)) {
       throw preconditionFailed(
-        `${describeObject(ref)} in context "${member.context}" changed and no longer binds the agent's ServiceAccount`,
+        `${describeObject(ref)} in context "${member.context}" changed and no longer ${owner.ownedBecause}`,
         member.context,
         ['run the command again'],
       )

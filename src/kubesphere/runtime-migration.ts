@@ -28,6 +28,7 @@ import {ksctlProxyAddress, type TunnelRuntime} from './agent-runtime.js'
 import {previewAgentSettings, readProxyTrust, type AgentSettings} from './agent-settings.js'
 import type {KubeSphereCluster} from './cluster-object.js'
 import {HOST_CLUSTER_LABEL, KUBESPHERE_NAMESPACE} from './constants.js'
+import {AGENT_DEPLOYMENTS} from './member-agents.js'
 
 /**
  * Moving a host's proxy members from one tunnel runtime's agent to the other's, for `ksctl proxy install` (Tower's
@@ -158,10 +159,6 @@ interface Direction {
   to: TunnelRuntime
 }
 
-const AGENT_DEPLOYMENTS: Record<TunnelRuntime, string> = {
-  tower: AGENT_DEPLOYMENT_NAME,
-  ksctl: KSCTL_AGENT_NAME,
-}
 const RUNTIME_NAMES: Record<TunnelRuntime, string> = {tower: "Tower's", ksctl: "ksctl's"}
 const DEFAULT_CONNECT_TIMEOUT_MS = 5 * 60_000
 const POLL_MS = 500

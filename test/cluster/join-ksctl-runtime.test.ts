@@ -5,6 +5,7 @@ import path from 'node:path'
 import {execa} from 'execa'
 
 import type {MemberJoinOutput} from '../../commands/member/join.js'
+import type {MemberLeaveResult} from '../../src/kubesphere/member-leave.js'
 import {buildImage} from '../../image/build.js'
 import {imageUser} from '../../image/image.js'
 import {unpackCached, type UnpackedImage} from '../../image/unpack.js'
@@ -155,6 +156,35 @@ describe("member join --runtime ksctl: ksctl's proxy on the host, ksctl's agent 
         }
         assert.deepEqual(await agent.stop(), {exitCode: 0, signal: undefined}, agent.output())
         running.agent = undefined
+
+        // And out again: leave finds ksctl's agent and removes every object its manifest made, nothing of Tower's.
+        const left = await run([
+          ...['member', 'leave', 'member1', '--host-context', 'host', '--member-context', 'member'],
+          ...['--yes', '--json'],
+        ])
+        assert.equal(left.exitCode, 0, left.stderr)
+        const removed = (JSON.parse(left.stdout) as MemberLeaveResult).changes
+          .filter((change) => change.context === 'member' && change.action === 'delete')
+          .map((change) => `${change.object.resource}/${change.object.name}`)
+        assert.equal(removed[0], 'deployments/ksctl-tower-agent', 'the Deployment first: it stops dialing')
+        assert.ok(removed.includes('secrets/ksctl-tower-agent-token'), removed.join(', '))
+        assert.ok(!removed.some((object) => /cluster-agent|\/tower$/.test(object)), removed.join(', '))
+        const labelled = await execa(
+          '/usr/bin/kubectl',
+          [
+            ...['--kubeconfig', kubeconfig, '--context', 'member', 'get', '-A', '-o', 'name'],
+            ...['-l', 'app.kubernetes.io/name=ksctl-tower-agent'],
+            'deployments,secrets,configmaps,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings',
+          ],
+          {reject: false, stdin: 'ignore'},
+        )
+        assert.equal(labelled.exitCode, 0, labelled.stderr)
+        assert.equal(labelled.stdout, '', "nothing of ksctl's agent is left on the member")
+        assert.ok(await adminApis(kubeconfig, 'member').core.readNamespace({name: 'kubesphere-system'}))
+        assert.equal(await hostClient.findCustomObject(ClusterResource, 'member1'), undefined)
+        for (const output of [left.stdout, left.stderr]) {
+          assert.ok(!output.includes(token) && !output.includes(Buffer.from(token).toString('base64')))
+        }
       })
     })
   }

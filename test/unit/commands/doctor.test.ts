@@ -3,7 +3,10 @@ import {createServer, type AddressInfo, type Socket} from 'node:net'
 
 import Doctor from '../../../commands/doctor.js'
 import MemberJoin from '../../../commands/member/join.js'
+import {renderKsctlAgentManifest} from '../../../src/kubesphere/agent-manifest.js'
+import {ksctlProxyAddress} from '../../../src/kubesphere/agent-runtime.js'
 import type {DoctorReport} from '../../../src/kubesphere/doctor.js'
+import {restPath} from '../../fixtures/kubesphere/rest-path.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
 import {runCommand} from '../../helpers/run-command.js'
@@ -234,6 +237,63 @@ describe('ksctl doctor', () => {
     assert.equal(exitCode, 1)
     assert.deepEqual(failed(result), ['agent', 'condition AgentAvailable', 'condition Ready'])
     assert.match(result?.findings.find((f) => f.check === 'condition Ready')?.message ?? '', /stale/)
+  })
+
+  describe("a member that runs ksctl's agent", () => {
+    /** Replaces Tower's agent with ksctl's, as `member join --runtime ksctl` leaves it, with `token` in its Secret. */
+    const runKsctlAgent = (token: string) => {
+      clusters.member.delete(agentPath)
+      const objects = renderKsctlAgentManifest({
+        clusterName: 'member1',
+        token,
+        proxyAddress: ksctlProxyAddress(proxyAddress, 'proxyPublishAddress'),
+        trust: {pin: `sha256:${'A'.repeat(43)}=`},
+      })
+      for (const object of objects) {
+        if (object.kind === 'Namespace') continue
+        // Not available: its pods do not run.
+        clusters.member.put(restPath(object), object.kind === 'Deployment' ? {...object, status: {}} : object)
+      }
+    }
+    const clusterToken = () =>
+      (clusters.host.get(clusterPath)?.spec as {connection: {token: string}}).connection.token
+
+    it('names its Deployment in the agent check, the logs hint and the restart hint; its token is read from its Secret', async () => {
+      runKsctlAgent(clusterToken())
+      // The service proxy answers, but not with the member's /version: a broken tunnel.
+      clusters.host.put(tunnelPath, {metadata: {name: 'version'}})
+      const {stdout, exitCode, result} = await doctor('--member-context', 'member')
+      assert.equal(exitCode, 1, stdout)
+      assert.deepEqual(failed(result), ['agent deployment', 'tunnel'], 'token, name and address agree')
+      const finding = (check: string) => result?.findings.find((f) => f.check === check)
+      assert.equal(
+        finding('agent deployment')?.message,
+        'deployment kubesphere-system/ksctl-tower-agent is not available',
+      )
+      assert.equal(
+        finding('agent deployment')?.fix,
+        'kubectl --context member -n kubesphere-system describe deployment ksctl-tower-agent; ' +
+          'kubectl --context member -n kubesphere-system logs deployment/ksctl-tower-agent',
+      )
+      assert.equal(
+        finding('tunnel')?.fix,
+        'check the agent: kubectl --context member -n kubesphere-system logs deployment/ksctl-tower-agent; ' +
+          'restart it: kubectl --context member -n kubesphere-system rollout restart deployment/ksctl-tower-agent',
+      )
+      assert.ok(!stdout.includes('cluster-agent'))
+      assert.ok(!stdout.includes(clusterToken()))
+    })
+
+    it("finds a token Secret that holds another cluster's token, without printing either", async () => {
+      const other = 'f'.repeat(64)
+      runKsctlAgent(other)
+      const {stdout, exitCode, result} = await doctor('--member-context', 'member', '--json')
+      assert.equal(exitCode, 1)
+      assert.deepEqual(failed(result), ['agent token', 'agent deployment'])
+      for (const token of [clusterToken(), other, Buffer.from(other).toString('base64')]) {
+        assert.ok(!stdout.includes(token))
+      }
+    })
   })
 
   it('rejects an invalid name before asking any cluster', async () => {

@@ -3,12 +3,13 @@ import assert from 'node:assert/strict'
 import MemberJoin from '../../../commands/member/join.js'
 import MemberLeave from '../../../commands/member/leave.js'
 import type {ErrorJson} from '../../../src/cli/base-command.js'
-import {renderAgentManifest} from '../../../src/kubesphere/agent-manifest.js'
+import {renderAgentManifest, renderKsctlAgentManifest} from '../../../src/kubesphere/agent-manifest.js'
 import type {MemberLeaveResult} from '../../../src/kubesphere/member-leave.js'
 import {AGENT_TOKEN, proxyCluster} from '../../fixtures/kubesphere/agent-cluster.js'
 import {fingerprint} from '../../../src/redact.js'
 import {LOAD_BALANCER_IP, secrets} from '../../../src/kubesphere-standin/fixtures.js'
 import {planted, plantedClientKeyData, plantedClusterKubeconfig} from '../../fixtures/planted-credentials.js'
+import {restPath} from '../../fixtures/kubesphere/rest-path.js'
 import type {FakeApiServer} from '../../helpers/fake-apiserver.js'
 import {seedFake, startFakeClusters, type FakeClusters} from '../../helpers/fake-clusters.js'
 import {KubeSphereStandIn} from '../../helpers/kubesphere-standin.js'
@@ -23,6 +24,10 @@ const bindingPath = '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/towe
 const namespacePath = '/api/v1/namespaces/kubesphere-system'
 const budgetPath = '/apis/policy/v1/namespaces/kubesphere-system/poddisruptionbudgets/cluster-agent'
 const MEMBER_UID = 'member-kube-system-uid'
+const ksctlAgentPath = '/apis/apps/v1/namespaces/kubesphere-system/deployments/ksctl-tower-agent'
+const ksctlTokenPath = '/api/v1/namespaces/kubesphere-system/secrets/ksctl-tower-agent-token'
+/** Another cluster's agent token, of the same form. */
+const OTHER_TOKEN = '0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0'
 
 interface InstallerSpec {
   authentication: {jwtSecret: string}
@@ -341,6 +346,112 @@ describe('ksctl member leave', () => {
     assert.equal(clusters.member.get(budgetPath), undefined)
   })
 
+  describe("ksctl's agent", () => {
+    beforeEach(() => {
+      seedFake(clusters.host, 'ks34-host')
+      seedFake(clusters.member, 'ks34-member')
+    })
+
+    it('removes everything its manifest made, Deployment first, and leaves alone what only has its name', async () => {
+      putJoinedMember(clusters, {runtime: 'ksctl', replicas: 2})
+      // Someone's own ClusterRole of the same name, without ksctl's labels.
+      const impersonatorPath =
+        '/apis/rbac.authorization.k8s.io/v1/clusterroles/ksctl-tower-agent-impersonator'
+      clusters.member.put(impersonatorPath, {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: {name: 'ksctl-tower-agent-impersonator', labels: {team: 'platform'}},
+        rules: [],
+      })
+      const {stdout, stderr, exitCode, result} = await leave('member1', '--yes')
+      assert.equal(exitCode, 0, stderr)
+      assert.deepEqual(
+        result?.changes.map((change) => [change.object.resource, change.object.name, change.changed]),
+        [
+          ['clusters.cluster.kubesphere.io', 'member1', true],
+          ['deployments', 'ksctl-tower-agent', true],
+          ['poddisruptionbudgets', 'ksctl-tower-agent', true],
+          ['secrets', 'ksctl-tower-agent-token', true],
+          ['configmaps', 'ksctl-tower-agent-proxy-ca', true],
+          ['rolebindings', 'ksctl-tower-agent-token-rotation', true],
+          ['roles', 'ksctl-tower-agent-token-rotation', true],
+          ['clusterrolebindings', 'ksctl-tower-agent-impersonator', true],
+          ['clusterrolebindings', 'ksctl-kubesphere-identity', true],
+          ['serviceaccounts', 'ksctl-tower-agent', true],
+          ['clusterconfigurations.installer.kubesphere.io', 'ks-installer', true],
+        ],
+        "ksctl's agent only: no step for Tower's cluster-agent",
+      )
+      for (const object of ksctlAgentObjects(2)) {
+        if (object.kind === 'Namespace') continue
+        const left = clusters.member.get(restPath(object))
+        if (object.metadata.name === 'ksctl-tower-agent-impersonator' && object.kind === 'ClusterRole') {
+          assert.deepEqual(left?.metadata.labels, {team: 'platform'}, "not ksctl's: left alone")
+        } else {
+          assert.equal(left, undefined, `${object.kind} ${object.metadata.name}`)
+        }
+      }
+      assert.ok(clusters.member.get(namespacePath) !== undefined)
+      assert.match(
+        stdout,
+        /^note: clusterroles ksctl-tower-agent-impersonator in context "member" does not carry the labels of ksctl's agent \(app\.kubernetes\.io\/name=ksctl-tower-agent, app\.kubernetes\.io\/managed-by=ksctl\), so it is not ksctl's: left alone$/m,
+      )
+      for (const output of [stdout, stderr]) assert.ok(!output.includes(AGENT_TOKEN))
+    })
+
+    it('removes both agents while a runtime migration is under way, both Deployments first', async () => {
+      putJoinedMember(clusters, {runtime: 'ksctl'})
+      putAgent(clusters.member, 'member1')
+      const {stderr, exitCode} = await leave('member1', '--yes')
+      assert.equal(exitCode, 0, stderr)
+      assert.deepEqual(
+        lines(stderr)
+          .filter((line) => /^member: delete /.test(line))
+          .slice(0, 3),
+        [
+          'member: delete Deployment cluster-agent',
+          'member: delete Deployment ksctl-tower-agent',
+          'member: delete Secret ksctl-tower-agent-token',
+        ],
+      )
+      assert.equal(clusters.member.get(agentPath), undefined)
+      assert.equal(clusters.member.get(ksctlAgentPath), undefined)
+      assert.equal(clusters.member.get(ksctlTokenPath), undefined)
+    })
+
+    it('takes a Cluster without member UID as this member when the token Secret holds its token', async () => {
+      putKsctlAgent(clusters.member, 'member1', AGENT_TOKEN)
+      clusters.host.put(clusterPath('member1'), proxyCluster('member1'))
+      const {stderr, exitCode} = await leave('member1', '--yes')
+      assert.equal(exitCode, 0, stderr)
+      assert.equal(clusters.host.get(clusterPath('member1')), undefined)
+      assert.equal(clusters.member.get(ksctlAgentPath), undefined)
+      assert.ok(!stderr.includes(AGENT_TOKEN))
+    })
+
+    it('shows the token Secret going with --dry-run, its token only as a fingerprint, in text and --json', async () => {
+      putJoinedMember(clusters, {runtime: 'ksctl'})
+      const encoded = Buffer.from(AGENT_TOKEN).toString('base64')
+      const text = await leave('member1', '--dry-run')
+      const json = await leave('member1', '--dry-run', '--json')
+      for (const {stdout, stderr, exitCode} of [text, json]) {
+        assert.equal(exitCode, 0, stderr)
+        for (const secret of [AGENT_TOKEN, encoded]) {
+          assert.ok(!stdout.includes(secret) && !stderr.includes(secret), secret)
+        }
+      }
+      assert.match(
+        text.stdout,
+        /^would change member: secrets kubesphere-system\/ksctl-tower-agent-token \(delete Secret ksctl-tower-agent-token\)$/m,
+      )
+      const secretDiff = (JSON.parse(json.stdout) as MemberLeaveResult).changes.find(
+        (change) => change.object.resource === 'secrets',
+      )?.diff
+      assert.match(secretDiff ?? '', /^- {2}token: <redacted sha256:[0-9a-f]{8}>$/m)
+      assert.ok(clusters.member.get(ksctlTokenPath) !== undefined)
+    })
+  })
+
   describe('an unreachable member', () => {
     beforeEach(async () => {
       seedFake(clusters.host, 'ks34-host')
@@ -488,6 +599,31 @@ describe('ksctl member leave', () => {
         /cluster "member1" in context "host" records no member UID, and the member of context "member" runs no agent with its token/,
       ],
       [
+        "a Cluster with no member UID, and ksctl's agent with another cluster's token",
+        'member1',
+        ['--yes'],
+        (c) => {
+          seedFake(c.host, 'ks34-host')
+          seedFake(c.member, 'ks34-member')
+          putKsctlAgent(c.member, 'member1', OTHER_TOKEN)
+          c.host.put(clusterPath('member1'), proxyCluster('member1'))
+        },
+        1,
+        /cluster "member1" in context "host" records no member UID, and the member of context "member" runs no agent with its token/,
+      ],
+      [
+        "a member whose ksctl's agent connects as another cluster",
+        'member1',
+        ['--yes'],
+        (c) => {
+          joined(c)
+          c.member.delete(agentPath)
+          putKsctlAgent(c.member, 'member7', AGENT_TOKEN)
+        },
+        1,
+        /the member of context "member" runs ksctl's agent of cluster "member7", not "member1": nothing was changed/,
+      ],
+      [
         'the same cluster as host and member',
         'member1',
         ['--yes', '--member-context', 'host'],
@@ -511,6 +647,7 @@ describe('ksctl member leave', () => {
         assert.equal(exitCode, exit, stderr)
         assert.match(stderr, message)
         assert.equal(stdout, '')
+        assert.ok(![OTHER_TOKEN, AGENT_TOKEN].some((token) => stderr.includes(token)))
         assert.deepEqual(clusters.host.writes(), [])
         assert.deepEqual(clusters.member.writes(), [])
       })
@@ -530,9 +667,31 @@ function putAgent(fake: FakeApiServer, clusterName: string, replicas = 1): void 
   for (const object of objects) fake.put(object.kind === 'Deployment' ? agentPath : budgetPath, object)
 }
 
+/** What `ksctl member join --runtime ksctl` renders for a member (its token in a Secret, the proxy CA in a ConfigMap). */
+function ksctlAgentObjects(replicas = 1, clusterName = 'member1', token = AGENT_TOKEN) {
+  return renderKsctlAgentManifest({
+    clusterName,
+    token,
+    proxyAddress: `wss://${LOAD_BALANCER_IP}:8080`,
+    trust: {caPem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'},
+    replicas,
+  })
+}
+
+/** ksctl's agent on a member, as `ksctl member join --runtime ksctl --apply` leaves it (the Namespace is there). */
+function putKsctlAgent(fake: FakeApiServer, clusterName: string, token: string, replicas = 1): void {
+  for (const object of ksctlAgentObjects(replicas, clusterName, token)) {
+    if (object.kind !== 'Namespace') fake.put(restPath(object), object)
+  }
+}
+
 /** A 3.4 member as a finished join leaves it, written straight into the fakes. */
-function putJoinedMember(clusters: FakeClusters, options: {replicas?: number} = {}): void {
-  putAgent(clusters.member, 'member1', options.replicas)
+function putJoinedMember(
+  clusters: FakeClusters,
+  options: {replicas?: number; runtime?: 'tower' | 'ksctl'} = {},
+): void {
+  if (options.runtime === 'ksctl') putKsctlAgent(clusters.member, 'member1', AGENT_TOKEN, options.replicas)
+  else putAgent(clusters.member, 'member1', options.replicas)
   const cluster = proxyCluster('member1')
   clusters.host.put(clusterPath('member1'), {
     ...cluster,

@@ -211,7 +211,11 @@ describe("ksctl's agent manifest", () => {
     assert.deepEqual(objects.at(-1), {
       apiVersion: 'policy/v1',
       kind: 'PodDisruptionBudget',
-      metadata: {name: 'ksctl-tower-agent', namespace: 'kubesphere-system'},
+      metadata: {
+        name: 'ksctl-tower-agent',
+        namespace: 'kubesphere-system',
+        labels: {'app.kubernetes.io/name': 'ksctl-tower-agent', 'app.kubernetes.io/managed-by': 'ksctl'},
+      },
       spec: {minAvailable: 1, selector: {matchLabels: {'app.kubernetes.io/name': 'ksctl-tower-agent'}}},
     })
     const agent = container(objects)
