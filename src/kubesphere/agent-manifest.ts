@@ -217,6 +217,41 @@ function withMemberRbac(objects: ManifestObject[]): ManifestObject[] {
   return [...objects.slice(0, at), ...rbac, ...objects.slice(at)]
 }
 
+/**
+ * Every object ksctl's agent manifest can make on a member, as references (kind, name, namespace), read off the
+ * manifest itself (rendered with every option that adds an object: a CA, several replicas), so that what removes the
+ * agent (member leave, a migration back to Tower's agent) cannot miss one the manifest gained. The Deployment and its
+ * PodDisruptionBudget first, so that the agent stops dialing before the rest goes; never the Namespace, where the
+ * member's KubeSphere may live.
+ */
+export function ksctlAgentObjectRefs(): ManifestObject[] {
+  const rendered = renderKsctlAgentManifest({
+    clusterName: 'any',
+    token: 'any',
+    proxyAddress: 'wss://any:443',
+    trust: {caPem: 'any'},
+    replicas: 2,
+    image: 'any',
+  })
+  const refs = rendered
+    .filter((object) => object.kind !== 'Namespace')
+    .map(({apiVersion, kind, metadata}) => ({
+      apiVersion,
+      kind,
+      metadata: {
+        name: metadata.name,
+        ...(metadata.namespace !== undefined && {namespace: metadata.namespace}),
+      },
+    }))
+  const first = ['Deployment', 'PodDisruptionBudget']
+  // The rest in the reverse of the manifest's order, as kubectl deletes: bindings before their roles, the
+  // ServiceAccount last.
+  return [
+    ...first.flatMap((kind) => refs.filter((ref) => ref.kind === kind)),
+    ...refs.filter((ref) => !first.includes(ref.kind)).reverse(),
+  ]
+}
+
 /** What both runtimes' manifests take alike: resources, an egress proxy, replicas. */
 function customize(
   objects: ManifestObject[],

@@ -12,16 +12,10 @@ import {ClusterResource, resourceName} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {allInOrder} from '../promises.js'
 import {
-  AGENT_IMPERSONATOR_ROLE,
-  AGENT_TOKEN_ROTATION_ROLE,
-  KUBESPHERE_IDENTITY_BINDING,
-} from '../tower/shared/identity.js'
-import {
   AGENT_DEPLOYMENT_NAME,
   KSCTL_AGENT_LABELS,
   KSCTL_AGENT_NAME,
-  KSCTL_AGENT_PROXY_CA_CONFIGMAP,
-  KSCTL_AGENT_TOKEN_SECRET,
+  ksctlAgentObjectRefs,
 } from './agent-manifest.js'
 import {detectHostRuntime, type HostRuntime} from './agent-runtime.js'
 import type {KubeSphereCluster} from './cluster-object.js'
@@ -294,20 +288,10 @@ function ksctlAgentObjects(): AgentObject[] {
     ...owner,
     isOwn: (current: KubernetesObject) => isKsctlAgentObject(current) || guardsKsctlAgentPods(current),
   }
-  return [
-    {object: namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME), owner},
-    {object: namespaced('policy/v1', 'PodDisruptionBudget', KSCTL_AGENT_NAME), owner: budgetOwner},
-    ...[
-      namespaced('v1', 'Secret', KSCTL_AGENT_TOKEN_SECRET),
-      namespaced('v1', 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP),
-      namespaced('rbac.authorization.k8s.io/v1', 'RoleBinding', AGENT_TOKEN_ROTATION_ROLE),
-      namespaced('rbac.authorization.k8s.io/v1', 'Role', AGENT_TOKEN_ROTATION_ROLE),
-      clusterScoped('ClusterRoleBinding', AGENT_IMPERSONATOR_ROLE),
-      clusterScoped('ClusterRole', AGENT_IMPERSONATOR_ROLE),
-      clusterScoped('ClusterRoleBinding', KUBESPHERE_IDENTITY_BINDING),
-      namespaced('v1', 'ServiceAccount', KSCTL_AGENT_NAME),
-    ].map((object) => ({object, owner})),
-  ]
+  return ksctlAgentObjectRefs().map((object) => ({
+    object,
+    owner: object.kind === 'PodDisruptionBudget' ? budgetOwner : owner,
+  }))
 }
 
 function guardsKsctlAgentPods(budget: KubernetesObject): boolean {

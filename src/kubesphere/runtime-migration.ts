@@ -13,13 +13,10 @@ import {log} from '../log.js'
 import {redactor} from '../redact.js'
 import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
-import {AGENT_IMPERSONATOR_ROLE, KUBESPHERE_IDENTITY_BINDING} from '../tower/shared/identity.js'
 import {
   AGENT_DEPLOYMENT_NAME,
   defaultKsctlAgentImage,
-  KSCTL_AGENT_NAME,
-  KSCTL_AGENT_PROXY_CA_CONFIGMAP,
-  KSCTL_AGENT_TOKEN_SECRET,
+  ksctlAgentObjectRefs,
   renderAgentManifest,
   renderKsctlAgentManifest,
   type ProxyTrust,
@@ -537,16 +534,7 @@ function oldAgentObjects(runtime: TunnelRuntime, facts: HostFacts): ManifestObje
         : []),
     ]
   }
-  return [
-    namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME),
-    namespaced('policy/v1', 'PodDisruptionBudget', KSCTL_AGENT_NAME),
-    namespaced('v1', 'Secret', KSCTL_AGENT_TOKEN_SECRET),
-    namespaced('v1', 'ConfigMap', KSCTL_AGENT_PROXY_CA_CONFIGMAP),
-    namespaced('v1', 'ServiceAccount', KSCTL_AGENT_NAME),
-    clusterScoped('ClusterRoleBinding', AGENT_IMPERSONATOR_ROLE),
-    clusterScoped('ClusterRole', AGENT_IMPERSONATOR_ROLE),
-    clusterScoped('ClusterRoleBinding', KUBESPHERE_IDENTITY_BINDING),
-  ]
+  return ksctlAgentObjectRefs()
 }
 
 /** A client of the member through the Cluster's kubeconfig (the tunnel); undefined without one. */

@@ -371,12 +371,12 @@ describe('ksctl member leave', () => {
           ['clusters.cluster.kubesphere.io', 'member1', true],
           ['deployments', 'ksctl-tower-agent', true],
           ['poddisruptionbudgets', 'ksctl-tower-agent', true],
-          ['secrets', 'ksctl-tower-agent-token', true],
           ['configmaps', 'ksctl-tower-agent-proxy-ca', true],
+          ['secrets', 'ksctl-tower-agent-token', true],
           ['rolebindings', 'ksctl-tower-agent-token-rotation', true],
           ['roles', 'ksctl-tower-agent-token-rotation', true],
-          ['clusterrolebindings', 'ksctl-tower-agent-impersonator', true],
           ['clusterrolebindings', 'ksctl-kubesphere-identity', true],
+          ['clusterrolebindings', 'ksctl-tower-agent-impersonator', true],
           ['serviceaccounts', 'ksctl-tower-agent', true],
           ['clusterconfigurations.installer.kubesphere.io', 'ks-installer', true],
         ],
@@ -407,12 +407,8 @@ describe('ksctl member leave', () => {
       assert.deepEqual(
         lines(stderr)
           .filter((line) => /^member: delete /.test(line))
-          .slice(0, 3),
-        [
-          'member: delete Deployment cluster-agent',
-          'member: delete Deployment ksctl-tower-agent',
-          'member: delete Secret ksctl-tower-agent-token',
-        ],
+          .slice(0, 2),
+        ['member: delete Deployment cluster-agent', 'member: delete Deployment ksctl-tower-agent'],
       )
       assert.equal(clusters.member.get(agentPath), undefined)
       assert.equal(clusters.member.get(ksctlAgentPath), undefined)

@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import type {V1ClusterRole, V1ClusterRoleBinding, V1Deployment} from '@kubernetes/client-node'
 
 import {
+  ksctlAgentObjectRefs,
   AGENT_NO_PROXY,
   agentManifestYaml,
   defaultKsctlAgentImage,
@@ -271,5 +272,25 @@ describe("ksctl's runtime on a host", () => {
     assert.equal(ksctlProxyAddress('http://192.0.2.10:80', 'x'), 'wss://192.0.2.10:80')
     assert.equal(ksctlProxyAddress('https://192.0.2.10:443', 'x'), 'wss://192.0.2.10:443')
     assert.equal(ksctlProxyAddress('http://[2001:db8::1]:8080', 'x'), 'wss://[2001:db8::1]:8080')
+  })
+
+  it('lists for removal every object a manifest can make, the Deployment and its budget first, never the Namespace', () => {
+    assert.deepEqual(
+      ksctlAgentObjectRefs().map(
+        (ref) => `${ref.kind} ${ref.metadata.namespace ?? '-'}/${ref.metadata.name}`,
+      ),
+      [
+        'Deployment kubesphere-system/ksctl-tower-agent',
+        'PodDisruptionBudget kubesphere-system/ksctl-tower-agent',
+        'ConfigMap kubesphere-system/ksctl-tower-agent-proxy-ca',
+        'Secret kubesphere-system/ksctl-tower-agent-token',
+        'RoleBinding kubesphere-system/ksctl-tower-agent-token-rotation',
+        'Role kubesphere-system/ksctl-tower-agent-token-rotation',
+        'ClusterRoleBinding -/ksctl-kubesphere-identity',
+        'ClusterRoleBinding -/ksctl-tower-agent-impersonator',
+        'ClusterRole -/ksctl-tower-agent-impersonator',
+        'ServiceAccount kubesphere-system/ksctl-tower-agent',
+      ],
+    )
   })
 })
