@@ -217,6 +217,41 @@ function withMemberRbac(objects: ManifestObject[]): ManifestObject[] {
   return [...objects.slice(0, at), ...rbac, ...objects.slice(at)]
 }
 
+/** The ServiceAccount (and cluster-admin binding) of Tower's agent on 4.x members (kubesphere.md §5.2). */
+export const TOWER_AGENT_SERVICE_ACCOUNT = 'tower'
+
+/**
+ * What Tower's agent manifest puts on a member (agent-v3.yaml, agent-v4.yaml, and the PodDisruptionBudget of several
+ * replicas), as references, the Deployment first so that the agent stops dialing before the rest goes. On 4.x also
+ * its ServiceAccount `tower` and cluster-admin binding, which only the agent uses (3.x runs it as KubeSphere's own
+ * ServiceAccount, which stays).
+ */
+export function towerAgentObjectRefs(edition: Edition): ManifestObject[] {
+  const ns = KUBESPHERE_NAMESPACE
+  return [
+    {apiVersion: 'apps/v1', kind: 'Deployment', metadata: {name: AGENT_DEPLOYMENT_NAME, namespace: ns}},
+    {
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: {name: AGENT_DEPLOYMENT_NAME, namespace: ns},
+    },
+    ...(edition === '4.x'
+      ? [
+          {
+            apiVersion: 'rbac.authorization.k8s.io/v1',
+            kind: 'ClusterRoleBinding',
+            metadata: {name: TOWER_AGENT_SERVICE_ACCOUNT},
+          },
+          {
+            apiVersion: 'v1',
+            kind: 'ServiceAccount',
+            metadata: {name: TOWER_AGENT_SERVICE_ACCOUNT, namespace: ns},
+          },
+        ]
+      : []),
+  ]
+}
+
 /**
  * Every object ksctl's agent manifest can make on a member, as references (kind, name, namespace), read off the
  * manifest itself (rendered with every option that adds an object: a CA, several replicas), so that what removes the

@@ -12,10 +12,11 @@ import {ClusterResource, resourceName} from '../k8s/resources.js'
 import {log} from '../log.js'
 import {allInOrder} from '../promises.js'
 import {
-  AGENT_DEPLOYMENT_NAME,
   KSCTL_AGENT_LABELS,
   KSCTL_AGENT_NAME,
   ksctlAgentObjectRefs,
+  TOWER_AGENT_SERVICE_ACCOUNT,
+  towerAgentObjectRefs,
 } from './agent-manifest.js'
 import {detectHostRuntime, type HostRuntime} from './agent-runtime.js'
 import type {KubeSphereCluster} from './cluster-object.js'
@@ -75,7 +76,7 @@ export interface MemberLeaveResult {
 }
 
 const ALREADY_REMOVED = 'already removed'
-const SERVICE_ACCOUNT = 'tower'
+const SERVICE_ACCOUNT = TOWER_AGENT_SERVICE_ACCOUNT
 const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/
 
 /**
@@ -234,40 +235,23 @@ interface AgentObject {
   }
 }
 
-const namespaced = (apiVersion: string, kind: string, name: string): ManifestObject => ({
-  apiVersion,
-  kind,
-  metadata: {name, namespace: KUBESPHERE_NAMESPACE},
-})
-const clusterScoped = (kind: string, name: string): ManifestObject => ({
-  apiVersion: 'rbac.authorization.k8s.io/v1',
-  kind,
-  metadata: {name},
-})
-
 /**
- * What Tower's agent manifest put on the member (agent-v3.yaml, agent-v4.yaml, and the PodDisruptionBudget of
- * several replicas), Deployment first so that the agent stops dialing before anything else goes.
+ * What Tower's agent manifest put on the member ({@link towerAgentObjectRefs}); the binding `tower` only if it binds
+ * the agent's ServiceAccount.
  */
 function towerAgentObjects(edition: Edition): AgentObject[] {
-  const objects: AgentObject[] = [
-    {object: namespaced('apps/v1', 'Deployment', AGENT_DEPLOYMENT_NAME)},
-    {object: namespaced('policy/v1', 'PodDisruptionBudget', AGENT_DEPLOYMENT_NAME)},
-  ]
-  if (edition === '4.x') {
-    objects.push(
-      {
-        object: clusterScoped('ClusterRoleBinding', SERVICE_ACCOUNT),
-        owner: {
-          isOwn: isAgentBinding,
-          notOwn: `does not bind the agent's ServiceAccount ${KUBESPHERE_NAMESPACE}/${SERVICE_ACCOUNT}, so it is not the agent's`,
-          ownedBecause: "binds the agent's ServiceAccount",
-        },
-      },
-      {object: namespaced('v1', 'ServiceAccount', SERVICE_ACCOUNT)},
-    )
-  }
-  return objects
+  return towerAgentObjectRefs(edition).map((object) =>
+    object.kind === 'ClusterRoleBinding'
+      ? {
+          object,
+          owner: {
+            isOwn: isAgentBinding,
+            notOwn: `does not bind the agent's ServiceAccount ${KUBESPHERE_NAMESPACE}/${SERVICE_ACCOUNT}, so it is not the agent's`,
+            ownedBecause: "binds the agent's ServiceAccount",
+          },
+        }
+      : {object},
+  )
 }
 
 /**
@@ -557,7 +541,7 @@ function unreachableMemberNote(
   const left =
     hostRuntime.runtime === 'ksctl'
       ? [
-          `${describeObject(manifest.ref(namespaced('apps/v1', 'Deployment', KSCTL_AGENT_NAME)))} and the other ` +
+          `${describeObject({resource: 'deployments', group: 'apps', name: KSCTL_AGENT_NAME, namespace: KUBESPHERE_NAMESPACE})} and the other ` +
             `objects of ksctl's agent (labelled app.kubernetes.io/name=${KSCTL_AGENT_NAME})`,
         ]
       : towerAgentObjects(edition).map(({object}) => describeObject(manifest.ref(object)))

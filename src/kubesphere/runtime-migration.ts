@@ -14,10 +14,10 @@ import {redactor} from '../redact.js'
 import {isProxyCluster} from '../tower/proxy/kubernetes/cluster-reconcile.js'
 import {PROXY_CA_SECRET} from '../tower/proxy/kubernetes/proxy-ca.js'
 import {
-  AGENT_DEPLOYMENT_NAME,
   defaultKsctlAgentImage,
   ksctlAgentObjectRefs,
   renderAgentManifest,
+  towerAgentObjectRefs,
   renderKsctlAgentManifest,
   type ProxyTrust,
 } from './agent-manifest.js'
@@ -515,26 +515,7 @@ function newAgentObjects(
  * KubeSphere's own ServiceAccount, which stays). ksctl's: everything its manifest made but the namespace.
  */
 function oldAgentObjects(runtime: TunnelRuntime, facts: HostFacts): ManifestObject[] {
-  const namespaced = (apiVersion: string, kind: string, name: string): ManifestObject => ({
-    apiVersion,
-    kind,
-    metadata: {name, namespace: KUBESPHERE_NAMESPACE},
-  })
-  const clusterScoped = (kind: string, name: string): ManifestObject => ({
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind,
-    metadata: {name},
-  })
-  if (runtime === 'tower') {
-    return [
-      namespaced('apps/v1', 'Deployment', AGENT_DEPLOYMENT_NAME),
-      namespaced('policy/v1', 'PodDisruptionBudget', AGENT_DEPLOYMENT_NAME),
-      ...(facts.settings.edition === '4.x'
-        ? [namespaced('v1', 'ServiceAccount', 'tower'), clusterScoped('ClusterRoleBinding', 'tower')]
-        : []),
-    ]
-  }
-  return ksctlAgentObjectRefs()
+  return runtime === 'tower' ? towerAgentObjectRefs(facts.settings.edition) : ksctlAgentObjectRefs()
 }
 
 /** A client of the member through the Cluster's kubeconfig (the tunnel); undefined without one. */
