@@ -163,8 +163,8 @@ describe("runtime migration: members move between Tower's agent and ksctl's thro
           "cluster member1 (ksctl's tunnel): delete Deployment cluster-agent",
           ...(edition === '4.1'
             ? [
-                "cluster member1 (ksctl's tunnel): delete ServiceAccount tower",
                 "cluster member1 (ksctl's tunnel): delete ClusterRoleBinding tower",
+                "cluster member1 (ksctl's tunnel): delete ServiceAccount tower",
               ]
             : []),
         ],
