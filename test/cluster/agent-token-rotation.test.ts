@@ -22,7 +22,7 @@ import {until} from '../helpers/ksctl-running.js'
 import type {RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freePort} from '../testbed/http.js'
-import {adminApis, resetCluster} from '../testbed/seed.js'
+import {adminApis, createCluster, resetCluster} from '../testbed/seed.js'
 import {run, snapshot} from './cluster-state.js'
 import {testBed} from './hooks.js'
 import {pointTowerServiceAt, routeClusterService, runAppliedAgent} from './ksctl-runtime-parts.js'
@@ -327,16 +327,9 @@ describe('agent-token rotate: what it refuses, and its dry run', function () {
     const kubeconfig = testBed().kubeconfigPath
     await resetCluster(kubeconfig, 'host', 'ks41-host', {proxyPublishAddress: 'https://127.0.0.1:30721'})
     const token = 'f'.repeat(64)
-    await adminApis(kubeconfig, 'host').custom.createClusterCustomObject({
-      group: 'cluster.kubesphere.io',
-      version: 'v1alpha1',
-      plural: 'clusters',
-      body: {
-        apiVersion: 'cluster.kubesphere.io/v1alpha1',
-        kind: 'Cluster',
-        metadata: {name: 'member1'},
-        spec: {joinFederation: true, connection: {type: 'proxy', token}},
-      },
+    await createCluster(adminApis(kubeconfig, 'host'), 'member1', {
+      joinFederation: true,
+      connection: {type: 'proxy', token},
     })
     return token
   }

@@ -15,7 +15,7 @@ import {until} from '../helpers/ksctl-running.js'
 import {runPod, type RunningPod} from '../helpers/pod-runner.js'
 import {tempDir} from '../helpers/temp-dir.js'
 import {freeClusterPorts, freePort} from '../testbed/http.js'
-import {adminApis, resetCluster} from '../testbed/seed.js'
+import {adminApis, createCluster, resetCluster} from '../testbed/seed.js'
 import {testBed} from './hooks.js'
 import {clusterObjects} from './ksctl-runtime-parts.js'
 
@@ -468,17 +468,7 @@ describe('the ksctl image', function () {
       })
       cleanups.push(() => member.rbac.deleteClusterRoleBinding({name: 'ksctl-image-test-read-namespaces'}))
 
-      await host.custom.createClusterCustomObject({
-        group: 'cluster.kubesphere.io',
-        version: 'v1alpha1',
-        plural: 'clusters',
-        body: {
-          apiVersion: 'cluster.kubesphere.io/v1alpha1',
-          kind: 'Cluster',
-          metadata: {name: 'member1'},
-          spec: {joinFederation: true, connection: {type: 'proxy'}},
-        },
-      })
+      await createCluster(host, 'member1', {joinFederation: true, connection: {type: 'proxy'}})
 
       const log = (line: string) => (process.env.KSCTL_TEST_POD_LOG === '1' ? console.error(line) : undefined)
       const proxy = await runPod({

@@ -36,6 +36,16 @@ export function adminApis(kubeconfigPath: string, context: string) {
 
 type Apis = ReturnType<typeof adminApis>
 
+/** Creates a KubeSphere Cluster `name` with `spec` on a test-bed cluster, as the console or Tower would leave it. */
+export async function createCluster(apis: Apis, name: string, spec: Record<string, unknown>): Promise<void> {
+  await apis.custom.createClusterCustomObject({
+    group: 'cluster.kubesphere.io',
+    version: 'v1alpha1',
+    plural: 'clusters',
+    body: {apiVersion: 'cluster.kubesphere.io/v1alpha1', kind: 'Cluster', metadata: {name}, spec},
+  })
+}
+
 /**
  * Makes one test-bed cluster look exactly like a fixture: removes what earlier tests or fixtures left
  * (KubeSphere objects, the kubesphere-system namespace's contents), then seeds the fixture as the playground
